@@ -1,0 +1,45 @@
+# ocrft: `make demo` and `make test` do all set-up on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast test-all bench lint mlflow-ui dashboard install clean help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24"
+	$(PIP) install -q -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install ocrft with its test extras
+
+demo: $(STAMP) ## run the embedded demo end to end (CPU, about 5 minutes)
+	$(PY) -m ocrft +experiment=demo
+
+test: $(STAMP) ## everything but GPU tests (what CI runs)
+	$(PY) -m pytest -m "not gpu" -q
+
+test-fast: $(STAMP) ## the quick edit loop: no slow or GPU tests
+	$(PY) -m pytest -m "not slow and not gpu" -q
+
+test-all: $(STAMP) ## every test, GPU ones included (needs CUDA)
+	$(PY) -m pytest -q
+
+bench: $(STAMP) ## benchmarks: each prints a ratio against a baseline run beside it
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+lint: $(STAMP) ## byte-compile everything (catches syntax errors fast)
+	$(PY) -m compileall -q ocrft hydra_plugins tests bench
+
+mlflow-ui: $(STAMP) ## open the MLflow UI on the local store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
+
+dashboard: $(STAMP) ## open optuna-dashboard on the local study store
+	$(VENV)/bin/optuna-dashboard sqlite:///optuna.db --host 127.0.0.1
+
+clean: ## remove run outputs (not the venv)
+	rm -rf outputs multirun

@@ -1,0 +1,290 @@
+"""Typed schemas for every config group; the only user of Hydra's ConfigStore.
+
+Each YAML in conf/<group>/ extends the schema stored here as ``base_<group>`` so a
+misspelt key or a wrongly typed value fails when Hydra composes the config, before any
+model is loaded. Keys are named after the library keyword they feed (``peft.r``,
+``train.learning_rate``): that one name is also the CLI override, the MLflow param and the
+Optuna parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+
+class Task(str, Enum):
+    train = "train"
+    eval = "eval"
+    predict = "predict"
+    prepare = "prepare"
+    merge = "merge"
+    serve = "serve"
+    analyze = "analyze"
+    report = "report"
+
+
+class OnError(str, Enum):
+    raise_ = "raise"
+    skip = "skip"
+
+
+@dataclass
+class ModelConfig:
+    """A local checkpoint (hub id, folder, or ocrft run folder) or a remote endpoint."""
+
+    family: str = MISSING  # key of ocrft.models.registry.FAMILIES, or "endpoint"
+    path: str = MISSING  # hub id, local checkpoint folder, or an ocrft run folder
+    name: Optional[str] = None  # display name in results and MLflow; defaults to path
+    dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
+    trust_remote_code: bool = False  # never on unless the user asks
+    attn_implementation: Optional[str] = "sdpa"
+    # Dynamic-resolution families (Qwen) bound the pixels per image; fixed-size families
+    # (Gemma 3, PaliGemma) resize to their processor's size and ignore these.
+    min_pixels: Optional[int] = None
+    max_pixels: Optional[int] = None
+    # Remote endpoints (model=endpoint); see conf/provider/*.yaml.
+    provider: Optional[str] = None
+    base_url: Optional[str] = None
+    remote_model: Optional[str] = None
+    api_key_env: Optional[str] = None
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    timeout: float = 60.0
+    stream: bool = False
+    max_retries: int = 5
+
+
+@dataclass
+class DataConfig:
+    """Where records come from. Every reader yields the same record (ocrft.data.record)."""
+
+    format: str = MISSING  # reader name: synthetic, json_ocr, jsonl_vision, messages, page_xml, alto
+    # A single file (split on the fly with the ratios below) or a folder holding
+    # train/val/test files of `format` (what task=prepare writes).
+    path: Optional[str] = None
+    train_file: Optional[str] = None
+    val_file: Optional[str] = None
+    test_file: Optional[str] = None
+    on_error: OnError = OnError.raise_
+    train_ratio: float = 0.8
+    val_ratio: float = 0.1
+    split_seed: int = 42
+    # task=prepare: import source and target
+    input_dir: Optional[str] = None
+    output_dir: Optional[str] = None
+    # line cropping for page_xml / alto imports
+    target_height: int = 128
+    preserve_aspect_ratio: bool = True
+    padding: int = 4
+    mask: bool = False
+    # synthetic lines
+    num_train: int = 256
+    num_val: int = 32
+    num_test: int = 32
+    fonts: list[str] = field(default_factory=list)  # font files or names; [] = machine's DejaVu fonts
+    font_size: list[int] = field(default_factory=lambda: [22, 26])
+    charset: str = "latin"  # latin, cyrillic, digits, or a literal alphabet
+    min_chars: int = 4
+    max_chars: int = 12
+    noise: float = 0.0  # std of gaussian pixel noise, 0..1
+    blur: float = 0.0  # gaussian blur radius in pixels
+    skew: float = 0.0  # max rotation in degrees
+    invert: bool = False  # light text on dark background
+    image_height: int = 32
+    cache_dir: Optional[str] = None  # where rendered synthetic images go; default under the run
+
+
+@dataclass
+class PromptConfig:
+    text: str = MISSING
+    system: Optional[str] = None
+
+
+@dataclass
+class PeftConfig:
+    method: str = "lora"  # lora, dora, none (full fine-tuning)
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: Optional[list[str]] = None  # None = the family's default targets
+    freeze_vision: bool = True
+
+
+@dataclass
+class QuantConfig:
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
+    bnb_4bit_quant_type: str = "nf4"
+    bnb_4bit_use_double_quant: bool = True
+    bnb_4bit_compute_dtype: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = 2e-4
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
+    max_length: Optional[int] = 2048
+    logging_steps: int = 10
+    save_steps: int = 100
+    save_total_limit: int = 2
+    # None = decide from the device: bf16 and gradient checkpointing on CUDA, off on CPU.
+    bf16: Optional[bool] = None
+    gradient_checkpointing: Optional[bool] = None
+    group_by_length: bool = True
+    dataloader_num_workers: int = 0
+    resume: bool = True  # continue from the last checkpoint found in run_dir
+
+
+@dataclass
+class NormalizationConfig:
+    """Applied to prediction and reference before scoring; stored with every result."""
+
+    nfkc: bool = True
+    collapse_whitespace: bool = True
+    lowercase: bool = False
+    remove_punctuation: bool = False
+    fullwidth_to_halfwidth: bool = False
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    limit: Optional[int] = None  # first N samples
+    batch_size: int = 8
+    workers: int = 4  # concurrent requests for model=endpoint
+    save_interval: int = 0  # checkpoint every N samples (0 = only at the end)
+    max_new_tokens: int = 128
+    repetition_penalty: float = 1.0
+    num_beams: int = 1
+    # during training
+    before_after: bool = True  # score the eval split before and after training
+    every_n_steps: int = 0  # generation-based validation every N steps (0 = off)
+    val_subset: int = 16  # fixed first-N of the val split used for that validation
+    metric: str = "cer"  # validation metric for best checkpoint, early stopping, sweeps
+    greater_is_better: bool = False
+    early_stopping_patience: Optional[int] = None
+    bleu_tokenize: str = "13a"  # sacrebleu tokenizer: 13a, zh, char, none
+    json_target: Optional[bool] = None  # None = detect from the references
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment: Optional[str] = None  # default: the experiment or task name
+    log_model: bool = True  # adapter / merged weights as artifacts
+
+
+@dataclass
+class SearchParam:
+    path: str = MISSING  # dotted config key, e.g. train.learning_rate
+    type: str = MISSING  # float, int, categorical
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    step: Optional[float] = None
+    choices: Optional[list[Any]] = None
+
+
+@dataclass
+class SearchSpaceConfig:
+    params: list[SearchParam] = field(default_factory=list)
+
+
+@dataclass
+class TrialConfig:
+    """Identity of an Optuna trial, set by the sweeper so the job can report to it."""
+
+    storage: Optional[str] = None
+    study_name: Optional[str] = None
+    trial_number: Optional[int] = None
+
+
+@dataclass
+class PredictConfig:
+    input: Optional[str] = None  # an image or a folder of images
+    output: Optional[str] = None  # default: run_dir
+
+
+@dataclass
+class ReportConfig:
+    results: Optional[str] = None  # results file to render (and re-score)
+    compare: Optional[str] = None  # a second results file: comparison report
+    output: Optional[str] = None  # default: run_dir/report.html
+    rescore: bool = True  # re-score with the current eval.normalization
+
+
+@dataclass
+class MergeConfig:
+    output_dir: Optional[str] = None  # default: run_dir/merged
+    check_samples: int = 4
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key_env: Optional[str] = None  # env var holding the bearer key; None = no auth
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_batch_size: int = 8
+    batch_wait_ms: int = 10
+
+
+@dataclass
+class RunConfig:
+    task: str = "train"  # one of Task; chosen by the task group (conf/task)
+    seed: int = 42
+    run_name: Optional[str] = None
+    run_dir: str = MISSING
+    experiment_name: Optional[str] = None  # set by +experiment=...; names the MLflow experiment
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    prompt: PromptConfig = MISSING
+    peft: PeftConfig = MISSING
+    quant: QuantConfig = MISSING
+    train: TrainConfig = MISSING
+    eval: EvalConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    trial: TrialConfig = field(default_factory=TrialConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+
+_GROUPS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "prompt": PromptConfig,
+    "peft": PeftConfig,
+    "quant": QuantConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "tracking": TrackingConfig,
+    "search_space": SearchSpaceConfig,
+}
+
+
+def register_configs() -> None:
+    """Store the root schema and one ``base_<group>`` schema per group."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RunConfig)
+    for group, schema in _GROUPS.items():
+        cs.store(group=group, name=f"base_{group}", node=schema)

@@ -1,0 +1,1 @@
+"""Data: readers that all yield ocrft.data.record.Record, importers, synthetic data."""
