@@ -56,6 +56,10 @@ class ModelConfig:
     timeout: float = 60.0
     stream: bool = False
     max_retries: int = 5
+    # Exponential backoff with full jitter between retries: wait ~U(0, min(backoff_max,
+    # backoff_base * 2**attempt)) seconds; a server's Retry-After wins, capped at backoff_max.
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
 
 
 @dataclass
@@ -131,7 +135,7 @@ class TrainConfig:
     per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.03
+    warmup_steps: float = 0.03  # steps, or a ratio of all steps when < 1 (transformers v5)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     optim: str = "adamw_torch"
@@ -142,7 +146,7 @@ class TrainConfig:
     # None = decide from the device: bf16 and gradient checkpointing on CUDA, off on CPU.
     bf16: Optional[bool] = None
     gradient_checkpointing: Optional[bool] = None
-    group_by_length: bool = True
+    train_sampling_strategy: str = "group_by_length"  # batches of similar length: less padding
     dataloader_num_workers: int = 0
     resume: bool = True  # continue from the last checkpoint found in run_dir
 
@@ -242,6 +246,8 @@ class ServeConfig:
     max_image_pixels: int = 40_000_000
     max_batch_size: int = 8
     batch_wait_ms: int = 10
+    # Default when a request names no max_tokens, and the most a request may ask for.
+    max_new_tokens: int = 1024
 
 
 @dataclass

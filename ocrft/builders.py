@@ -1,0 +1,102 @@
+"""Typed config -> library objects (LoraConfig, BitsAndBytesConfig, SFTConfig). Nothing else
+turns configs into library calls, so model and data code receive plain arguments."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger(__name__)
+
+
+def on_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def build_bnb_config(quant, dtype: str = "auto"):
+    """BitsAndBytesConfig for quant=4bit/8bit, or None for quant=none."""
+    if not (quant.load_in_4bit or quant.load_in_8bit):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    from ocrft.models.loading import torch_dtype
+
+    compute = torch_dtype(dtype if quant.bnb_4bit_compute_dtype == "auto" else quant.bnb_4bit_compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=quant.load_in_4bit,
+        load_in_8bit=quant.load_in_8bit,
+        bnb_4bit_quant_type=quant.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=quant.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=compute,
+    )
+
+
+def lora_targets(peft_cfg, family) -> str | list[str]:
+    """PEFT target_modules: the family's language-model layers unless the config names some.
+
+    With ``freeze_vision`` the names are confined to the language model (SigLIP towers use
+    the same q_proj/k_proj names); without it, every linear layer gets an adapter.
+    """
+    if peft_cfg.target_modules:
+        names = list(peft_cfg.target_modules)
+        if not peft_cfg.freeze_vision:
+            return names
+        return rf".*language_model.*\.({'|'.join(names)})"
+    return family.default_lora_targets if peft_cfg.freeze_vision else "all-linear"
+
+
+def build_peft_config(peft_cfg, family):
+    """LoraConfig for peft=lora/dora, None for peft=none."""
+    if peft_cfg.method == "none":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=peft_cfg.r,
+        lora_alpha=peft_cfg.lora_alpha,
+        lora_dropout=peft_cfg.lora_dropout,
+        target_modules=lora_targets(peft_cfg, family),
+        use_dora=peft_cfg.method == "dora",
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_sft_config(train, seed: int, output_dir: Path, max_length: Optional[int], world_size: int = 1):
+    """SFTConfig from TrainConfig. bf16 and gradient checkpointing follow the device unless set:
+    TRL turns both on by default, which fails or crawls on CPU."""
+    from trl import SFTConfig
+
+    cuda = on_cuda()
+    bf16 = cuda if train.bf16 is None else train.bf16
+    checkpointing = cuda if train.gradient_checkpointing is None else train.gradient_checkpointing
+    return SFTConfig(
+        output_dir=str(output_dir),
+        learning_rate=train.learning_rate,
+        num_train_epochs=train.num_train_epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        lr_scheduler_type=train.lr_scheduler_type,
+        warmup_steps=train.warmup_steps,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        optim=train.optim,
+        logging_steps=train.logging_steps,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        seed=seed,
+        bf16=bf16,
+        gradient_checkpointing=checkpointing,
+        use_cpu=not cuda,
+        train_sampling_strategy=train.train_sampling_strategy,
+        dataloader_num_workers=train.dataloader_num_workers,
+        max_length=max_length,
+        report_to="none",  # ocrft's own tracker logs; no double logging
+        remove_unused_columns=False,  # the collator needs image paths and prompts
+        dataset_kwargs={"skip_prepare_dataset": True},
+        ddp_find_unused_parameters=False if world_size > 1 else None,
+    )

@@ -1,0 +1,1 @@
+"""Model families: one small adapter per family, listed in registry.FAMILIES."""

@@ -1,0 +1,158 @@
+"""Resolve ``model.path`` and load model + processor through ``from_pretrained``.
+
+``model.path`` may be a hub id, a local checkpoint folder, an ocrft run folder (its base
+model plus the adapter it trained), ``tiny:<family>`` (a tiny random checkpoint built
+offline on first use) or ``asset:<name>`` (a checkpoint shipped inside ocrft).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ocrft.models.registry import get_family
+
+log = logging.getLogger(__name__)
+
+MODEL_CARD = "ocrft_model.json"  # written beside every adapter / full model ocrft saves
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+class ModelPathError(ValueError):
+    """model.path names nothing loadable; the message says what was tried."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    family: str
+    base_path: str  # what from_pretrained loads the base model and processor from
+    adapter_path: Optional[str] = None  # a PEFT adapter to apply on top
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("OCRFT_CACHE", Path.home() / ".cache" / "ocrft"))
+
+
+def ensure_tiny(family: str, root: Optional[Path] = None) -> Path:
+    """Build the tiny ``family`` checkpoint once (atomically) and return its folder."""
+    out = (root or cache_dir() / "tiny") / family
+    if (out / "config.json").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{family}.", dir=out.parent))
+    try:
+        log.info("building tiny %s checkpoint in %s", family, out)
+        get_family(family).build_tiny(tmp)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process built it first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def resolve_model(family: str, path: str) -> ResolvedModel:
+    """Turn ``model.family``/``model.path`` into what to load (see module docstring)."""
+    if path.startswith("tiny:"):
+        tiny_family = path.split(":", 1)[1] or family
+        return ResolvedModel(tiny_family, str(ensure_tiny(tiny_family)))
+    if path.startswith("asset:"):
+        local = ASSETS / path.split(":", 1)[1]
+        if not local.is_dir():
+            raise ModelPathError(f"model.path={path!r}: no asset folder {local}")
+        return ResolvedModel(family, str(local))
+    local = Path(path).expanduser()
+    if local.is_dir():
+        for sub in (local, local / "adapter", local / "model", local / "best"):
+            card = sub / MODEL_CARD
+            if card.exists():
+                meta = json.loads(card.read_text())
+                if meta.get("adapter"):
+                    base = resolve_model(meta["family"], meta["base_path"])
+                    return ResolvedModel(meta["family"], base.base_path, str(sub))
+                return ResolvedModel(meta["family"], str(sub))
+        if (local / "adapter_config.json").exists():
+            base = json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
+            return ResolvedModel(family, resolve_model(family, base).base_path, str(local))
+        if (local / "run.json").exists():
+            raise ModelPathError(f"model.path={path!r} is an ocrft run folder without a saved model (did it finish?)")
+        if not (local / "config.json").exists():
+            raise ModelPathError(f"model.path={path!r} is a folder without config.json: not a checkpoint")
+        return ResolvedModel(family, str(local))
+    if path.startswith((".", "/", "~")) or os.sep in path and path.count("/") > 1:
+        raise ModelPathError(f"model.path={path!r} does not exist")
+    return ResolvedModel(family, path)  # a hub id; loading fails clearly when offline
+
+
+def check_family(resolved: ResolvedModel, declared: str) -> None:
+    """Refuse a checkpoint of another family than ``model.family`` says (before loading it)."""
+    config_file = Path(resolved.base_path) / "config.json"
+    if not config_file.exists():
+        return  # hub id: transformers checks the architecture itself
+    model_type = json.loads(config_file.read_text()).get("model_type", "")
+    # Family names are the transformers model_type of their checkpoints.
+    if model_type != declared:
+        raise ModelPathError(
+            f"model.family={declared!r} but {config_file} is a {model_type!r} checkpoint; "
+            f"set model.family to the checkpoint's family"
+        )
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+            "float16": torch.float16, "fp16": torch.float16}[name]  # fmt: skip
+
+
+def load_processor(resolved: ResolvedModel, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None):
+    processor = get_family(resolved.family).load_processor(resolved.base_path, min_pixels, max_pixels)
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return processor
+
+
+def load_model(
+    resolved: ResolvedModel,
+    dtype: str = "auto",
+    quantization_config: Any = None,
+    attn_implementation: Optional[str] = "sdpa",
+    trust_remote_code: bool = False,
+    adapter_trainable: bool = False,
+):
+    """Load the base model (quantized if asked) and apply the adapter, if any."""
+    import torch
+    import transformers
+
+    family = get_family(resolved.family)
+    model_class = getattr(transformers, family.model_class)
+    kwargs: dict[str, Any] = dict(dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, use_safetensors=True)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = {"": _device()}
+    log.info("loading %s from %s", family.model_class, resolved.base_path)
+    model = model_class.from_pretrained(resolved.base_path, **kwargs)
+    if resolved.adapter_path:
+        from peft import PeftModel
+
+        log.info("applying adapter %s", resolved.adapter_path)
+        model = PeftModel.from_pretrained(model, resolved.adapter_path, is_trainable=adapter_trainable)
+    return model
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,90 @@
+"""PaliGemma: a prefix-LM (image tokens + prompt attend bidirectionally), no chat template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ocrft.models.family import ModelFamily
+
+_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"]
+_TINY_IMAGE, _TINY_PATCH = 64, 8
+
+
+def load_processor(path: str, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None):
+    from transformers import PaliGemmaProcessor
+
+    return PaliGemmaProcessor.from_pretrained(path)
+
+
+def format_prompt(processor, prompt: str, system: Optional[str] = None) -> str:
+    # The processor itself lays out "<image>*N <bos> prompt \n"; a system text has no slot.
+    text = f"{system}\n{prompt}" if system else prompt
+    return f"<image>{text}"
+
+
+def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4) -> None:
+    import torch
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    from ocrft.models.charset_tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(
+        _SPECIALS, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>", image_token="<image>"
+    )
+    image_processor = SiglipImageProcessorPil(
+        size={"height": _TINY_IMAGE, "width": _TINY_IMAGE}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    image_processor.image_seq_length = (_TINY_IMAGE // _TINY_PATCH) ** 2
+    # The processor adds PaliGemma's <loc>/<seg> tokens to the tokenizer, so size the model after it.
+    processor = PaliGemmaProcessor(image_processor, tokenizer)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIALS}
+    config = PaliGemmaConfig(
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=_TINY_IMAGE,
+            patch_size=_TINY_PATCH,
+            projection_dim=hidden_size,
+        ),
+        text_config=dict(
+            model_type="gemma",
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 2,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=1,
+            head_dim=hidden_size // heads,
+            max_position_embeddings=4096,
+            pad_token_id=ids["<pad>"],
+            eos_token_id=ids["<eos>"],
+            bos_token_id=ids["<bos>"],
+        ),
+        image_token_index=ids["<image>"],
+        vocab_size=len(tokenizer),
+        projection_dim=hidden_size,
+        hidden_size=hidden_size,
+    )
+    torch.manual_seed(0)
+    model = PaliGemmaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids["<eos>"]
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
+PALIGEMMA = ModelFamily(
+    name="paligemma",
+    model_class="PaliGemmaForConditionalGeneration",
+    load_processor=load_processor,
+    format_prompt=format_prompt,
+    target_suffix=lambda processor: processor.tokenizer.eos_token,
+    build_tiny=build_tiny,
+    suffix_token_type=1,
+    vision_modules=("vision_tower", "multi_modal_projector"),
+)

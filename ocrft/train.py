@@ -1,0 +1,116 @@
+"""task=train: LoRA/QLoRA/full SFT of a VLM on OCR records with TRL's SFTTrainer.
+
+Reads top to bottom: model -> processor -> data -> peft/quant -> trainer -> train -> eval -> save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from ocrft.runner import RunContext, TaskResult
+
+log = logging.getLogger(__name__)
+
+
+def run_training(cfg, ctx: RunContext) -> TaskResult:
+    from ocrft import builders
+    from ocrft.collate import Collator
+    from ocrft.data.loading import load_data
+    from ocrft.datasets_hf import TrainCollator, to_train_dataset
+    from ocrft.evaluate import evaluate_records
+    from ocrft.generation import Generator
+    from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
+    from ocrft.models.registry import get_family
+    from ocrft.training_setup import apply_peft, last_checkpoint, make_callbacks, save_model, world
+
+    run_dir = ctx.run_dir
+    # 1. model family and checkpoint
+    resolved = resolve_model(cfg.model.family, cfg.model.path)
+    check_family(resolved, cfg.model.family)
+    family = get_family(resolved.family)
+    # 2. processor
+    processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels)
+    # 3. data
+    data = load_data(cfg.data, run_dir)
+    train_set = to_train_dataset(data.splits["train"], cfg.prompt.text)
+    log.info("data: %s; skipped: %s", {k: len(v) for k, v in data.splits.items()}, data.skipped or "none")
+    # 4. model, quantization, adapter
+    bnb = builders.build_bnb_config(cfg.quant, cfg.model.dtype)
+    model = load_model(resolved, cfg.model.dtype, bnb, cfg.model.attn_implementation, cfg.model.trust_remote_code,
+                       adapter_trainable=True)  # fmt: skip
+    model = apply_peft(model, cfg.peft, family, quantized=bnb is not None)
+    # 5. trainer
+    collator = Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length)
+    generator = Generator(model, processor, family, cfg.prompt.system, cfg.eval.max_new_tokens,
+                          cfg.eval.repetition_penalty, cfg.eval.num_beams)  # fmt: skip
+    args = builders.build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world().size)
+    validation, callbacks = make_callbacks(cfg, ctx, generator, data.splits.get("val", []), processor, family)
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(model=model, args=args, data_collator=TrainCollator(collator), train_dataset=train_set,
+                         processing_class=processor, callbacks=callbacks)  # fmt: skip
+    eval_records = data.splits.get(cfg.eval.split) or []
+    eval_records = eval_records[: cfg.eval.limit] if cfg.eval.limit else eval_records
+    metrics: dict[str, float] = {"data/train_samples": len(train_set), **{f"data/skipped_{k}": v for k, v in data.skipped.items()}}
+    paths: dict[str, str] = {}
+    resume = last_checkpoint(run_dir / "checkpoints") if cfg.train.resume else None
+    # 6. score the eval split before training (not again on resume: the first run did)
+    if cfg.eval.before_after and eval_records and resume is None and world().is_main:
+        before, p = evaluate_records(generator, eval_records, cfg, run_dir, "results_before", "eval before")
+        metrics.update({f"eval_before/{k}": v for k, v in before.items() if isinstance(v, (int, float))})
+        paths.update(p)
+        ctx.tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith("eval_before/")}, step=0)
+    # 7. train (resuming from the last checkpoint of an interrupted run)
+    if resume:
+        log.info("resuming from %s", resume)
+    t0 = time.time()
+    out = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.time() - t0
+    metrics.update(train_metrics(out, trainer, seconds))
+    ctx.tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith(("train/", "system/"))})
+    if validation is not None and validation.best is not None:
+        metrics[f"val/{cfg.eval.metric}"] = validation.best
+        metrics["val/best_step"] = validation.best_step
+    if validation is not None and validation.pruned:
+        return TaskResult(metrics=metrics, paths=paths, status="pruned")
+    # 8. save adapter (or full model) + processor + the resolved config beside it
+    if world().is_main:
+        paths["model"] = str(save_model(trainer.model, processor, resolved, cfg, run_dir))
+        ctx.tracker.log_artifact(paths["model"], "model") if cfg.tracking.log_model else None
+    # 9. score the eval split after training
+    if eval_records and world().is_main:
+        after, p = evaluate_records(generator, eval_records, cfg, run_dir, "results", "eval after")
+        metrics.update({f"eval/{k}": v for k, v in after.items() if isinstance(v, (int, float))})
+        paths.update(p)
+        ctx.tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith("eval/")})
+        for key in ("results", "results_report", "results_before", "results_before_report"):
+            if key in paths:
+                ctx.tracker.log_artifact(paths[key])
+    return TaskResult(metrics=metrics, paths=paths)
+
+
+def train_metrics(out, trainer, seconds: float) -> dict[str, float]:
+    """Loss, throughput and peak memory of the finished training."""
+    import resource
+
+    import torch
+
+    state = trainer.state
+    samples = state.global_step * trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
+    samples *= trainer.args.world_size
+    metrics = {
+        "train/loss": float(out.training_loss),
+        "train/global_step": float(state.global_step),
+        "system/train_seconds": round(seconds, 2),
+        "system/samples_per_second": round(samples / max(seconds, 1e-9), 3),
+        "system/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if torch.cuda.is_available():
+        metrics["system/peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    first = next((h["loss"] for h in state.log_history if "loss" in h), None)
+    if first is not None:
+        metrics["train/first_loss"] = float(first)
+    return metrics

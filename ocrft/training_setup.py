@@ -1,0 +1,128 @@
+"""The pieces train.py assembles: adapters, callbacks, checkpoints, saving, process rank."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class World:
+    size: int
+    rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def world() -> World:
+    """This process's place in a torchrun/accelerate launch (1 process otherwise)."""
+    return World(size=int(os.environ.get("WORLD_SIZE", 1)), rank=int(os.environ.get("RANK", 0)))
+
+
+def freeze_vision(model, family) -> int:
+    """Freeze the vision tower and projector; returns how many parameters were frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if any(part in name for part in family.vision_modules):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
+def apply_peft(model, peft_cfg, family, quantized: bool):
+    """Wrap ``model`` with LoRA/DoRA (or prepare it for full fine-tuning)."""
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    from ocrft.builders import build_peft_config, on_cuda
+
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=on_cuda())
+    if isinstance(model, PeftModel):
+        log.info("continuing training of the loaded adapter")
+    elif peft_cfg.method == "none":
+        if peft_cfg.freeze_vision:
+            log.info("froze %d vision parameters", freeze_vision(model, family))
+    else:
+        model = get_peft_model(model, build_peft_config(peft_cfg, family))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
+    return model
+
+
+def last_checkpoint(folder: Path) -> Optional[str]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def make_callbacks(cfg, ctx, generator, val_records, processor, family):
+    """Tracker logging, generation-based validation (with pruning and best-model saving)."""
+    from ocrft.validation import make_validate, trainer_callback_class
+
+    callbacks = []
+    tracker_cb = ctx.tracker.trainer_callback()
+    if tracker_cb is not None:
+        callbacks.append(tracker_cb)
+    if not (cfg.eval.every_n_steps and val_records):
+        if cfg.eval.every_n_steps:
+            log.warning("eval.every_n_steps=%d but the val split is empty: no validation", cfg.eval.every_n_steps)
+        return None, callbacks
+    subset = list(val_records)[: cfg.eval.val_subset]
+    reporter = None
+    if cfg.trial.storage:
+        from ocrft.search import TrialReporter
+
+        reporter = TrialReporter.from_config(cfg.trial)
+    validation = trainer_callback_class()(
+        validate=make_validate(generator, subset, cfg.prompt.text, cfg.eval.batch_size, cfg.eval),
+        every_n_steps=cfg.eval.every_n_steps,
+        metric=cfg.eval.metric,
+        greater_is_better=cfg.eval.greater_is_better,
+        log_metrics=lambda m, step: ctx.tracker.log_metrics(m, step=step),
+        save_best=lambda: save_model(generator.model, processor, None, cfg, ctx.run_dir, name="best"),
+        patience=cfg.eval.early_stopping_patience,
+        reporter=reporter,
+    )
+    callbacks.append(validation)
+    return validation, callbacks
+
+
+def save_model(model, processor, resolved, cfg, run_dir: Path, name: Optional[str] = None) -> Path:
+    """Save the adapter (or full model) with its processor, model card and config, atomically.
+
+    A kill mid-save leaves the previous copy in place: the new one is written beside it and
+    swapped in by rename.
+    """
+    from peft import PeftModel
+
+    from ocrft.models.loading import MODEL_CARD, resolve_model
+    from ocrft.redact import redacted_yaml
+
+    is_adapter = isinstance(model, PeftModel)
+    target = run_dir / (name or ("adapter" if is_adapter else "model"))
+    tmp = run_dir / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    base = (resolved or resolve_model(cfg.model.family, cfg.model.path)).base_path
+    card = {"family": cfg.model.family, "base_path": base, "adapter": is_adapter, "source_model_path": cfg.model.path}
+    (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2))
+    (tmp / "ocrft_config.yaml").write_text(redacted_yaml(cfg))
+    old = run_dir / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target

@@ -1,0 +1,103 @@
+"""Generation-based validation during training: CER on generated text, not loss on logits.
+
+Every ``eval.every_n_steps`` the model transcribes a fixed subset of the val split; the
+metric is logged, reported to an Optuna trial (which may prune), drives best-checkpoint
+selection and early stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from ocrft.data.record import Record
+
+log = logging.getLogger(__name__)
+
+
+def trainer_callback_class():
+    from transformers import TrainerCallback
+
+    class ValidationCallback(TrainerCallback):
+        """Runs validation on step ends and at the end of training."""
+
+        def __init__(
+            self,
+            validate: Callable[[], dict],
+            every_n_steps: int,
+            metric: str,
+            greater_is_better: bool,
+            log_metrics: Callable[[dict, int], None],
+            save_best: Callable[[], None],
+            patience: Optional[int] = None,
+            reporter: Any = None,
+        ):
+            self.validate = validate
+            self.every = every_n_steps
+            self.metric = metric
+            self.sign = 1 if greater_is_better else -1
+            self.log_metrics = log_metrics
+            self.save_best = save_best
+            self.patience = patience
+            self.reporter = reporter
+            self.best: Optional[float] = None
+            self.best_step: Optional[int] = None
+            self.bad_rounds = 0
+            self.pruned = False
+            self.last_step = -1
+            self.history: list[tuple[int, float]] = []
+
+        def _run(self, step: int, control) -> None:
+            if step == self.last_step:
+                return
+            self.last_step = step
+            metrics = self.validate()
+            value = metrics[self.metric]
+            self.history.append((step, value))
+            self.log_metrics({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step)
+            log.info("step %d: val/%s = %.4f", step, self.metric, value)
+            if self.best is None or (not math.isnan(value) and self.sign * value > self.sign * self.best):
+                self.best, self.best_step, self.bad_rounds = value, step, 0
+                self.save_best()
+            else:
+                self.bad_rounds += 1
+                if self.patience and self.bad_rounds >= self.patience:
+                    log.info("early stopping: no improvement in %d validations", self.bad_rounds)
+                    control.should_training_stop = True
+            if self.reporter is not None:
+                self.reporter.report(value, step)
+                if self.reporter.should_prune():
+                    log.info("trial pruned at step %d (val/%s = %.4f)", step, self.metric, value)
+                    self.pruned = True
+                    control.should_training_stop = True
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.every and state.global_step % self.every == 0 and state.is_world_process_zero:
+                self._run(state.global_step, control)
+            return control
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.every and not self.pruned and state.is_world_process_zero:
+                self._run(state.global_step, control)
+            return control
+
+    return ValidationCallback
+
+
+def make_validate(generator, records: Sequence[Record], prompt: str, batch_size: int, eval_cfg) -> Callable[[], dict]:
+    """A closure scoring the generator on a fixed subset (no files written)."""
+    from ocrft.datasets_hf import image_loaders, prompts_for
+    from ocrft.generation import generate_all
+    from ocrft.metrics import score
+
+    loaders = image_loaders(records)
+    prompts = prompts_for(records, prompt)
+    references = [r.text for r in records]
+
+    def validate() -> dict:
+        predictions = generate_all(generator, loaders, prompts, batch_size)
+        return score(predictions, references, normalization=eval_cfg.normalization, bleu_tokenize=eval_cfg.bleu_tokenize)
+
+    return validate
