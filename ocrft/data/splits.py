@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ocrft.data.record import Record
 
@@ -16,7 +16,11 @@ def split_records(
 ) -> dict[str, list[Record]]:
     """Split by group (``record.group or record.id``): shuffle groups with ``seed``, then
     fill train, val and test by the ratios (test takes the rest). Order inside a split
-    follows the input order, so results are stable across runs."""
+    follows the input order, so results are stable across runs.
+
+    The ratios apply to records, not groups: a page of 40 lines weighs 40 times what a
+    page of one line does. With one record per group this is the same as splitting groups.
+    """
     if not (0 < train_ratio <= 1 and 0 <= val_ratio < 1 and train_ratio + val_ratio <= 1):
         raise ValueError(
             f"data.train_ratio={train_ratio} and data.val_ratio={val_ratio} must be in (0, 1] and sum to at most 1"
@@ -26,17 +30,54 @@ def split_records(
         groups[r.group or r.id].append(i)
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
-    n = len(keys)
-    n_train = round(n * train_ratio)
-    n_val = round(n * val_ratio)
-    if n >= 3 and val_ratio > 0 and n_val == 0:
-        n_val = 1  # a tiny dataset still gets a validation group
-    if n >= 3 and train_ratio + val_ratio < 1 and n_train + n_val >= n:
-        n_train = n - n_val - 1  # ... and a test group
-    assignment = {}
-    for pos, key in enumerate(keys):
-        assignment[key] = "train" if pos < n_train else "val" if pos < n_train + n_val else "test"
+    # A group goes to the split its middle record falls in, so the record counts land as
+    # close to the ratios as whole groups allow.
+    cut_train, cut_val = train_ratio * len(records), (train_ratio + val_ratio) * len(records)
+    parts: dict[str, list[str]] = {s: [] for s in SPLITS}
+    done = 0
+    for key in keys:
+        middle = done + len(groups[key]) / 2
+        done += len(groups[key])
+        parts["train" if middle < cut_train else "val" if middle < cut_val else "test"].append(key)
+    # A tiny dataset still gets a validation and a test group: the smallest group of the
+    # split with the most groups moves, so one big page never becomes the whole test set.
+    if len(keys) >= 3:
+        for name, wanted in (("val", val_ratio > 0), ("test", train_ratio + val_ratio < 1)):
+            if wanted and not parts[name]:
+                donor = parts[max(SPLITS, key=lambda s: len(parts[s]))]
+                moved = min(reversed(donor), key=lambda k: len(groups[k]))
+                donor.remove(moved)
+                parts[name].append(moved)
+    assignment = {key: name for name, part in parts.items() for key in part}
     out: dict[str, list[Record]] = {s: [] for s in SPLITS}
     for i, r in enumerate(records):
         out[assignment[r.group or r.id]].append(r)
     return out
+
+
+def drop_leaks(
+    splits: dict[str, list[Record]], key: Callable[[Record], str]
+) -> tuple[dict[str, list[Record]], list[dict]]:
+    """Remove records whose ``key`` (e.g. an image's SHA-256) also occurs in an earlier split.
+
+    Groups keep a page or image in one split; this catches what grouping cannot see, such
+    as one scan under two file names. A key in train is removed from val and test, a key
+    in val from test, so the split that is scored never holds a training image.
+
+    Returns:
+        The cleaned splits and one ``{"id", "split", "also_in"}`` entry per removed record.
+    """
+    first_split: dict[str, str] = {}
+    out: dict[str, list[Record]] = {}
+    removed: list[dict] = []
+    for name in SPLITS:
+        kept = []
+        for r in splits.get(name, []):
+            k = key(r)
+            earlier = first_split.setdefault(k, name)
+            if earlier == name:
+                kept.append(r)
+            else:
+                removed.append({"id": r.id, "split": name, "also_in": earlier})
+        out[name] = kept
+    return out, removed

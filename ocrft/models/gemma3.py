@@ -35,7 +35,7 @@ def load_processor(path: str, min_pixels: Optional[int] = None, max_pixels: Opti
     return Gemma3Processor.from_pretrained(path)
 
 
-def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4) -> None:
+def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4, vision_width: int = 32) -> None:
     import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
@@ -77,8 +77,8 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
             bos_token_id=ids["<bos>"],
         ),
         vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=vision_width,
+            intermediate_size=vision_width * 2,
             num_hidden_layers=2,
             num_attention_heads=2,
             image_size=_TINY_IMAGE,

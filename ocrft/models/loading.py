@@ -2,7 +2,7 @@
 
 ``model.path`` may be a hub id, a local checkpoint folder, an ocrft run folder (its base
 model plus the adapter it trained), ``tiny:<family>`` (a tiny random checkpoint built
-offline on first use) or ``asset:<name>`` (a checkpoint shipped inside ocrft).
+offline on first use; ``small:<family>`` is a larger one) or ``asset:<name>`` (a checkpoint shipped inside ocrft).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ocrft.models.registry import get_family
+from ocrft.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +36,20 @@ class ResolvedModel:
     adapter_path: Optional[str] = None  # a PEFT adapter to apply on top
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("OCRFT_CACHE", Path.home() / ".cache" / "ocrft"))
+# Sizes of the offline-built checkpoints: `tiny:` for tests, `small:` for the demo's OCR base.
+SIZES = {"tiny": {}, "small": {"hidden_size": 160, "layers": 4, "heads": 4, "vision_width": 96}}
 
 
-def ensure_tiny(family: str, root: Optional[Path] = None) -> Path:
-    """Build the tiny ``family`` checkpoint once (atomically) and return its folder."""
-    out = (root or cache_dir() / "tiny") / family
+def ensure_tiny(family: str, root: Optional[Path] = None, size: str = "tiny") -> Path:
+    """Build the ``size`` (tiny or small) ``family`` checkpoint once, atomically; return its folder."""
+    out = (root or cache_dir() / size) / family
     if (out / "config.json").exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{family}.", dir=out.parent))
     try:
-        log.info("building tiny %s checkpoint in %s", family, out)
-        get_family(family).build_tiny(tmp)
+        log.info("building %s %s checkpoint in %s", size, family, out)
+        get_family(family).build_tiny(tmp, **SIZES[size])
         try:
             tmp.rename(out)
         except OSError:  # another process built it first
@@ -60,9 +61,9 @@ def ensure_tiny(family: str, root: Optional[Path] = None) -> Path:
 
 def resolve_model(family: str, path: str) -> ResolvedModel:
     """Turn ``model.family``/``model.path`` into what to load (see module docstring)."""
-    if path.startswith("tiny:"):
-        tiny_family = path.split(":", 1)[1] or family
-        return ResolvedModel(tiny_family, str(ensure_tiny(tiny_family)))
+    scheme, _, rest = path.partition(":")
+    if scheme in SIZES and rest:
+        return ResolvedModel(rest, str(ensure_tiny(rest, size=scheme)))
     if path.startswith("asset:"):
         local = ASSETS / path.split(":", 1)[1]
         if not local.is_dir():

@@ -23,7 +23,7 @@ def format_prompt(processor, prompt: str, system: Optional[str] = None) -> str:
     return f"<image>{text}"
 
 
-def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4) -> None:
+def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4, vision_width: int = 32) -> None:
     import torch
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
@@ -43,8 +43,8 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
     config = PaliGemmaConfig(
         vision_config=dict(
             model_type="siglip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=vision_width,
+            intermediate_size=vision_width * 2,
             num_hidden_layers=2,
             num_attention_heads=2,
             image_size=_TINY_IMAGE,

@@ -1,0 +1,201 @@
+"""task=analyze: split sizes, text and image statistics, and characters the model never saw.
+
+    python -m ocrft task=analyze data=json_ocr data.path=data/ocr.json tracking=none
+
+Writes ``analysis.json`` (everything), ``analysis.md`` (tables) and ``analysis.png``
+(text-length histograms, top character frequencies) into the run folder. Characters of the
+test (and val) split that never occur in train are the first thing to check when a
+fine-tune plateaus: the model cannot learn to emit what it never saw.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ocrft import atomic
+from ocrft.data.record import Record
+from ocrft.runner import RunContext, TaskResult
+
+log = logging.getLogger(__name__)
+
+TOP_CHARS = 30  # characters shown in the frequency plot and the markdown table
+
+
+def _stats(values: Sequence[float]) -> Optional[dict[str, float]]:
+    if not values:
+        return None
+    return {
+        "min": min(values),
+        "mean": statistics.fmean(values),
+        "median": statistics.median(values),
+        "max": max(values),
+    }
+
+
+def _image_size(image: Any) -> Optional[tuple[int, int]]:
+    """(width, height) without decoding pixels (PIL reads only the header); None if unreadable."""
+    if hasattr(image, "size") and not isinstance(image, (str, Path)):  # an in-memory PIL image
+        return tuple(image.size)
+    from PIL import Image
+
+    try:
+        with Image.open(image) as im:
+            return im.size
+    except (OSError, ValueError) as err:
+        log.warning("analyze: cannot read image %s: %s", image, err)
+        return None
+
+
+def analyze_splits(splits: dict[str, list[Record]]) -> dict:
+    """Statistics of each split and the characters of every non-train split unseen in train.
+
+    Returns:
+        ``{"splits": {name: {num_samples, text_length, text_length_hist, image_width, image_height,
+        unreadable_images, num_chars, distinct_chars, char_freq}}, "unseen_chars": {name:
+        {char: count}}, "samples_with_unseen_chars": {name: n}}``; stats are
+        min/mean/median/max (None for an empty split) and ``char_freq`` is most-common first.
+    """
+    out: dict[str, Any] = {"splits": {}, "unseen_chars": {}, "samples_with_unseen_chars": {}}
+    freqs: dict[str, Counter] = {}
+    for name, records in splits.items():
+        lengths = [len(r.text) for r in records]
+        sizes = [_image_size(r.image) for r in records]
+        ok = [s for s in sizes if s is not None]
+        freqs[name] = Counter("".join(r.text for r in records))
+        out["splits"][name] = {
+            "num_samples": len(records),
+            "text_length": _stats(lengths),
+            "text_length_hist": dict(sorted(Counter(lengths).items())),
+            "image_width": _stats([w for w, _ in ok]),
+            "image_height": _stats([h for _, h in ok]),
+            "unreadable_images": len(sizes) - len(ok),
+            "num_chars": sum(lengths),
+            "distinct_chars": len(freqs[name]),
+            "char_freq": dict(freqs[name].most_common()),
+        }
+    seen = freqs.get("train", Counter())
+    for name, records in splits.items():
+        if name == "train":
+            continue
+        unseen = Counter({c: n for c, n in freqs[name].items() if c not in seen})
+        out["unseen_chars"][name] = dict(unseen.most_common())
+        out["samples_with_unseen_chars"][name] = sum(1 for r in records if any(c in unseen for c in r.text))
+    return out
+
+
+def _char_label(c: str) -> str:
+    # Show whitespace and control characters by name, so a table cell is never blank.
+    return {" ": "␣", "\t": "\\t", "\n": "\\n"}.get(c, c if c.isprintable() else f"U+{ord(c):04X}")
+
+
+def _fmt_stats(s: Optional[dict]) -> str:
+    if not s:
+        return "–"
+    return " / ".join(f"{s[k]:.1f}" if isinstance(s[k], float) else str(s[k]) for k in ("min", "mean", "median", "max"))
+
+
+def analysis_markdown(analysis: dict) -> str:
+    """The analysis as markdown tables (what analysis.md holds)."""
+    lines = [
+        "# Dataset analysis",
+        "",
+        "| split | samples | text length min / mean / median / max | image width | image height "
+        "| unreadable images | distinct chars |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in analysis["splits"].items():
+        lines.append(
+            f"| {name} | {s['num_samples']} | {_fmt_stats(s['text_length'])} | {_fmt_stats(s['image_width'])} "
+            f"| {_fmt_stats(s['image_height'])} | {s['unreadable_images']} | {s['distinct_chars']} |"
+        )
+    if analysis.get("skipped"):
+        lines += ["", f"Records skipped while reading (by reason): {analysis['skipped']}"]
+    for name, unseen in analysis["unseen_chars"].items():
+        n = analysis["samples_with_unseen_chars"][name]
+        lines += ["", f"## Characters in {name} never seen in train: {len(unseen)} ({n} samples affected)"]
+        if unseen:
+            lines.append("")
+            lines += ["| char | code point | count |", "|---|---|---|"]
+            # A literal "|" would split the markdown cell.
+            lines += [f"| {_char_label(c).replace('|', '&#124;')} | U+{ord(c):04X} | {n} |" for c, n in unseen.items()]
+    for name, s in analysis["splits"].items():
+        top = list(s["char_freq"].items())[:TOP_CHARS]
+        # A backtick needs a longer fence to show as inline code.
+        codes = [f"`` {c} ``" if c == "`" else f"`{_char_label(c)}`" for c, _ in top]
+        counts = " ".join(f"{code}×{n}" for code, (_, n) in zip(codes, top))
+        lines += ["", f"## Top characters in {name}", "", counts or "–"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_analysis(analysis: dict, path: Path) -> Path:
+    """Text-length histograms per split and top-character relative frequencies, as a PNG."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = analysis["splits"]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 7))
+    hists = {name: {int(k): v for k, v in s["text_length_hist"].items()} for name, s in splits.items()}
+    all_lengths = [n for h in hists.values() for n in h]
+    # Shared bins and shares of samples, so a 50-sample test split is comparable to a 5,000-sample train.
+    bins = min(30, max(all_lengths, default=0) - min(all_lengths, default=0) + 1)
+    span = (min(all_lengths, default=0), max(all_lengths, default=1) + 1)
+    for name, hist in hists.items():  # JSON turns the int keys into str, hence int() above
+        if hist:
+            count = sum(hist.values())
+            ax1.hist(list(hist), bins=bins, range=span, weights=[v / count for v in hist.values()],
+                     histtype="step", linewidth=1.5, label=f"{name} (n={splits[name]['num_samples']})")
+    ax1.set(title="Text length per split", xlabel="characters", ylabel="share of samples")
+    ax1.legend()
+    total = Counter()
+    for s in splits.values():
+        total.update(s["char_freq"])
+    top = [c for c, _ in total.most_common(TOP_CHARS)]
+    width = 0.8 / max(len(splits), 1)
+    for k, (name, s) in enumerate(splits.items()):
+        n = s["num_chars"] or 1
+        shares = [s["char_freq"].get(c, 0) / n for c in top]
+        ax2.bar([i + k * width for i in range(len(top))], shares, width, label=name)
+    ax2.set_xticks([i + 0.4 - width / 2 for i in range(len(top))], [_char_label(c) for c in top])
+    ax2.set(title=f"Top {len(top)} characters (share of each split's characters)", ylabel="share")
+    ax2.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # glyphs missing from the font (CJK) are drawn as boxes
+        fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return atomic.write_bytes(path, buf.getvalue())
+
+
+def run_analyze(cfg, ctx: RunContext) -> TaskResult:
+    """task=analyze: load the configured data, write analysis.json, analysis.md, analysis.png."""
+    from ocrft.data.loading import load_data
+
+    data = load_data(cfg.data, ctx.run_dir)
+    analysis = analyze_splits(data.splits)
+    analysis["skipped"] = dict(data.skipped)
+    paths = {
+        "analysis": str(atomic.write_json(ctx.run_dir / "analysis.json", analysis)),
+        "analysis_md": str(atomic.write_text(ctx.run_dir / "analysis.md", analysis_markdown(analysis))),
+        "analysis_plot": str(plot_analysis(analysis, ctx.run_dir / "analysis.png")),
+    }
+    metrics: dict[str, float] = {}
+    for name, s in analysis["splits"].items():
+        metrics[f"analyze/{name}/num_samples"] = s["num_samples"]
+        metrics[f"analyze/{name}/distinct_chars"] = s["distinct_chars"]
+    for name, unseen in analysis["unseen_chars"].items():
+        metrics[f"analyze/{name}/unseen_chars"] = len(unseen)
+        metrics[f"analyze/{name}/samples_with_unseen_chars"] = analysis["samples_with_unseen_chars"][name]
+    ctx.tracker.log_metrics(metrics)
+    for p in paths.values():
+        ctx.tracker.log_artifact(p)
+    return TaskResult(metrics=metrics, paths=paths)

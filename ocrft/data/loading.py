@@ -1,0 +1,201 @@
+"""Turn ``data.*`` into train/val/test records.
+
+Where each split comes from, first match wins:
+
+1. ``data.format`` is a generator (``synthetic``, ``synthetic_invoice``): render
+   ``data.num_<split>`` samples, seeded from ``data.split_seed`` and the split name, into a
+   cache folder keyed by the generating settings, so repeated runs reuse the images;
+2. ``data.<split>_file`` is set: read that file;
+3. ``data.path`` is a folder: read ``<path>/<split><ext>`` (``.json`` for json_ocr,
+   ``.jsonl`` otherwise; what task=prepare writes);
+4. ``data.path`` is a file: read it and split it with ``split_records`` (seeded, by group).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from ocrft import paths
+from ocrft.config import OnError
+from ocrft.data.readers import READERS, Reader, ReadResult, read_lines_jsonl
+from ocrft.data.record import DataError, Record
+from ocrft.data.splits import SPLITS, split_records
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class LoadedData:
+    """Records per split, skipped-record counts by reason (summed), and each split's source."""
+
+    splits: dict[str, list[Record]]
+    skipped: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def _lines_job(cfg: Any, split: str, n: int, seed: int) -> tuple[Callable[..., list[Record]], dict]:
+    from ocrft.data import synthetic
+
+    return synthetic.generate_lines, {
+        "n": n, "seed": seed, "charset": cfg.charset, "min_chars": cfg.min_chars, "max_chars": cfg.max_chars,
+        # resolved font files, so the cache key changes with the fonts actually used
+        "fonts": [str(p) for p in synthetic.fonts_for(cfg.charset, list(cfg.fonts))],
+        "font_size": list(cfg.font_size), "noise": cfg.noise, "blur": cfg.blur, "skew": cfg.skew,
+        "invert": cfg.invert, "image_height": cfg.image_height, "id_prefix": split,
+    }
+
+
+def _invoices_job(cfg: Any, split: str, n: int, seed: int) -> tuple[Callable[..., list[Record]], dict]:
+    from ocrft.data import synthetic
+
+    return synthetic.generate_invoices, {
+        "n": n, "seed": seed, "fonts": [str(p) for p in synthetic.fonts_for("latin", list(cfg.fonts))],
+        "noise": cfg.noise, "blur": cfg.blur, "id_prefix": split,
+    }
+
+
+# data.format -> (cfg, split, n, seed) -> (generator function, its keyword arguments)
+GENERATORS: dict[str, Callable[..., tuple[Callable[..., list[Record]], dict]]] = {
+    "synthetic": _lines_job,
+    "synthetic_invoice": _invoices_job,
+}
+
+
+def _derived_seed(split_seed: int, split: str) -> int:
+    # a hash, not split_seed + k, so neighbouring seeds do not share splits
+    return int.from_bytes(hashlib.sha256(f"{split_seed}:{split}".encode()).digest()[:4], "big")
+
+
+def _generate_cached(fmt: str, cfg: Any, split: str) -> tuple[list[Record], Path]:
+    """Render one split into ``<cache>/<hash of settings>``, or reuse it if already there."""
+    from ocrft.data.synthetic import GENERATOR_VERSION
+
+    n = getattr(cfg, f"num_{split}", None)
+    if n is None:
+        raise ValueError(f"data.format={fmt} generates train/val/test only, not {split!r}")
+    fn, kwargs = GENERATORS[fmt](cfg, split, int(n), _derived_seed(cfg.split_seed, split))
+    settings = json.dumps({"format": fmt, "version": GENERATOR_VERSION, **kwargs}, sort_keys=True, default=str)
+    base = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else paths.cache_dir() / "synthetic"
+    out = base / f"{fmt}-{split}-{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
+    if (out / "manifest.jsonl").is_file():
+        log.info("reusing %s split rendered in %s", split, out)
+    else:
+        if out.is_dir():  # left by hand or an older version: never half-trust it
+            shutil.rmtree(out)
+        base.mkdir(parents=True, exist_ok=True)
+        # Render beside the target and rename: a killed run never leaves a partial cache,
+        # and of two runs rendering at once the second rename fails and its copy is dropped.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=base))
+        try:
+            fn(tmp, **kwargs)
+            (tmp / "settings.json").write_text(settings + "\n")
+            os.rename(tmp, out)
+        except OSError:
+            if not (out / "manifest.jsonl").is_file():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return read_lines_jsonl(out / "manifest.jsonl").records, out
+
+
+def _read(
+    reader: Reader, file: Path, on_error: str | OnError, cache_dir: Optional[Path], skipped: Counter
+) -> list[Record]:
+    result: ReadResult = reader.read(file, on_error, cache_dir)
+    skipped.update(result.skipped)
+    for message in result.errors:
+        log.warning("skipped: %s", message)
+    if result.skipped:
+        log.warning("%s: skipped %d bad records: %s", file, sum(result.skipped.values()), dict(result.skipped))
+    if not result.records and result.skipped:
+        raise DataError(f"no usable records; every one was skipped ({dict(result.skipped)})", file)
+    return result.records
+
+
+def _check_overlap(splits: dict[str, list[Record]]) -> None:
+    seen: dict[str, str] = {}
+    shared = set()
+    for name, records in splits.items():
+        for r in records:
+            if seen.setdefault(r.image, name) != name:
+                shared.add(r.image)
+    if shared:
+        log.warning("%d images appear in more than one split (e.g. %s): scores will be optimistic",
+                    len(shared), sorted(shared)[0])
+
+
+def load_data(data_cfg: Any, run_dir: Optional[Path] = None, splits: Sequence[str] = SPLITS) -> LoadedData:
+    """Load the requested splits as ``data_cfg`` describes (see the module docstring).
+
+    Args:
+        data_cfg: the ``data`` config (DataConfig, DictConfig or anything with its attributes).
+        run_dir: the run folder; images decoded from ``data:`` URLs go to ``<run_dir>/images``
+            unless ``data.cache_dir`` is set.
+        splits: the splits to load; each is required.
+
+    Raises:
+        ValueError: for an unknown format or when no source is configured for a split.
+        DataError: for a missing file or a bad record (with ``data.on_error=raise``).
+    """
+    fmt, loaded, skipped = data_cfg.format, LoadedData(splits={}), Counter()
+    if fmt in GENERATORS:
+        for split in splits:
+            loaded.splits[split], out = _generate_cached(fmt, data_cfg, split)
+            loaded.sources[split] = str(out)
+    else:
+        if fmt not in READERS:
+            raise ValueError(f"unknown data.format={fmt!r}; known: {sorted([*GENERATORS, *READERS])}")
+        _load_files(data_cfg, READERS[fmt], splits, run_dir, loaded, skipped)
+    loaded.skipped = dict(skipped)
+    for split, records in loaded.splits.items():
+        log.info("data %s: %d records from %s", split, len(records), loaded.sources[split])
+        if not records:
+            log.warning("data %s split is empty", split)
+    if skipped:
+        log.warning("skipped records by reason: %s", loaded.skipped)
+    _check_overlap(loaded.splits)
+    return loaded
+
+
+def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Optional[Path],
+                loaded: LoadedData, skipped: Counter) -> None:
+    on_error = cfg.on_error  # the reader validates it (enum or string)
+    cache_dir = Path(cfg.cache_dir).expanduser() / "images" if cfg.cache_dir else (
+        Path(run_dir) / "images" if run_dir is not None else None)
+    path = Path(cfg.path).expanduser() if cfg.path else None
+    if path is not None and not path.exists():
+        raise DataError("data.path does not exist", path)
+    whole: Optional[dict[str, list[Record]]] = None
+    for split in splits:
+        explicit = getattr(cfg, f"{split}_file", None)
+        if explicit:
+            file = Path(explicit).expanduser()
+        elif path is not None and path.is_dir():
+            file = path / f"{split}{reader.ext}"
+        elif path is not None:
+            if whole is None:
+                whole = split_records(_read(reader, path, on_error, cache_dir, skipped),
+                                      cfg.train_ratio, cfg.val_ratio, cfg.split_seed)
+            if split not in whole:
+                raise ValueError(f"data.path is one file, split into {'/'.join(SPLITS)}: no {split!r} split")
+            loaded.splits[split] = whole[split]
+            loaded.sources[split] = f"{path} (split {cfg.train_ratio}/{cfg.val_ratio}, seed {cfg.split_seed})"
+            continue
+        else:
+            raise ValueError(f"no data for the {split} split: set data.path (a data file, or a folder of "
+                             f"{'/'.join(SPLITS)}{reader.ext} files) or data.{split}_file")
+        if not file.is_file():
+            source = f"data.{split}_file" if explicit else "data.path"
+            raise DataError(f"{split} split file not found (from {source})", file)
+        loaded.splits[split] = _read(reader, file, on_error, cache_dir, skipped)
+        loaded.sources[split] = str(file)

@@ -1,0 +1,558 @@
+"""model=endpoint: evaluate any OpenAI-compatible chat-completions server.
+
+One client speaks to OpenAI, Gemini and Claude (through their OpenAI-compatible
+endpoints), vLLM, and this project's own ``task=serve``. Providers are plain YAML files in
+``conf/provider/`` (base URL, default model, the environment variable holding the key, an
+approximate price table); ``model.base_url``, ``model.remote_model`` and
+``model.api_key_env`` override them.
+
+Reliability contract of :func:`evaluate_endpoint`: every finished sample is appended to a
+JSONL checkpoint and fsync'd before the next one is counted, so a killed run loses at most
+the requests in flight; re-running with the same checkpoint never re-sends a finished
+sample and retries the failed ones. Keys come from the environment only and are scrubbed
+from every error message, so they reach no log, result or checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ocrft import atomic
+from ocrft.data.record import DataError, Record
+from ocrft.redact import scrub_text
+from ocrft.validate import ConfigError
+
+log = logging.getLogger(__name__)
+
+PROVIDER_DIR = Path(__file__).resolve().parents[1] / "conf" / "provider"
+# Formats every hosted API accepts as-is; anything else (TIFF, BMP, ...) is re-encoded as PNG.
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
+_RETRYABLE_STATUS = {408, 409, 429}  # plus every 5xx
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One ``conf/provider/<name>.yaml``: where a provider lives and what it costs."""
+
+    name: str
+    base_url: str
+    model: str
+    api_key_env: Optional[str] = None
+    api_key_required: bool = False
+    models: list[str] = field(default_factory=list)
+    pricing: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> USD per 1M tokens
+    pricing_as_of: Optional[str] = None
+
+
+def known_providers() -> list[str]:
+    """Names of the providers in ``conf/provider/``."""
+    return sorted(p.stem for p in PROVIDER_DIR.glob("*.yaml"))
+
+
+def load_provider(name: str) -> ProviderConfig:
+    """Read ``conf/provider/<name>.yaml``.
+
+    Raises:
+        ConfigError: if ``name`` is not a known provider (the message lists them).
+    """
+    import yaml
+
+    known = known_providers()
+    if name not in known:  # also keeps `name` from reaching outside PROVIDER_DIR
+        raise ConfigError(f"model.provider={name!r} is unknown; known providers: {known}")
+    raw = yaml.safe_load((PROVIDER_DIR / f"{name}.yaml").read_text()) or {}
+    return ProviderConfig(**raw)
+
+
+def read_api_key(env_var: Optional[str], required: bool, provider: str = "endpoint") -> Optional[str]:
+    """The API key from environment variable ``env_var``; None when absent and optional.
+
+    Raises:
+        ConfigError: naming the variable to set, when the key is required and missing.
+    """
+    value = os.environ.get(env_var, "").strip() if env_var else ""
+    if not value:
+        if required:
+            raise ConfigError(
+                f"model.provider={provider} needs an API key: set the environment variable "
+                f"{env_var or '<model.api_key_env>'} (keys are read from the environment only, never from configs)"
+            )
+        return None
+    if not value.isascii() or not value.isprintable():
+        # Say which variable, never the value: httpx would otherwise fail on the header.
+        raise ConfigError(f"the value of {env_var} is not a valid API key (non-ASCII or control characters)")
+    return value
+
+
+@dataclass
+class Completion:
+    """One transcription: the text, what it cost, and how hard it was to get."""
+
+    text: str
+    usage: dict[str, Optional[int]]  # prompt_tokens, completion_tokens (None: server did not say)
+    latency_s: float  # duration of the request that produced the answer, backoff excluded
+    retries: int
+    error: Optional[str] = None
+
+
+class _Retry(Exception):
+    """A failure worth another try (429, 5xx, timeout, connection error, garbage)."""
+
+    def __init__(self, message: str, retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Fatal(Exception):
+    """A failure another try would repeat (400, 401, 403, 404, 422, ...)."""
+
+
+def parse_retry_after(headers: Any, cap: float) -> Optional[float]:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date),
+    clamped to ``[0, cap]``; None when absent or unreadable."""
+    ms = headers.get("retry-after-ms")
+    value = headers.get("retry-after")
+    seconds: Optional[float] = None
+    try:
+        if ms is not None:
+            seconds = float(ms) / 1000
+        elif value is not None:
+            seconds = float(value)
+    except ValueError:
+        seconds = None
+    if seconds is None and value is not None:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    if seconds is None or seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), cap)
+
+
+def image_data_url(image: Any) -> str:
+    """``image`` (a path or a PIL image) as a base64 ``data:`` URL.
+
+    PNG, JPEG and GIF files are sent byte for byte (detected from content, not the
+    extension); other formats are decoded like local evaluation does and sent as PNG.
+    """
+    import io
+
+    if isinstance(image, (str, os.PathLike)):
+        data = Path(image).read_bytes()
+        for magic, mime in _MAGIC:
+            if data.startswith(magic):
+                return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return f"data:image/webp;base64,{base64.b64encode(data).decode('ascii')}"
+        from ocrft.data.images import open_image
+
+        image = open_image(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+class EndpointClient:
+    """A thread-safe OpenAI chat-completions client with retry, backoff and streaming."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: Optional[str] = None,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        stream: bool = False,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+    ):
+        import httpx
+
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.stream = stream
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._secrets = [api_key] if api_key else []
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(timeout=timeout, headers=headers)
+        self._stop = threading.Event()  # set by close(): abandon backoff sleeps at once
+
+    def __repr__(self) -> str:
+        auth = "***" if self._secrets else None
+        return f"EndpointClient(url={self.url!r}, model={self.model!r}, api_key={auth}, stream={self.stream})"
+
+    def close(self) -> None:
+        """Stop retrying and close the connection pool."""
+        self._stop.set()
+        self._http.close()
+
+    def backoff(self, attempt: int, retry_after: Optional[float] = None) -> float:
+        """Seconds to wait before retry number ``attempt + 1``: the server's Retry-After if
+        it sent one, else full jitter (uniform in [0, min(max, base * 2**attempt)]), which
+        spreads concurrent workers apart instead of retrying in lockstep."""
+        if retry_after is not None:
+            return retry_after
+        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    def transcribe(self, image: Any, prompt: str, system: Optional[str] = None) -> Completion:
+        """Ask the model to transcribe ``image`` (a path or PIL image) with ``prompt``.
+
+        Never raises for server trouble: a failure after ``max_retries`` retries, or a
+        non-retryable HTTP error, is returned in ``Completion.error``.
+        """
+        content = [{"type": "image_url", "image_url": {"url": image_data_url(image)}}, {"type": "text", "text": prompt}]
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stream": self.stream,
+        }
+        if self.stream:
+            payload["stream_options"] = {"include_usage": True}
+        attempt = 0
+        while True:
+            t0 = time.monotonic()
+            try:
+                text, usage = self._post_stream(payload) if self.stream else self._post(payload)
+                return Completion(text, usage, time.monotonic() - t0, attempt)
+            except _Fatal as e:
+                return Completion("", _no_usage(), time.monotonic() - t0, attempt, self._scrub(str(e)))
+            except _Retry as e:
+                message = self._scrub(str(e))
+                if attempt >= self.max_retries:
+                    return Completion("", _no_usage(), time.monotonic() - t0, attempt, f"{message} (gave up after {attempt} retries)")
+                delay = self.backoff(attempt, e.retry_after)
+                log.warning("%s: %s; retry %d/%d in %.2f s", self.url, message, attempt + 1, self.max_retries, delay)
+                if self._stop.wait(delay):
+                    return Completion("", _no_usage(), time.monotonic() - t0, attempt, f"{message} (cancelled)")
+                attempt += 1
+
+    def _scrub(self, text: str) -> str:
+        return scrub_text(text, self._secrets)
+
+    def _post(self, payload: dict) -> tuple[str, dict]:
+        import httpx
+
+        try:
+            r = self._http.post(self.url, json=payload)
+        except httpx.TimeoutException:
+            raise _Retry(f"no answer within {self.timeout} s") from None
+        except httpx.TransportError as e:
+            raise _Retry(f"connection error: {type(e).__name__}: {e}") from None
+        self._check_status(r)
+        return _parse_completion(r)
+
+    def _post_stream(self, payload: dict) -> tuple[str, dict]:
+        import httpx
+
+        parts: list[str] = []
+        usage: dict = _no_usage()
+        try:
+            with self._http.stream("POST", self.url, json=payload) as r:
+                if r.status_code != 200:
+                    r.read()
+                    self._check_status(r)
+                if r.headers.get("content-type", "").startswith("application/json"):
+                    r.read()  # a server that ignores "stream": a whole completion is fine too
+                    return _parse_completion(r)
+                for line in r.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, ": keep-alive" comments, event:/id: fields
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return "".join(parts), usage
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise _Retry(f"malformed stream chunk: {data[:200]!r}") from None
+                    if not isinstance(chunk, dict) or "error" in chunk:
+                        raise _Retry(f"error in stream: {data[:200]!r}")
+                    for choice in chunk.get("choices") or []:
+                        parts.append(_content_text((choice.get("delta") or {}).get("content")))
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"])
+        except httpx.TimeoutException:
+            raise _Retry(f"stream stalled for {self.timeout} s") from None
+        except httpx.TransportError as e:
+            raise _Retry(f"stream broken: {type(e).__name__}: {e}") from None
+        # The server closed the stream without its [DONE]: the text may be cut short.
+        raise _Retry("stream ended before [DONE] (truncated)")
+
+    def _check_status(self, r: Any) -> None:
+        if r.status_code < 400:
+            return
+        message = f"HTTP {r.status_code}: {r.text[:300]}"
+        if r.status_code in _RETRYABLE_STATUS or r.status_code >= 500:
+            raise _Retry(message, parse_retry_after(r.headers, self.backoff_max))
+        raise _Fatal(message)
+
+
+def _parse_completion(r: Any) -> tuple[str, dict]:
+    try:
+        data = r.json()
+        content = data["choices"][0]["message"].get("content")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise _Retry(f"malformed response (no choices[0].message): {r.text[:200]!r}") from None
+    return _content_text(content), _usage(data.get("usage"))
+
+
+def _no_usage() -> dict:
+    return {"prompt_tokens": None, "completion_tokens": None}
+
+
+def _usage(raw: Any) -> dict:
+    raw = raw if isinstance(raw, dict) else {}
+    return {k: raw.get(k) if isinstance(raw.get(k), int) else None for k in ("prompt_tokens", "completion_tokens")}
+
+
+def _content_text(content: Any) -> str:
+    # Some servers answer with a list of parts instead of a string.
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
+def build_client(model_cfg: Any) -> EndpointClient:
+    """An :class:`EndpointClient` from ``cfg.model`` (model=endpoint): the provider's YAML
+    with ``base_url``, ``remote_model`` and ``api_key_env`` overrides, and the key read from
+    the environment before any request.
+
+    Raises:
+        ConfigError: unknown provider, or a required key missing (naming the variable).
+    """
+    provider = load_provider(model_cfg.provider or "ocrft")
+    env_var = model_cfg.api_key_env or provider.api_key_env
+    # Naming a variable explicitly means the server wants a key: a missing one is an error.
+    required = provider.api_key_required or model_cfg.api_key_env is not None
+    return EndpointClient(
+        base_url=model_cfg.base_url or provider.base_url,
+        model=model_cfg.remote_model or provider.model,
+        api_key=read_api_key(env_var, required, provider.name),
+        timeout=model_cfg.timeout,
+        max_retries=model_cfg.max_retries,
+        temperature=model_cfg.temperature,
+        max_tokens=model_cfg.max_tokens,
+        stream=model_cfg.stream,
+        backoff_base=model_cfg.backoff_base,
+        backoff_max=model_cfg.backoff_max,
+    )
+
+
+class Checkpoint:
+    """Append-only JSONL of finished samples, one line each, fsync'd per line.
+
+    A kill can cut only the line being written; loading drops such a line and rewrites
+    the file atomically, keeping the last row per id (a retried failure supersedes the
+    failure). ``compact()`` does the same rewrite during a run.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        self._file: Optional[Any] = None
+        if self.path.exists():
+            bad = 0
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    row = json.loads(line)
+                    self.rows[str(row["id"])] = row
+                except (ValueError, KeyError, TypeError):
+                    bad += 1
+            if bad:
+                log.warning("%s: dropped %d unreadable line(s) (a run killed mid-write)", self.path, bad)
+        self.compact()
+
+    def append(self, row: dict) -> None:
+        self.rows[row["id"]] = row
+        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def compact(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        atomic.write_jsonl(self.path, self.rows.values())
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _transcribe_record(client: EndpointClient, record: Record, prompt: str, system: Optional[str]) -> dict:
+    try:
+        c = client.transcribe(record.image, record.prompt or prompt, system)
+    except (DataError, OSError) as e:  # an unreadable image fails its sample, not the run
+        c = Completion("", _no_usage(), 0.0, 0, f"{type(e).__name__}: {e}")
+    return {
+        "id": record.id,
+        "image_path": str(record.image),
+        "label": record.text,
+        "prediction": c.text,
+        "error": c.error,
+        "usage": c.usage,
+        "latency_s": round(c.latency_s, 3),
+        "retries": c.retries,
+    }
+
+
+def _sample_cer() -> Optional[Any]:
+    """``f(prediction, label) -> CER`` of one sample (raw text) from ocrft.metrics, or None
+    where that module is missing; only the progress bar uses it."""
+    try:
+        from ocrft.metrics import score_sample
+    except ImportError:
+        return None
+    return lambda prediction, label: score_sample(prediction, label)["cer"]
+
+
+def evaluate_endpoint(
+    records: Sequence[Record],
+    prompt: str,
+    system: Optional[str],
+    client: EndpointClient,
+    workers: int,
+    checkpoint_path: Path,
+    save_interval: int = 0,
+    limit: Optional[int] = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Transcribe ``records`` through ``client`` with ``workers`` concurrent requests.
+
+    Each finished sample is appended to ``checkpoint_path`` at once; every
+    ``save_interval`` samples (and at the end) the file is compacted atomically. Calling
+    again with the same checkpoint resumes: finished samples (by record id) are not sent
+    again, failed ones (``error`` set) are.
+
+    Returns:
+        One row per record, in the records' order: ``id, image_path, label, prediction,
+        error, usage{prompt_tokens, completion_tokens}, latency_s, retries``.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    records = list(records)[:limit] if limit is not None else list(records)
+    if len({r.id for r in records}) != len(records):
+        raise DataError("record ids must be unique: the checkpoint is keyed by id")
+    ckpt = Checkpoint(checkpoint_path)
+    todo = [r for r in records if r.id not in ckpt.rows or ckpt.rows[r.id].get("error")]
+    log.info("endpoint %s: %d samples, %d already done (%s), %d to send with %d workers",
+             client.model, len(records), len(records) - len(todo), checkpoint_path, len(todo), workers)
+    cer = _sample_cer()
+    # Running mean CER for the bar, updated per sample (a corpus re-score per sample is quadratic).
+    scored = [ckpt.rows[r.id] for r in records if r.id in ckpt.rows and not ckpt.rows[r.id].get("error")] if cer else []
+    cer_sum, cer_n = sum(cer(r["prediction"], r["label"]) for r in scored) if cer else 0.0, len(scored)
+    failed = sent = 0
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="endpoint")
+    bar = tqdm(total=len(records), initial=len(records) - len(todo), disable=not progress, desc="endpoint")
+    try:
+        futures = [pool.submit(_transcribe_record, client, r, prompt, system) for r in todo]
+        for future in as_completed(futures):
+            row = future.result()
+            ckpt.append(row)
+            sent += 1
+            failed += bool(row["error"])
+            if save_interval and sent % save_interval == 0:
+                ckpt.compact()
+            postfix: dict[str, Any] = {"failed": failed}
+            if cer is not None and not row["error"]:
+                cer_sum, cer_n = cer_sum + cer(row["prediction"], row["label"]), cer_n + 1
+            if cer_n:
+                postfix["mean_cer"] = f"{cer_sum / cer_n:.4f}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+    except BaseException:
+        client.close()  # in-flight retries give up instead of sleeping out their backoff
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        ckpt.compact()
+        ckpt.close()
+    log.info("endpoint %s: %d sent, %d failed", client.model, sent, failed)
+    return [ckpt.rows[r.id] for r in records]
+
+
+def sum_usage(rows: Sequence[dict]) -> dict[str, int]:
+    """Total tokens over ``rows``, and how many rows lack usage (their tokens are unknown)."""
+    totals = {"prompt_tokens": 0, "completion_tokens": 0, "rows_without_usage": 0}
+    for row in rows:
+        usage = row.get("usage") or {}
+        if usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
+            totals["rows_without_usage"] += 1
+        totals["prompt_tokens"] += usage.get("prompt_tokens") or 0
+        totals["completion_tokens"] += usage.get("completion_tokens") or 0
+    return totals
+
+
+def estimate_cost(usage_totals: dict, pricing: dict, model: str) -> Optional[float]:
+    """USD for ``usage_totals`` at ``pricing[model]`` (USD per 1M input/output tokens);
+    None when the model has no price (self-hosted, or not in the provider's table)."""
+    price = pricing.get(model)
+    if not price:
+        return None
+    return (usage_totals["prompt_tokens"] * price["input"] + usage_totals["completion_tokens"] * price["output"]) / 1e6
+
+
+def endpoint_metrics(rows: Sequence[dict], pricing: dict, model: str) -> dict[str, float]:
+    """Flat numeric metrics of an endpoint evaluation (task=eval prefixes them ``eval/``)."""
+    totals = sum_usage(rows)
+    latencies = [r["latency_s"] for r in rows if not r.get("error")]
+    # Failed samples are counted by scoring (num_errors); these say what the requests cost.
+    metrics = {
+        "request_retries": float(sum(r.get("retries", 0) for r in rows)),
+        "prompt_tokens": float(totals["prompt_tokens"]),
+        "completion_tokens": float(totals["completion_tokens"]),
+        "samples_without_usage": float(totals["rows_without_usage"]),
+        "latency_s_mean": sum(latencies) / len(latencies) if latencies else 0.0,
+    }
+    cost = estimate_cost(totals, pricing, model)
+    if cost is not None:
+        metrics["cost_usd"] = cost
+    return metrics
+
+
+def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
+    """task=eval with model=endpoint: transcribe ``records`` through the endpoint (resumable
+    from ``<run_dir>/endpoint_checkpoint.jsonl``), then score and write results like a
+    local evaluation. Returns (metrics, paths) for :func:`ocrft.evaluate.run_eval`."""
+    from ocrft.evaluate import score_and_write
+
+    provider = load_provider(cfg.model.provider or "ocrft")
+    client = build_client(cfg.model)  # a missing key fails here, before any request
+    checkpoint = Path(run_dir) / "endpoint_checkpoint.jsonl"
+    try:
+        rows = evaluate_endpoint(records, cfg.prompt.text, cfg.prompt.system, client, cfg.eval.workers, checkpoint,
+                                 cfg.eval.save_interval)
+    finally:
+        client.close()
+    usage = endpoint_metrics(rows, provider.pricing, client.model)
+    if "cost_usd" in usage:
+        log.info("estimated cost: %.4f USD (list prices as of %s; images billed as input tokens)",
+                 usage["cost_usd"], provider.pricing_as_of)
+    extra = {"endpoint": {"provider": provider.name, "url": client.url, "model": client.model, "stream": client.stream,
+                          "pricing_as_of": provider.pricing_as_of, **usage}}
+    metrics, paths = score_and_write(records, [r["prediction"] for r in rows], cfg.eval,
+                                     cfg.model.name or f"{provider.name}:{client.model}", Path(run_dir), "results",
+                                     errors=[r["error"] for r in rows], extra=extra)
+    return {**metrics, **usage}, {**paths, "endpoint_checkpoint": str(checkpoint)}

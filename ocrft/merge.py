@@ -1,0 +1,84 @@
+"""task=merge: fold a LoRA adapter into its base and save a plain checkpoint.
+
+The merged folder holds safetensors weights, the processor and the base checkpoint's
+tokenizer/processor files, a layout transformers and vLLM load like any checkpoint. The
+merge is then checked: merged and adapter models must generate the same text.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from ocrft.runner import RunContext, TaskResult
+
+log = logging.getLogger(__name__)
+
+# Files that describe the processor; copied from the base so loaders see the stock classes.
+PROCESSOR_FILES = (
+    "preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "chat_template.jinja", "chat_template.json", "tokenizer.model",
+)  # fmt: skip
+
+
+def run_merge(cfg, ctx: RunContext) -> TaskResult:
+    from ocrft.data.record import Record
+    from ocrft.evaluate import generate_with_progress
+    from ocrft.generation import Generator
+    from ocrft.models.loading import MODEL_CARD, load_model, load_processor, resolve_model
+    from ocrft.models.registry import get_family
+
+    resolved = resolve_model(cfg.model.family, cfg.model.path)
+    if not resolved.adapter_path:
+        raise ValueError(f"model.path={cfg.model.path!r} has no adapter to merge (expected an ocrft run folder or adapter)")
+    family = get_family(resolved.family)
+    processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels)
+    adapted = load_model(resolved, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
+    out = Path(cfg.merge.output_dir).expanduser() if cfg.merge.output_dir else ctx.run_dir / "merged"
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged = adapted.merge_and_unload()
+    merged.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    copy_processor_files(Path(resolved.base_path), tmp)
+    (tmp / MODEL_CARD).write_text(f'{{"family": "{resolved.family}", "adapter": false}}\n')
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log.info("merged model written to %s", out)
+
+    # Check: the reloaded merged checkpoint generates what base + adapter generates.
+    records = check_records(cfg, ctx.run_dir)
+    metrics: dict[str, float] = {}
+    if records:
+        reloaded = resolve_model(resolved.family, str(out))
+        gens = {
+            "adapter": Generator(load_model(resolved, cfg.model.dtype), processor, family, cfg.prompt.system, cfg.eval.max_new_tokens),
+            "merged": Generator(load_model(reloaded, cfg.model.dtype), processor, family, cfg.prompt.system, cfg.eval.max_new_tokens),
+        }
+        texts = {k: generate_with_progress(g, records, cfg.prompt.text, cfg.eval.batch_size, f"check {k}") for k, g in gens.items()}
+        differ = [(r.id, a, m) for r, a, m in zip(records, texts["adapter"], texts["merged"]) if a != m]
+        for rid, a, m in differ:
+            log.warning("merge check: %s differs: adapter=%r merged=%r", rid, a, m)
+        metrics = {"merge/checked": len(records), "merge/differing": len(differ)}
+        log.info("merge check: %d of %d samples generate identical text", len(records) - len(differ), len(records))
+    return TaskResult(metrics=metrics, paths={"merged": str(out)})
+
+
+def copy_processor_files(base: Path, target: Path) -> None:
+    """Prefer the base checkpoint's own processor files (stock class names) when local."""
+    if not base.is_dir():
+        return
+    for name in PROCESSOR_FILES:
+        if (base / name).exists():
+            shutil.copy2(base / name, target / name)
+
+
+def check_records(cfg, run_dir: Path):
+    """The first ``merge.check_samples`` records of the eval split (none if no data given)."""
+    if cfg.merge.check_samples <= 0:
+        return []
+    from ocrft.data.loading import load_data
+
+    data = load_data(cfg.data, run_dir, splits=(cfg.eval.split,))
+    return data.splits[cfg.eval.split][: cfg.merge.check_samples]

@@ -1,0 +1,48 @@
+"""task=predict: transcribe one image or a folder of images with a local model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ocrft.runner import RunContext, TaskResult
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
+
+
+def list_images(source: Path) -> list[Path]:
+    """``source`` itself if it is a file, else the images under it (recursively, sorted)."""
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"predict.input={source} does not exist")
+    images = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise FileNotFoundError(f"predict.input={source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
+def run_predict(cfg, ctx: RunContext) -> TaskResult:
+    """Write ``results.txt`` (``path<TAB>text`` per image) and ``predictions.jsonl``."""
+    from ocrft import atomic
+    from ocrft.data.record import Record
+    from ocrft.evaluate import generate_with_progress
+    from ocrft.generation import build_generator
+
+    if not cfg.predict.input:
+        raise ValueError("task=predict needs predict.input=<image or folder>")
+    images = list_images(Path(cfg.predict.input).expanduser())
+    out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
+    records = [Record(id=str(p), image=str(p), text="") for p in images]
+    generator = build_generator(cfg)
+    log.info("transcribing %d image(s) with %s", len(records), cfg.model.path)
+    texts = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, "predict")
+    # One line per image: newlines inside a transcription are escaped, so line N is image N.
+    lines = [f"{p}\t{t.replace(chr(10), chr(92) + 'n')}" for p, t in zip(images, texts)]
+    txt = atomic.write_text(out_dir / "results.txt", "\n".join(lines) + "\n")
+    jsonl = atomic.write_jsonl(out_dir / "predictions.jsonl", [{"image": str(p), "prediction": t} for p, t in zip(images, texts)])
+    for path in (txt, jsonl):
+        ctx.tracker.log_artifact(path)
+    return TaskResult(metrics={"predict/images": len(images)}, paths={"results_txt": str(txt), "predictions": str(jsonl)})

@@ -1,0 +1,252 @@
+"""task=prepare: import a dataset, split it by page or image without leakage, write it.
+
+    python -m ocrft task=prepare data=page_xml data.input_dir=EXPORT data.output_dir=OUT
+    python -m ocrft task=prepare data=alto data.input_dir=EXPORT data.output_dir=OUT
+    python -m ocrft task=prepare data=json_ocr data.path=labels.json data.output_dir=OUT
+
+PAGE-XML and ALTO exports become line images ``OUT/lines/<page>/<line>.png`` and
+``OUT/{train,val,test}.jsonl`` rows ``{"image", "text", "id", "page", "region"}`` (image
+relative to OUT), which ``data=page_xml data.path=OUT`` reads back. Gemma-OCR JSON and
+vision JSONL files are re-split into ``OUT/{train,val,test}.json`` / ``.jsonl`` in their
+own schema, images left in place and named relative to OUT. ``OUT/prepare_report.json``
+records pages, lines per split, skips by reason, duplicates removed and the settings (for
+JSON files a "page" is a distinct image and a "line" a sample); the run's metrics are
+``prepare/pages``, ``prepare/lines_written``, ``prepare/<split>/lines`` and so on.
+
+Splits are seeded and by group: the page for exports, the image's SHA-256 for JSON files,
+so one page or one image never lands in two splits. An exact duplicate (same image bytes,
+same prompt and text) is dropped and reported; an image that still shows up in two splits
+is removed from the later one (test before val; see ``drop_leaks``).
+
+The output is built in a fresh folder beside OUT and swapped in only when complete, so a
+second run never mixes its files with the first's. An existing OUT is replaced only if it
+is an earlier prepare output (it holds prepare_report.json) or empty; any other folder is
+refused rather than deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import DictConfig
+
+from ocrft import atomic
+from ocrft.config import OnError
+from ocrft.data import alto, page_xml
+from ocrft.data.lines import CropSettings, Imported, import_pages
+from ocrft.data.record import DataError, Record
+from ocrft.data.splits import SPLITS, drop_leaks, split_records
+from ocrft.runner import RunContext, TaskResult
+from ocrft.validate import ConfigError
+
+log = logging.getLogger(__name__)
+
+REPORT = "prepare_report.json"
+MAX_LISTED = 100  # duplicates listed by name in the report; the count is always exact
+
+
+@dataclass(frozen=True)
+class Importer:
+    """One importable format: how to read it and how to write one output row."""
+
+    load: Callable[[DictConfig, Path, Path], Imported]  # (cfg.data, source, work dir)
+    row: Callable[[Record, Path], dict]  # (record, final output folder) -> output row
+    ext: str  # of the split files
+    crops: bool  # whether the line-cropping settings apply
+
+
+# --- loaders: (cfg.data, source, work dir) -> Imported --------------------------------------
+
+
+def _page_loader(read_page, marker: bytes):
+    def load(data: DictConfig, source: Path, work: Path) -> Imported:
+        if not source.is_dir():
+            raise DataError("data.input_dir must be the export folder holding the page files", source)
+        if data.target_height < 1 or data.padding < 0:
+            raise ConfigError(f"data.target_height={data.target_height} must be >= 1 and data.padding={data.padding} >= 0")
+        settings = CropSettings(data.target_height, data.preserve_aspect_ratio, data.padding, data.mask)
+        result = import_pages(source, work, read_page, marker, settings, OnError(data.on_error) is OnError.skip)
+        if not result.pages and not result.pages_skipped:
+            raise DataError(f"no {data.format} page files found (is data.format right?)", source)
+        return result
+
+    return load
+
+
+def _sample_loader(fmt: str):
+    def load(data: DictConfig, source: Path, work: Path) -> Imported:
+        from ocrft.data.readers import get_reader
+
+        if not source.is_file():
+            raise DataError(f"data.path (or data.input_dir) must name a {fmt} file", source)
+        read = get_reader(fmt).read(source, on_error=data.on_error)
+        result = Imported(lines_skipped=Counter(read.skipped), examples={"errors": read.errors} if read.errors else {})
+        digests: dict[str, str] = {}
+        first: dict[tuple, str] = {}
+        for r in read.records:
+            if r.image not in digests:
+                digests[r.image] = hashlib.sha256(Path(r.image).read_bytes()).hexdigest()
+            digest = digests[r.image]
+            same_as = first.setdefault((digest, r.prompt, r.text), r.id)
+            if same_as != r.id:
+                result.duplicates.append({"id": r.id, "same_as": same_as, "removed": 1})
+                continue
+            # the group is the content, so one picture under two names stays in one split
+            result.records.append(dataclasses.replace(r, group=digest, meta={**r.meta, "sha256": digest}))
+        result.pages = len(set(digests.values()))
+        return result
+
+    return load
+
+
+# --- rows: what one record becomes in OUT/<split>.<ext> -------------------------------------
+
+
+def _rel(image: str, out: Path) -> str:
+    return Path(os.path.relpath(Path(image).absolute(), out)).as_posix()
+
+
+def _line_row(r: Record, out: Path) -> dict:
+    return {"image": r.image, "text": r.text, "id": r.id, "page": r.meta["page"], "region": r.meta["region"]}
+
+
+def _json_ocr_row(r: Record, out: Path) -> dict:
+    return {"img_path": _rel(r.image, out), "ocr_results": r.text}
+
+
+def _jsonl_vision_row(r: Record, out: Path) -> dict:
+    prompt = {"text": r.prompt} if r.prompt is not None else {}
+    return {**prompt, "image": _rel(r.image, out), "response": r.text}
+
+
+IMPORTERS: dict[str, Importer] = {
+    "page_xml": Importer(_page_loader(page_xml.read_page_xml, page_xml.MARKER), _line_row, ".jsonl", crops=True),
+    "alto": Importer(_page_loader(alto.read_alto, alto.MARKER), _line_row, ".jsonl", crops=True),
+    "json_ocr": Importer(_sample_loader("json_ocr"), _json_ocr_row, ".json", crops=False),
+    "jsonl_vision": Importer(_sample_loader("jsonl_vision"), _jsonl_vision_row, ".jsonl", crops=False),
+}
+_WRITERS = {".json": atomic.write_json, ".jsonl": atomic.write_jsonl}
+
+
+def get_importer(fmt: str) -> Importer:
+    """Return the importer for ``data.format``; the error lists the importable formats."""
+    if fmt not in IMPORTERS:
+        raise ConfigError(f"task=prepare cannot import data.format={fmt!r}; importable: {sorted(IMPORTERS)}")
+    return IMPORTERS[fmt]
+
+
+# --- the task -----------------------------------------------------------------------------
+
+
+def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
+    """Import ``cfg.data`` from data.input_dir (or data.path), split it, write data.output_dir."""
+    data = cfg.data
+    importer = get_importer(data.format)
+    source = _source(data)
+    out = Path(data.output_dir or ctx.run_dir / "prepared").expanduser().resolve()
+    work = _fresh_dir(out, source)
+    try:
+        imported = importer.load(data, source, work)
+        if not imported.records:
+            skipped = f"lines {dict(imported.lines_skipped)}, pages {dict(imported.pages_skipped)}"
+            raise DataError(f"nothing imported; skipped: {skipped}", source)
+        splits = split_records(imported.records, data.train_ratio, data.val_ratio, data.split_seed)
+        splits, leaks = drop_leaks(splits, key=lambda r: r.meta["sha256"])
+        for name in SPLITS:
+            _WRITERS[importer.ext](work / f"{name}{importer.ext}", [importer.row(r, out) for r in splits[name]])
+        report = _report(data, importer, source, out, imported, splits, leaks)
+        atomic.write_json(work / REPORT, report)
+        _swap(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # gone already after a successful swap
+    metrics = _metrics(report)
+    ctx.tracker.log_metrics(metrics)
+    ctx.tracker.log_artifact(out / REPORT)
+    return TaskResult(metrics=metrics, paths={"output_dir": str(out), "prepare_report": str(out / REPORT)})
+
+
+def _source(data: DictConfig) -> Path:
+    given = data.input_dir or data.path
+    if not given:
+        raise ConfigError("task=prepare needs data.input_dir (an export folder) or data.path (a data file)")
+    source = Path(given).expanduser().resolve()
+    if not source.exists():
+        raise DataError("input not found", source)
+    return source
+
+
+def _fresh_dir(out: Path, source: Path) -> Path:
+    """Check that ``out`` may be replaced, then make the folder the new output is built in."""
+    if out == source or out in source.parents:
+        raise ConfigError(f"data.output_dir={out} holds the input {source}; replacing it would delete the input")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"data.output_dir={out} is a file")
+    if out.exists() and any(out.iterdir()) and not (out / REPORT).is_file():
+        raise ConfigError(
+            f"data.output_dir={out} is not empty and has no {REPORT}, so task=prepare did not write it; "
+            "refusing to replace it: choose a new folder or empty this one"
+        )
+    work = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    work.mkdir(parents=True)
+    return work
+
+
+def _swap(work: Path, out: Path) -> None:
+    """Put ``work`` in place of ``out``; the old output is deleted only once the new is in."""
+    old = None
+    if out.exists():
+        old = out.parent / f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        out.rename(old)
+    work.rename(out)
+    if old:
+        shutil.rmtree(old)
+    log.info("wrote %s", out)
+
+
+def _report(data, importer, source, out, imported, splits, leaks) -> dict:
+    written = {name: len(splits[name]) for name in SPLITS}
+    for name, n in written.items():
+        if not n:
+            log.warning("the %s split is empty: too few %s for the ratios", name, "pages" if importer.crops else "images")
+    duplicates = imported.duplicates + [{**leak, "removed": 1} for leak in leaks]
+    settings = {k: data[k] for k in ("format", "train_ratio", "val_ratio", "split_seed", "on_error")}
+    if importer.crops:
+        settings.update({k: data[k] for k in ("target_height", "preserve_aspect_ratio", "padding", "mask")})
+    return {
+        "format": data.format,
+        "input": str(source),
+        "output_dir": str(out),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": {name: f"{name}{importer.ext}" for name in SPLITS},
+        "pages": imported.pages,
+        "pages_per_split": {name: len({r.group for r in splits[name]}) for name in SPLITS},
+        "pages_skipped": dict(sorted(imported.pages_skipped.items())),
+        "lines_written": {**written, "total": sum(written.values())},
+        "lines_skipped": dict(sorted(imported.lines_skipped.items())),
+        "skipped_examples": imported.examples,
+        "duplicates_removed": sum(d["removed"] for d in duplicates),
+        "duplicates": duplicates[:MAX_LISTED],
+        "settings": {k: (v.value if isinstance(v, OnError) else v) for k, v in settings.items()},
+    }
+
+
+def _metrics(report: dict) -> dict[str, float]:
+    written = report["lines_written"]
+    return {
+        "prepare/pages": report["pages"],
+        "prepare/pages_skipped": sum(report["pages_skipped"].values()),
+        "prepare/lines_written": written["total"],
+        "prepare/lines_skipped": sum(report["lines_skipped"].values()),
+        "prepare/duplicates_removed": report["duplicates_removed"],
+        **{f"prepare/{name}/lines": written[name] for name in SPLITS},
+    }

@@ -1,0 +1,194 @@
+"""The results file: a superset of the Gemma-OCR evaluation JSON.
+
+    {"overall_cer", "overall_f1", "total_samples", "timestamp", "model_name",
+     "metrics": {...}, "normalization": {...},
+     "samples": [{"id", "image_path", "label", "prediction", "cer_score", "f1_score",
+                  "wer_score", "ned", "exact_match", "degenerate", "error"?, ...}], ...extra}
+
+``overall_cer`` is the corpus CER and ``overall_f1`` the corpus (micro) character F1; the
+sample means are in ``metrics``. Files written by the Gemma-OCR seed (no ``metrics``,
+``normalization`` or ``id``) load unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from ocrft import atomic
+from ocrft.metrics import score_detailed
+from ocrft.normalize import normalization_dict
+
+CORE_KEYS = (
+    "overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "metrics", "normalization", "samples"
+)
+# Per-sample score fields (results key -> score_sample key); re-scoring overwrites them.
+SAMPLE_SCORES = {
+    "cer_score": "cer",
+    "f1_score": "f1",
+    "wer_score": "wer",
+    "ned": "ned",
+    "exact_match": "exact_match",
+    "degenerate": "degenerate",
+}
+
+
+def score_samples(
+    rows: list[dict], normalization_cfg: Any, **score_kwargs: Any
+) -> tuple[dict[str, float], list[dict]]:
+    """Score result rows; rows carrying an ``error`` are left out of the scores but counted.
+
+    Args:
+        rows: dicts with id, image_path, label, prediction and optionally error.
+        normalization_cfg: NormalizationConfig / DictConfig / dict (None = raw text).
+        **score_kwargs: bleu_tokenize, json_target (see :func:`ocrft.metrics.score`).
+
+    Returns:
+        (metrics including ``num_errors``, copies of the rows with per-sample scores; rows
+        with an error get None scores).
+
+    Raises:
+        TypeError: a row without an error whose label or prediction is not a string.
+    """
+    # Validate the flags once; a DictConfig would otherwise be converted for every row.
+    normalization_cfg = normalization_dict(normalization_cfg)
+    ok = [i for i, row in enumerate(rows) if not row.get("error")]
+    for i in ok:
+        for key in ("label", "prediction"):
+            if not isinstance(rows[i].get(key), str):
+                raise TypeError(
+                    f"sample {i} (id={rows[i].get('id')!r}): {key} is {type(rows[i].get(key)).__name__}, expected str"
+                )
+    num_errors = len(rows) - len(ok)
+    per_sample: dict[int, dict] = {}
+    if ok:
+        metrics, sample_scores = score_detailed(
+            [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg, **score_kwargs
+        )
+        per_sample = dict(zip(ok, sample_scores))
+    else:
+        metrics = {"num_samples": 0}
+    metrics["num_errors"] = num_errors
+    metrics["error_rate"] = num_errors / len(rows) if rows else 0.0
+
+    scored = []
+    for i, row in enumerate(rows):
+        out = dict(row)
+        s = per_sample.get(i)
+        out.update({key: (s[src] if s else None) for key, src in SAMPLE_SCORES.items()})
+        if s and "json_valid" in s:
+            out.update(json_valid=s["json_valid"], json_field_f1=s["json_field_f1"])
+        scored.append(out)
+    return metrics, scored
+
+
+def build_results(
+    samples: list[dict],
+    model_name: str,
+    normalization: dict,
+    metrics: dict,
+    extra: Optional[dict] = None,
+) -> dict:
+    """Assemble a results dict (see the module docstring); ``extra`` adds top-level keys.
+
+    Raises:
+        ValueError: when ``extra`` would overwrite one of the core keys.
+    """
+    clash = sorted(set(extra or {}) & set(CORE_KEYS))
+    if clash:
+        raise ValueError(f"extra keys {clash} would overwrite core results keys")
+    return {
+        "overall_cer": metrics.get("cer"),
+        "overall_f1": metrics.get("char_f1"),
+        "total_samples": len(samples),
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model_name": model_name,
+        "metrics": metrics,
+        "normalization": normalization_dict(normalization),
+        "samples": samples,
+        **(extra or {}),
+    }
+
+
+def rescore_results(results: dict, normalization_cfg: Any, **score_kwargs: Any) -> dict:
+    """``results`` re-scored under ``normalization_cfg`` (what the seed's count_score.py did).
+
+    Raw labels and predictions are kept; scores, metrics and normalization are replaced, and
+    the previous normalization and headline scores are kept under ``rescored_from``.
+    """
+    metrics, rows = score_samples(results["samples"], normalization_cfg, **score_kwargs)
+    extra = {k: v for k, v in results.items() if k not in CORE_KEYS}
+    extra["rescored_from"] = {
+        "timestamp": results.get("timestamp"),
+        "overall_cer": results.get("overall_cer"),
+        "overall_f1": results.get("overall_f1"),
+        "normalization": results.get("normalization"),
+    }
+    return build_results(rows, results.get("model_name") or "unknown", normalization_cfg, metrics, extra)
+
+
+def write_results(path: str | Path, results: dict) -> Path:
+    """Write ``results`` as JSON atomically (a kill never leaves half a file)."""
+    return atomic.write_json(path, _finite(results))
+
+
+def _finite(obj: Any) -> Any:
+    # json.dumps would write NaN/Infinity, which is not JSON and breaks other readers.
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def load_results(path: str | Path) -> dict:
+    """Read and validate a results file (ours or the Gemma-OCR seed's).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON (e.g. truncated) or not the schema; the message names the file
+            and the key or sample index at fault.
+    """
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON (truncated or corrupt?): {err}") from err
+    validate_results(results, where=str(path))
+    return results
+
+
+def validate_results(results: Any, where: str = "results") -> None:
+    """Raise ValueError naming ``where`` and the offending key if ``results`` is malformed."""
+    if not isinstance(results, dict):
+        raise ValueError(f"{where}: expected a JSON object with a 'samples' list, got {type(results).__name__}")
+    if not isinstance(results.get("samples"), list):
+        raise ValueError(f"{where}: missing key 'samples' (a list of samples)")
+    for key in ("overall_cer", "overall_f1"):
+        if not isinstance(results.get(key), (int, float, type(None))):
+            raise ValueError(f"{where}: '{key}' must be a number or null, got {results[key]!r:.60}")
+    for key in ("metrics", "normalization"):
+        if not isinstance(results.get(key, {}), dict):
+            raise ValueError(f"{where}: '{key}' must be an object")
+    for i, sample in enumerate(results["samples"]):
+        if not isinstance(sample, dict):
+            raise ValueError(f"{where}: samples[{i}] must be an object, got {type(sample).__name__}")
+        failed = bool(sample.get("error"))
+        for key in ("label", "prediction"):
+            if key not in sample:
+                raise ValueError(f"{where}: samples[{i}] has no '{key}' key")
+            value = sample[key]
+            # A failed sample may carry no prediction; everything else must be text.
+            if not isinstance(value, str) and not (failed and key == "prediction" and value is None):
+                raise ValueError(f"{where}: samples[{i}].{key} must be a string, got {type(value).__name__}")
+        for key in ("image_path", "id"):
+            if not isinstance(sample.get(key), (str, int, type(None))):
+                raise ValueError(f"{where}: samples[{i}].{key} must be a string, got {type(sample[key]).__name__}")
+        for key in ("cer_score", "f1_score"):
+            if not isinstance(sample.get(key), (int, float, type(None))):
+                raise ValueError(f"{where}: samples[{i}].{key} must be a number or null")

@@ -1,0 +1,314 @@
+"""task=serve's app on a real uvicorn server on 127.0.0.1, with a fake deterministic model.
+
+The official ``openai`` client and ocrft's own EndpointClient must both talk to it; hostile
+requests (no key, oversized bodies, decompression bombs, remote image URLs) must be refused
+before they cost anything; concurrent requests must reach the model as batches.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
+
+import httpx
+import pytest
+from PIL import Image
+
+from ocrft.config import ServeConfig
+from ocrft.endpoint import EndpointClient
+from ocrft.serve import create_app
+from ocrft.validate import ConfigError
+from tests.unit.test_endpoint_unit import png_claiming
+
+pytestmark = pytest.mark.integration
+
+KEY = "ocrft-serve-test-key-0123456789"
+KEY_ENV = "OCRFT_TEST_SERVE_KEY"
+MODEL = "tiny-ocr"
+
+
+class FakeGenerator:
+    """Deterministic stand-in for a VLM: answers with the image size and the prompt."""
+
+    def __init__(self, delay: float = 0.05):
+        self.delay = delay
+        self.batch_sizes: list[int] = []
+        self.limits: list[int] = []
+
+    def generate(self, images: list, prompts: list[str], max_new_tokens: int) -> list[str]:
+        self.batch_sizes.append(len(images))
+        self.limits.append(max_new_tokens)
+        time.sleep(self.delay)  # the model is busy: requests arriving meanwhile queue up
+        return [f"{im.width}x{im.height} {im.mode} {prompt}" for im, prompt in zip(images, prompts)]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+@contextmanager
+def running(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, FakeGenerator]]:
+    import os
+
+    generator = FakeGenerator()
+    cfg = ServeConfig(api_key_env=KEY_ENV, max_body_bytes=200_000, max_image_pixels=1_000_000,
+                      max_batch_size=4, batch_wait_ms=30, max_new_tokens=64)
+    os.environ[KEY_ENV] = KEY
+    try:
+        app = create_app(generator, cfg, MODEL)  # reads the key now
+    finally:
+        del os.environ[KEY_ENV]
+    with running(app) as url:
+        yield url, generator
+
+
+def data_url(size=(30, 12), mode="RGB", fmt="PNG") -> str:
+    buf = io.BytesIO()
+    Image.new(mode, size, "white").save(buf, format=fmt)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+def chat(url: str, image_url: str, text: str = "Read.", **extra) -> dict:
+    content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": text}]
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def test_health_and_models(served):
+    url, _ = served
+    assert httpx.get(f"{url}/health").json() == {"status": "ok", "model": MODEL}  # no key: probes need none
+    assert httpx.get(f"{url}/v1/models").status_code == 401
+    models = httpx.get(f"{url}/v1/models", headers=AUTH).json()
+    assert [m["id"] for m in models["data"]] == [MODEL]
+
+
+def test_chat_completion_with_base64_image(served):
+    url, generator = served
+    r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(url, data_url((30, 12), "RGBA"), max_tokens=500))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion" and body["model"] == MODEL
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "30x12 RGB Read."}
+    assert body["usage"] == {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+    assert generator.limits[-1] == 64  # max_tokens capped by serve.max_new_tokens
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}])
+def test_wrong_or_missing_bearer_is_401(served, headers):
+    url, _ = served
+    r = httpx.post(f"{url}/v1/chat/completions", headers=headers, json=chat(url, data_url()))
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+
+
+def test_oversized_body_is_413_declared_or_streamed(served):
+    url, generator = served
+    calls = len(generator.batch_sizes)
+    big = b'{"messages": "' + b"x" * 300_000 + b'"}'
+    r = httpx.post(f"{url}/v1/chat/completions", headers={**AUTH, "Content-Type": "application/json"}, content=big)
+    assert r.status_code == 413
+    # Chunked upload: no Content-Length to trust, so the server must count.
+    r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, content=iter([big[i : i + 50_000] for i in range(0, len(big), 50_000)]))
+    assert r.status_code == 413 and "content-length" not in r.request.headers
+    assert len(generator.batch_sizes) == calls
+
+
+@pytest.mark.parametrize(
+    "image_url, status",
+    [
+        ("data:image/png;base64," + base64.b64encode(png_claiming(5000, 5000)).decode(), 413),  # 25 MP > 1 MP limit
+        ("data:image/png;base64," + base64.b64encode(png_claiming(100_000, 100_000)).decode(), 413),  # 10 GP
+        ("data:image/png;base64," + base64.b64encode(b"GIF89a but not really").decode(), 400),
+        ("data:image/png;base64,%%%not-base64%%%", 400),
+        ("https://example.com/page.png", 400),  # no server-side fetching (SSRF)
+        ("http://169.254.169.254/latest/meta-data", 400),
+    ],
+    ids=["bomb-over-limit", "bomb-over-pil-limit", "undecodable", "bad-base64", "https-url", "metadata-url"],
+)
+def test_hostile_images_are_refused_before_the_model(served, image_url, status):
+    url, generator = served
+    calls = len(generator.batch_sizes)
+    r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(url, image_url))
+    assert r.status_code == status, r.text
+    assert "error" in r.json() and len(generator.batch_sizes) == calls
+    if image_url.startswith("http"):
+        assert "data URL" in r.json()["error"]["message"]
+
+
+def test_bad_requests_are_400(served):
+    url, _ = served
+    for body in (b"not json", b'{"messages": []}', b'{"messages": [{"role": "user", "content": "text only"}]}'):
+        r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, content=body)
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", body
+
+
+def test_concurrent_requests_are_batched(served):
+    url, generator = served
+    generator.batch_sizes.clear()
+    generator.delay = 0.3  # while the first batch runs, the other requests must pile up
+    sizes = [(20 + i, 10) for i in range(8)]
+    try:
+        with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:
+            post = lambda s: client.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(url, data_url(s), str(s[0])))  # noqa: E731
+            answers = list(pool.map(post, sizes))
+    finally:
+        generator.delay = 0.05
+    assert [a.json()["choices"][0]["message"]["content"] for a in answers] == [f"{w}x{h} RGB {w}" for w, h in sizes]
+    assert sum(generator.batch_sizes) == 8
+    assert max(generator.batch_sizes) > 1 and max(generator.batch_sizes) <= 4  # batched, within max_batch_size
+
+
+def test_official_openai_client(served):
+    import openai
+
+    url, _ = served
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=30)
+    messages = [
+        {"role": "system", "content": "You are an OCR engine."},
+        {"role": "user", "content": [{"type": "text", "text": "Transcribe."}, {"type": "image_url", "image_url": {"url": data_url((40, 20), fmt="JPEG")}}]},
+    ]
+    reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=32, temperature=0)
+    # The system message is not passed on: the served model keeps the one it was loaded with.
+    assert reply.choices[0].message.content == "40x20 RGB Transcribe."
+    assert reply.usage.completion_tokens == 3  # FakeGenerator counts words
+
+    stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == reply.choices[0].message.content
+    assert chunks[-1].usage.total_tokens == reply.usage.total_tokens
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).chat.completions.create(model=MODEL, messages=messages)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_endpoint_client_against_served_model(served, tmp_path, stream):
+    url, _ = served
+    path = tmp_path / "line.png"
+    Image.new("L", (50, 16), 200).save(path)
+    client = EndpointClient(f"{url}/v1", MODEL, api_key=KEY, stream=stream, max_tokens=16, timeout=30)
+    done = client.transcribe(path, "Read the line.", system="OCR")
+    assert (done.text, done.error, done.retries) == ("50x16 RGB Read the line.", None, 0)
+    assert done.usage == {"prompt_tokens": 3, "completion_tokens": 5}
+
+
+def test_refuses_to_start_with_empty_key_variable(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "")
+    with pytest.raises(ConfigError, match=KEY_ENV):
+        create_app(FakeGenerator(), ServeConfig(api_key_env=KEY_ENV), MODEL)
+
+
+def test_open_server_and_generator_failure():
+    class Broken(FakeGenerator):
+        def generate(self, images, prompts, max_new_tokens):
+            raise RuntimeError("CUDA out of memory")
+
+    with running(create_app(Broken(), ServeConfig(), MODEL)) as url:
+        r = httpx.post(f"{url}/v1/chat/completions", json=chat(url, data_url()))  # no key configured: open
+        assert r.status_code == 500 and r.json()["error"]["code"] == "generation_failed"
+        assert httpx.get(f"{url}/health").status_code == 200  # the server survives
+
+
+_SERVE_CHILD = """
+import json, logging, sys, types
+from omegaconf import OmegaConf
+from ocrft.config import ServeConfig
+
+class Generator:
+    def generate(self, images, prompts, max_new_tokens):
+        return [f"{im.width}x{im.height}" for im in images]
+
+# Stand-in for ocrft.generation (the local-model loader) so only the serving is under test.
+sys.modules["ocrft.generation"] = types.SimpleNamespace(load_generator=lambda cfg: Generator())
+from ocrft.serve import run_serve
+
+logging.basicConfig(level=logging.INFO)
+cfg = OmegaConf.create({"serve": vars(ServeConfig(port=int(sys.argv[1]))), "model": {"name": "tiny-ocr", "path": "x"}})
+print("RESULT", json.dumps(run_serve(cfg, None).extra), flush=True)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_run_serve_serves_until_signalled(tmp_path, sig):
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    script = tmp_path / "serve_child.py"
+    script.write_text(_SERVE_CHILD)
+    child = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert child.poll() is None, child.stderr.read().decode()
+            assert time.monotonic() < deadline, "server did not come up"
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        r = httpx.post(f"{url}/v1/chat/completions", json=chat(url, data_url((33, 11))))
+        assert r.json()["choices"][0]["message"]["content"] == "33x11"
+        child.send_signal(getattr(signal, sig))  # Ctrl-C, or `docker stop`
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err.decode()
+    assert f'RESULT {{"url": "http://127.0.0.1:{port}/v1"}}' in out.decode()
+    assert f"serving tiny-ocr at http://127.0.0.1:{port}/v1" in err.decode()
+
+
+def test_run_serve_checks_the_key_before_loading_the_model(monkeypatch):
+    import sys
+    import types
+
+    from omegaconf import OmegaConf
+
+    from ocrft.serve import run_serve
+
+    def load_generator(cfg):
+        raise AssertionError("the model must not be loaded for a server that cannot start")
+
+    monkeypatch.setitem(sys.modules, "ocrft.generation", types.SimpleNamespace(load_generator=load_generator))
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    cfg = OmegaConf.create({"serve": vars(ServeConfig(api_key_env=KEY_ENV)), "model": {"name": None, "path": "x"}})
+    with pytest.raises(ConfigError, match=KEY_ENV):
+        run_serve(cfg, None)

@@ -1,0 +1,346 @@
+"""ocrft.metrics against independent references.
+
+- CER/WER: the known values of jiwer's own test suite (tests/test_cer.py, tests/test_wer.py,
+  which cite "From WER and RIL to MER and WIL"), and jiwer itself run as an oracle on seeded
+  random corpora.
+- BLEU/TER: the known values of sacrebleu's test suite (test/test_bleu.py, test/test_ter.py),
+  BLEU values worked out by hand, and sacrebleu's API as an oracle for each tokenizer.
+- char F1, exact match, ned, JSON fields, degenerate outputs: small cases computed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import jiwer
+import pytest
+import sacrebleu
+from sacrebleu.metrics import BLEU, TER
+
+from ocrft.config import NormalizationConfig
+from ocrft.metrics import flatten_json, is_degenerate, longest_repeat, score, score_sample
+
+# ---------------------------------------------------------------- CER / WER vs jiwer
+
+# (reference, hypothesis, CER) from jiwer's tests/test_cer.py
+JIWER_CER_CASES = [
+    ("This is a test", "This is a test", 0 / 14),
+    ("This is a test", "", 14 / 14),
+    ("This is a test", "This test", 5 / 14),
+    ("X", "X", 0),
+    ("X", "X X Y Y", 6),
+    ("X Y X", "X Z", 3 / 5),
+    ("X", "Y", 1),
+    ("X", "Y Z", 3),
+]
+# (reference, hypothesis, WER) from jiwer's tests/test_wer.py
+JIWER_WER_CASES = [
+    ("This is a test", "This is a test", 0),
+    ("This is a test", "", 1),
+    ("This is a test", "This test", 0.5),
+]
+
+
+@pytest.mark.parametrize("ref, hyp, expected", JIWER_CER_CASES)
+def test_cer_matches_jiwer_known_values(ref, hyp, expected):
+    m = score([hyp], [ref])
+    assert m["cer"] == pytest.approx(expected, abs=1e-12)
+    assert m["mean_cer"] == pytest.approx(expected, abs=1e-12)
+    assert score_sample(hyp, ref)["cer"] == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("ref, hyp, expected", JIWER_WER_CASES)
+def test_wer_matches_jiwer_known_values(ref, hyp, expected):
+    assert score([hyp], [ref])["wer"] == pytest.approx(expected, abs=1e-12)
+    assert score_sample(hyp, ref)["wer"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_corpus_cer_matches_jiwer_known_corpus_values():
+    # jiwer test_permutations_invariance and test_return_dict: corpus CER is total edits /
+    # total reference characters, not the mean of sample CERs.
+    assert score(["i am", "i good"], ["i", "am i good"])["cer"] == pytest.approx(0.6)
+    assert score(["i good", "i am"], ["am i good", "i"])["cer"] == pytest.approx(0.6)
+    m = score(["i am", "y good"], ["i", "am i good"])
+    assert m["cer"] == pytest.approx(0.7)
+    # Sample CERs: "i"->"i am" = 3/1, "am i good"->"y good" = 4/9, hence the mean.
+    assert m["mean_cer"] == pytest.approx((3 / 1 + 4 / 9) / 2)
+
+
+def _random_corpus(rng: random.Random, n: int) -> tuple[list[str], list[str]]:
+    words = ["the", "cat", "sat", "on", "mat", "Київ", "лист", "1923", "p.", "№5", "naïve", "x"]
+    refs, hyps = [], []
+    for _ in range(n):
+        ref = [rng.choice(words) for _ in range(rng.randint(1, 9))]
+        hyp = list(ref)
+        for _ in range(rng.randint(0, 3)):  # word-level edits
+            op = rng.choice("sid")
+            if op == "s" and hyp:
+                hyp[rng.randrange(len(hyp))] = rng.choice(words)
+            elif op == "i":
+                hyp.insert(rng.randint(0, len(hyp)), rng.choice(words))
+            elif hyp:
+                del hyp[rng.randrange(len(hyp))]
+        hyp_s = " ".join(hyp)
+        if hyp_s and rng.random() < 0.3:  # character-level typo
+            i = rng.randrange(len(hyp_s))
+            hyp_s = hyp_s[:i] + rng.choice("aeo0") + hyp_s[i + 1 :]
+        refs.append(" ".join(ref))
+        hyps.append(hyp_s.strip())
+    return hyps, refs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_corpus_and_mean_cer_wer_agree_with_jiwer_on_random_corpora(seed):
+    hyps, refs = _random_corpus(random.Random(seed), 40)
+    m = score(hyps, refs)
+    assert m["cer"] == pytest.approx(jiwer.cer(refs, hyps), abs=1e-12)
+    assert m["wer"] == pytest.approx(jiwer.wer(refs, hyps), abs=1e-12)
+    assert m["mean_cer"] == pytest.approx(sum(jiwer.cer(r, h) for r, h in zip(refs, hyps)) / len(refs), abs=1e-12)
+    assert m["mean_wer"] == pytest.approx(sum(jiwer.wer(r, h) for r, h in zip(refs, hyps)) / len(refs), abs=1e-12)
+
+
+def test_empty_reference_rule_and_corpus_insertions_agree_with_jiwer():
+    # Sample rule: empty reference -> 0.0 if the prediction is empty too, else 1.0.
+    assert score_sample("", "")["cer"] == 0.0
+    assert score_sample("ab", "")["cer"] == 1.0
+    assert score_sample("ab", "")["wer"] == 1.0
+    # Corpus: the two insertions count against the 3 reference characters (jiwer agrees).
+    m = score(["abc", "ab"], ["abc", ""])
+    assert m["cer"] == pytest.approx(2 / 3) == pytest.approx(jiwer.cer(["abc", ""], ["abc", "ab"]))
+    assert m["mean_cer"] == pytest.approx(0.5)
+    assert score([""], [""])["cer"] == 0.0 and score(["a"], [""])["cer"] == 1.0
+
+
+def test_normalization_is_applied_before_scoring():
+    # Full-width digits equal ASCII after NFKC; the default config also collapses whitespace.
+    assert score(["\uff11\uff12\uff13  4"], ["123 4"], NormalizationConfig())["cer"] == 0.0
+    assert score(["\uff11\uff12\uff13  4"], ["123 4"])["cer"] == pytest.approx(4 / 5)
+    lower = {"lowercase": True, "remove_punctuation": True}
+    assert score(["Hello, World!"], ["hello world"], lower)["exact_match"] == 1.0
+    assert score(["Hello, World!"], ["hello world"])["exact_match"] == 0.0
+
+
+# ---------------------------------------------------------------- char F1, exact, ned
+
+
+def test_char_precision_recall_f1_hand_computed():
+    s = score_sample("abcc", "abcd")  # overlap {a, b, c} = 3 of 4 on each side
+    assert (s["char_precision"], s["char_recall"], s["f1"]) == pytest.approx((0.75, 0.75, 0.75))
+    s = score_sample("xy", "x")  # overlap 1: P = 1/2, R = 1/1
+    assert (s["char_precision"], s["char_recall"], s["f1"]) == pytest.approx((0.5, 1.0, 2 / 3))
+    m = score(["abcc", "xy"], ["abcd", "x"])
+    # Micro over all characters: overlap 4, 6 predicted, 5 reference characters.
+    p, r = 4 / 6, 4 / 5
+    assert (m["char_precision"], m["char_recall"]) == pytest.approx((p, r))
+    assert m["char_f1"] == pytest.approx(2 * p * r / (p + r))
+    assert m["mean_char_f1"] == pytest.approx((0.75 + 2 / 3) / 2)
+
+
+def test_char_f1_is_order_free_and_handles_empty_sides():
+    assert score_sample("cba", "abc")["f1"] == 1.0  # a multiset: order does not matter
+    assert score_sample("cba", "abc")["cer"] == pytest.approx(2 / 3)
+    assert score_sample("", "")["f1"] == 1.0
+    assert score_sample("", "abc")["f1"] == 0.0
+    assert score_sample("abc", "")["f1"] == 0.0
+
+
+def test_exact_match_and_ned_hand_computed():
+    m = score(["abc", "ab", "same", ""], ["abd", "abcd", "same", ""])
+    assert m["exact_match"] == pytest.approx(2 / 4)
+    # ned = edits / max(len): 1/3, 2/4, 0, 0 (two empty strings)
+    assert m["ned"] == pytest.approx((1 / 3 + 2 / 4) / 4)
+    assert score_sample("xyz", "a")["ned"] == 1.0  # 3 edits / max(3, 1): bounded by 1 unlike CER
+    assert score_sample("xyz", "a")["cer"] == 3.0
+
+
+# ---------------------------------------------------------------- BLEU / TER vs sacrebleu
+
+_HYPS = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+_REFS = ["The dog bit the man.", "It was not unexpected.", "The man bit him first."]
+
+
+def test_bleu_known_values():
+    # sacrebleu test_bleu: identical -> 100; empty hypotheses are scored, not dropped -> 0.
+    assert score(["this is a test"], ["this is a test"])["bleu"] == pytest.approx(100.0)
+    assert score(["", "", ""], _REFS)["bleu"] == 0.0
+    # By hand: 1-4-gram precisions 3/4, 2/3, 1/2 and 0/1, the zero smoothed by sacrebleu's
+    # default "exp" method to 1/2; brevity penalty 1.
+    expected = 100 * (3 / 4 * 2 / 3 * 1 / 2 * 1 / 2) ** 0.25
+    assert score(["this is a fest"], ["this is a test"])["bleu"] == pytest.approx(expected, abs=1e-9)
+    # The same by characters: "abcd" vs "abce" has exactly those n-gram precisions.
+    assert score(["abcd"], ["abce"], bleu_tokenize="char")["bleu"] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("tokenize", ["13a", "zh", "char", "none"])
+def test_bleu_matches_sacrebleu_for_each_tokenizer(tokenize):
+    hyps = _HYPS + ["我们今天去北京。", "发票金额：100元"]
+    refs = _REFS + ["我们明天去北京。", "发票金额：100元"]
+    expected = sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score
+    assert score(hyps, refs, bleu_tokenize=tokenize)["bleu"] == pytest.approx(expected, abs=1e-9)
+    assert 0 <= expected <= 100
+
+
+# (hypotheses, references, TER/100) from sacrebleu's test/test_ter.py (plain TER: no tercom
+# normalization, i.e. bleu_tokenize="none"; all pairs agree in case).
+SACREBLEU_TER_CASES = [
+    (["aaaa bbbb cccc dddd"], ["aaaa bbbb cccc dddd"], 0),
+    (["dddd eeee ffff"], ["aaaa bbbb cccc"], 1),
+    ([""], ["a"], 1),
+    (["d e f g h a b c"], ["a b c d e f g h"], 1 / 8),  # a single shift
+]
+
+
+@pytest.mark.parametrize("hyps, refs, expected", SACREBLEU_TER_CASES)
+def test_ter_known_values(hyps, refs, expected):
+    assert abs(score(hyps, refs, bleu_tokenize="none")["ter"] - 100 * expected) < 1e-3
+
+
+def test_ter_is_case_sensitive_and_splits_cjk():
+    # Case folding is the normalization's business, so "The" vs "the" is one edit of two.
+    assert score(["The cat"], ["the cat"])["ter"] == pytest.approx(50.0)
+    assert score(["The cat"], ["the cat"], {"lowercase": True})["ter"] == 0.0
+    # zh: every CJK character is a token; 2 of 4 substituted.
+    assert score(["我爱北京"], ["我爱上海"], bleu_tokenize="zh")["ter"] == pytest.approx(50.0)
+    # 13a: tercom normalization splits punctuation off ("man." -> "man ."): 1 edit of 6 tokens.
+    assert score(["The dog bit the man!"], ["The dog bit the man."])["ter"] == pytest.approx(100 / 6)
+
+
+@pytest.mark.parametrize(
+    "tokenize, kwargs",
+    [("13a", {"normalized": True}), ("zh", {"normalized": True, "asian_support": True}),
+     ("char", {"normalized": True, "asian_support": True}), ("none", {})],
+)
+def test_ter_matches_sacrebleu_with_documented_options(tokenize, kwargs):
+    hyps = _HYPS + ["我们今天去北京。"]
+    refs = _REFS + ["我们明天去北京。"]
+    expected = TER(case_sensitive=True, **kwargs).corpus_score(hyps, [refs]).score
+    assert score(hyps, refs, bleu_tokenize=tokenize)["ter"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_bleu_tokenizer_is_validated():
+    with pytest.raises(ValueError, match="bleu_tokenize='intl'.*13a"):
+        score(["a"], ["a"], bleu_tokenize="intl")
+
+
+# ---------------------------------------------------------------- degenerate outputs
+
+
+@pytest.mark.parametrize(
+    "pred, ref, expected",
+    [
+        ("", "abc", True),  # empty output
+        ("   ", "abc", True),
+        ("", "", False),  # nothing to read, nothing read
+        ("abc" * 8, "abc", True),  # 24 chars, one unit 8 times
+        ("The total is 5 " + "and so on " * 6, "The total is 5", True),  # 60 of 75 chars loop
+        ("aaaaaaaaaa", "a", False),  # only 10 chars: too short to call
+        ("hello world hello world hello world", "hello world", False),  # 3 copies < 4
+        ("Normal line of text without repeats -----", "Normal line", False),  # run covers 5/41
+        ("Contents " + "." * 24 + " 5", "Contents " + "." * 24 + " 5", False),  # run is in the reference
+        ("Contents " + "." * 24 + " 5", "Contents 5", True),
+        ("It was a dark and stormy night; " * 5, "It was a dark and stormy night;", True),  # 32-char unit
+    ],
+)
+def test_is_degenerate(pred, ref, expected):
+    assert is_degenerate(pred, ref) is expected
+
+
+def test_longest_repeat_finds_the_longest_run():
+    assert longest_repeat("xyxyxyxy--aaaaaaaaa") == "aaaaaaaaa"
+    assert longest_repeat("abcd") == ""
+    assert longest_repeat("ab" * 10) == "ab" * 10
+
+
+def test_degenerate_rate_counts_samples():
+    m = score(["", "abc" * 10, "fine text"], ["ref", "abc", "fine text"])
+    assert m["degenerate_rate"] == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- JSON targets
+
+_REF_JSON = '{"items": [{"name": "Tea", "price": 3}], "total": "3.00"}'
+
+
+def test_flatten_json_paths():
+    assert sorted(flatten_json({"items": [{"name": "Tea", "price": 3}], "total": "3.00", "tags": []})) == [
+        ("items[0].name", "Tea"), ("items[0].price", 3), ("tags", []), ("total", "3.00")
+    ]
+    assert flatten_json([1, {"a": None}]) == [("[0]", 1), ("[1].a", None)]
+
+
+def test_json_field_scores_hand_computed():
+    pred = '{"items": [{"name": "tea", "price": 3}], "total": "3.00", "extra": 1}'
+    s = score_sample(pred, _REF_JSON, json_target=True)
+    # 4 predicted fields, 3 reference fields; "tea" != "Tea" raw, so 2 match.
+    assert (s["json_field_precision"], s["json_field_recall"]) == pytest.approx((2 / 4, 2 / 3))
+    s = score_sample(pred, _REF_JSON, {"lowercase": True}, json_target=True)
+    assert (s["json_field_precision"], s["json_field_recall"]) == pytest.approx((3 / 4, 3 / 3))
+    # Leaves compare as strings: the number 3 and the string "3" read the same, 3.0 does not.
+    s = score_sample('{"items": [{"name": "Tea", "price": "3"}], "total": "3.00"}', _REF_JSON, json_target=True)
+    assert s["json_field_f1"] == 1.0
+    s = score_sample('{"items": [{"name": "Tea", "price": 3.0}], "total": "3.00"}', _REF_JSON, json_target=True)
+    assert s["json_field_f1"] == pytest.approx(2 / 3)
+
+
+def test_json_corpus_metrics_and_validity():
+    preds = [
+        "```json\n" + _REF_JSON + "\n```",  # fenced, as chat models write it: valid, 3/3
+        "Sorry, I cannot read this.",  # invalid: no fields, 3 missed
+        '{"total": "3.00"',  # truncated: invalid
+    ]
+    m = score(preds, [_REF_JSON] * 3)
+    assert m["json_valid_rate"] == pytest.approx(1 / 3)
+    assert m["json_field_precision"] == pytest.approx(3 / 3)
+    assert m["json_field_recall"] == pytest.approx(3 / 9)
+    assert m["json_field_f1"] == pytest.approx(2 * 1 * (1 / 3) / (1 + 1 / 3))
+
+
+def test_json_auto_detection_and_override():
+    assert "json_valid_rate" in score([_REF_JSON], [_REF_JSON])
+    assert "json_valid_rate" not in score(["a", _REF_JSON], ["plain text", _REF_JSON])
+    assert "json_valid_rate" not in score([_REF_JSON], [_REF_JSON], json_target=False)
+    assert score(["x"], ["plain"], json_target=True)["json_valid_rate"] == 0.0
+
+
+def test_json_is_parsed_from_raw_text_so_punctuation_removal_cannot_break_it():
+    m = score([_REF_JSON], [_REF_JSON], {"remove_punctuation": True})
+    assert m["json_valid_rate"] == 1.0 and m["json_field_f1"] == 1.0
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_mismatched_lengths_raise_value_error():
+    with pytest.raises(ValueError, match="2 predictions but 3 references"):
+        score(["a", "b"], ["a", "b", "c"])
+
+
+def test_non_string_items_name_their_index():
+    with pytest.raises(TypeError, match=r"predictions\[1\] is NoneType"):
+        score(["a", None], ["a", "b"])
+    with pytest.raises(TypeError, match=r"references\[0\] is int"):
+        score(["a"], [5])
+    with pytest.raises(TypeError, match="list of strings, not str"):
+        score("abc", "abc")
+    with pytest.raises(TypeError, match="prediction is NoneType"):
+        score_sample(None, "a")
+
+
+def test_no_samples_is_an_error():
+    with pytest.raises(ValueError, match="no samples"):
+        score([], [])
+
+
+# ---------------------------------------------------------------- scale
+
+
+@pytest.mark.slow
+def test_scores_ten_thousand_pairs_consistently():
+    """A sanity check of scale (no timing asserted): 10k pairs go through one pass and the
+    corpus numbers still agree with jiwer."""
+    hyps, refs = _random_corpus(random.Random(123), 10_000)
+    m = score(hyps, refs)
+    assert m["num_samples"] == 10_000
+    assert m["cer"] == pytest.approx(jiwer.cer(refs, hyps), abs=1e-12)
+    assert all(math.isfinite(v) for v in m.values())

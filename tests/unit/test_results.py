@@ -1,0 +1,158 @@
+"""Results files: building, scoring rows with failures, writing, loading and rejecting."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from ocrft.results import build_results, load_results, rescore_results, score_samples, write_results
+
+# The example from the Gemma-OCR seed's README ("Output Format"), verbatim.
+SEED_RESULTS = {
+    "overall_cer": 0.0234,
+    "overall_f1": 0.9876,
+    "total_samples": 100,
+    "timestamp": "2025-12-16T10:30:00",
+    "model_name": "mistralai3",
+    "samples": [
+        {
+            "image_path": "path/to/image.png",
+            "label": "ground truth text",
+            "prediction": "predicted text",
+            "cer_score": 0.0123,
+            "f1_score": 0.9890,
+        }
+    ],
+}
+
+
+def rows():
+    return [
+        {"id": "a", "image_path": "a.png", "label": "abcd", "prediction": "abcc"},
+        {"id": "b", "image_path": "b.png", "label": "Hello  World", "prediction": "hello world"},
+        {"id": "c", "image_path": "c.png", "label": "xyz", "prediction": None, "error": "HTTP 500 after 5 retries"},
+    ]
+
+
+def test_score_samples_excludes_failed_rows_but_counts_them():
+    metrics, scored = score_samples(rows(), {"lowercase": True})
+    assert metrics["num_samples"] == 2 and metrics["num_errors"] == 1
+    assert metrics["error_rate"] == pytest.approx(1 / 3)
+    # Scored rows under lowercase + default collapse: "abcc" vs "abcd" 1 edit, the other exact.
+    assert metrics["cer"] == pytest.approx(1 / (4 + 11))
+    assert metrics["exact_match"] == pytest.approx(1 / 2)
+    assert scored[0]["cer_score"] == pytest.approx(1 / 4) and scored[0]["f1_score"] == pytest.approx(0.75)
+    assert scored[1]["cer_score"] == 0.0 and scored[1]["exact_match"] is True
+    assert scored[2]["cer_score"] is None and scored[2]["error"] == "HTTP 500 after 5 retries"
+    # Raw text is kept as given; the input rows are not modified.
+    assert scored[1]["label"] == "Hello  World"
+    assert "cer_score" not in rows()[0]
+
+
+def test_score_samples_names_the_bad_row():
+    bad = rows()
+    bad[1]["prediction"] = 42
+    with pytest.raises(TypeError, match=r"sample 1 \(id='b'\): prediction is int"):
+        score_samples(bad, None)
+
+
+def test_score_samples_when_every_row_failed():
+    failed = [dict(r, error="timeout", prediction=None) for r in rows()]
+    metrics, scored = score_samples(failed, None)
+    assert metrics == {"num_samples": 0, "num_errors": 3, "error_rate": 1.0}
+    assert all(r["cer_score"] is None for r in scored)
+
+
+def test_json_rows_get_json_scores():
+    ref = '{"a": "1", "b": "2"}'
+    metrics, scored = score_samples([{"id": "x", "label": ref, "prediction": '{"a": "1"}'}], None)
+    assert metrics["json_field_recall"] == pytest.approx(0.5)
+    assert scored[0]["json_valid"] is True and scored[0]["json_field_f1"] == pytest.approx(2 / 3)
+
+
+def test_build_results_has_the_seed_keys_and_ours():
+    metrics, scored = score_samples(rows(), None)
+    res = build_results(scored, "tiny", {"lowercase": True}, metrics, {"split": "test"})
+    for key in ("overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "samples"):
+        assert key in res
+    assert res["overall_cer"] == metrics["cer"] and res["overall_f1"] == metrics["char_f1"]
+    assert res["total_samples"] == 3 and res["model_name"] == "tiny" and res["split"] == "test"
+    assert res["normalization"]["lowercase"] is True and res["normalization"]["nfkc"] is True
+    datetime.fromisoformat(res["timestamp"])
+    with pytest.raises(ValueError, match="overwrite core"):
+        build_results(scored, "tiny", None, metrics, {"samples": []})
+
+
+def test_write_then_load_round_trips_and_writes_null_for_nan(tmp_path):
+    metrics, scored = score_samples(rows(), None)
+    metrics["weird"] = float("nan")
+    res = build_results(scored, "tiny", None, metrics, None)
+    path = write_results(tmp_path / "out" / "results.json", res)
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temp file left behind
+    loaded = load_results(path)
+    assert loaded["metrics"]["weird"] is None  # NaN is not JSON
+    assert loaded["samples"] == json.loads(json.dumps(scored))
+
+
+def test_seed_results_file_loads_and_rescores(tmp_path):
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(SEED_RESULTS))
+    loaded = load_results(path)
+    assert loaded["overall_cer"] == 0.0234
+    res = rescore_results(loaded, {"lowercase": True}, bleu_tokenize="13a")
+    # "ground truth text" -> "predicted text": scores recomputed from the raw text.
+    assert res["samples"][0]["cer_score"] == pytest.approx(res["metrics"]["cer"])
+    assert res["samples"][0]["prediction"] == "predicted text"
+    assert res["model_name"] == "mistralai3"
+    assert res["rescored_from"]["overall_cer"] == 0.0234 and res["rescored_from"]["normalization"] is None
+    assert res["normalization"]["lowercase"] is True
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    return path
+
+
+def test_truncated_json_names_the_file(tmp_path):
+    path = _write(tmp_path, json.dumps(SEED_RESULTS)[:-40])
+    with pytest.raises(ValueError, match=r"r\.json: not valid JSON \(truncated"):
+        load_results(path)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.pop("samples"), "missing key 'samples'"),
+        (lambda r: r.update(samples={"a": 1}), "missing key 'samples'"),
+        (lambda r: r["samples"][1].pop("label"), r"samples\[1\] has no 'label' key"),
+        (lambda r: r["samples"][1].pop("prediction"), r"samples\[1\] has no 'prediction' key"),
+        (lambda r: r["samples"][1].update(prediction=["a"]), r"samples\[1\]\.prediction must be a string, got list"),
+        (lambda r: r["samples"][1].update(prediction=None), r"samples\[1\]\.prediction must be a string"),
+        (lambda r: r["samples"][1].update(label=7), r"samples\[1\]\.label must be a string, got int"),
+        (lambda r: r["samples"][1].update(cer_score="low"), r"samples\[1\]\.cer_score must be a number"),
+        (lambda r: r.update(overall_cer="0.1"), "'overall_cer' must be a number"),
+        (lambda r: r["samples"].__setitem__(1, "x"), r"samples\[1\] must be an object"),
+    ],
+)
+def test_wrong_schema_names_file_and_place(tmp_path, mutate, message):
+    res = json.loads(json.dumps(SEED_RESULTS))
+    res["samples"].append(dict(res["samples"][0]))  # a second, valid sample to break
+    mutate(res)
+    path = _write(tmp_path, json.dumps(res))
+    with pytest.raises(ValueError, match=message) as err:
+        load_results(path)
+    assert str(path) in str(err.value)
+
+
+def test_top_level_must_be_an_object(tmp_path):
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        load_results(_write(tmp_path, "[]"))
+
+
+def test_failed_sample_may_have_null_prediction(tmp_path):
+    res = json.loads(json.dumps(SEED_RESULTS))
+    res["samples"].append({"image_path": "x.png", "label": "x", "prediction": None, "error": "timeout"})
+    assert load_results(_write(tmp_path, json.dumps(res)))["samples"][1]["error"] == "timeout"
