@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-all bench lint mlflow-ui dashboard install clean help
+.PHONY: demo demo-base test test-fast test-all bench lint mlflow-ui dashboard install clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -19,6 +19,10 @@ install: $(STAMP) ## create .venv and install ocrft with its test extras
 
 demo: $(STAMP) ## run the embedded demo end to end (CPU, about 5 minutes)
 	$(PY) -m ocrft +experiment=demo
+
+demo-base: $(STAMP) ## re-create the demo's pretrained OCR base (ocrft/assets/demo_base) from scratch (CPU, ~1 h)
+	OMP_NUM_THREADS=1 $(PY) -m ocrft +experiment=demo_pretrain tracking=none run_dir=outputs/demo_pretrain
+	rm -rf ocrft/assets/demo_base && mkdir -p ocrft/assets && cp -r outputs/demo_pretrain/model ocrft/assets/demo_base
 
 test: $(STAMP) ## everything but GPU tests (what CI runs)
 	$(PY) -m pytest -m "not gpu" -q

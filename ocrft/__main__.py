@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -39,11 +40,30 @@ def resolve_task(name: str):
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig):
-    from ocrft.runner import run_task
+# Absolute, so Hydra finds conf/ however this module is started (python -m, console script, import).
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
-    return run_task(cfg, resolve_task(cfg.task))
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig):
+    from ocrft.runner import EXIT_USER_ERROR, run_task, user_error_message
+
+    try:
+        return run_task(cfg, resolve_task(cfg.task))
+    except Exception as err:
+        message = user_error_message(err)
+        if message is None or _in_multirun():
+            raise  # a bug keeps its traceback; a sweep records the job as failed and goes on
+        # A bad file, key or path: one paragraph naming it, no traceback (run.json has it too).
+        sys.stderr.write(f"ocrft: error: {message}\n")
+        raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def train_metrics(out, trainer, seconds: float) -> dict[str, float]:
     }
     if torch.cuda.is_available():
         metrics["system/peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    first = next((h["loss"] for h in state.log_history if "loss" in h), None)
-    if first is not None:
-        metrics["train/first_loss"] = float(first)
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    if losses:
+        metrics["train/first_loss"], metrics["train/last_loss"] = float(losses[0]), float(losses[-1])
     return metrics

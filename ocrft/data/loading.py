@@ -29,6 +29,7 @@ from ocrft.config import OnError
 from ocrft.data.readers import READERS, Reader, ReadResult, read_lines_jsonl
 from ocrft.data.record import DataError, Record
 from ocrft.data.splits import SPLITS, split_records
+from ocrft.validate import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _generate_cached(fmt: str, cfg: Any, split: str) -> tuple[list[Record], Path
 
     n = getattr(cfg, f"num_{split}", None)
     if n is None:
-        raise ValueError(f"data.format={fmt} generates train/val/test only, not {split!r}")
+        raise ConfigError(f"data.format={fmt} generates train/val/test only, not {split!r}")
     fn, kwargs = GENERATORS[fmt](cfg, split, int(n), _derived_seed(cfg.split_seed, split))
     settings = json.dumps({"format": fmt, "version": GENERATOR_VERSION, **kwargs}, sort_keys=True, default=str)
     base = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else paths.cache_dir() / "synthetic"
@@ -154,7 +155,7 @@ def load_data(data_cfg: Any, run_dir: Optional[Path] = None, splits: Sequence[st
             loaded.sources[split] = str(out)
     else:
         if fmt not in READERS:
-            raise ValueError(f"unknown data.format={fmt!r}; known: {sorted([*GENERATORS, *READERS])}")
+            raise ConfigError(f"unknown data.format={fmt!r}; known: {sorted([*GENERATORS, *READERS])}")
         _load_files(data_cfg, READERS[fmt], splits, run_dir, loaded, skipped)
     loaded.skipped = dict(skipped)
     for split, records in loaded.splits.items():
@@ -187,12 +188,12 @@ def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Option
                 whole = split_records(_read(reader, path, on_error, cache_dir, skipped),
                                       cfg.train_ratio, cfg.val_ratio, cfg.split_seed)
             if split not in whole:
-                raise ValueError(f"data.path is one file, split into {'/'.join(SPLITS)}: no {split!r} split")
+                raise ConfigError(f"data.path is one file, split into {'/'.join(SPLITS)}: no {split!r} split")
             loaded.splits[split] = whole[split]
             loaded.sources[split] = f"{path} (split {cfg.train_ratio}/{cfg.val_ratio}, seed {cfg.split_seed})"
             continue
         else:
-            raise ValueError(f"no data for the {split} split: set data.path (a data file, or a folder of "
+            raise ConfigError(f"no data for the {split} split: set data.path (a data file, or a folder of "
                              f"{'/'.join(SPLITS)}{reader.ext} files) or data.{split}_file")
         if not file.is_file():
             source = f"data.{split}_file" if explicit else "data.path"

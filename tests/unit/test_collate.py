@@ -1,0 +1,66 @@
+"""Collation per family: loss on target tokens only, padding sides, image-token budget."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from ocrft.collate import Collator, Sample, SequenceTooLongError
+from ocrft.models.loading import ensure_tiny, load_processor, resolve_model
+from ocrft.models.registry import get_family
+from tests.conftest import FAMILY_NAMES
+
+
+@pytest.fixture(scope="module", params=FAMILY_NAMES)
+def family_processor(request):
+    resolved = resolve_model(request.param, f"tiny:{request.param}")
+    return get_family(request.param), load_processor(resolved)
+
+
+def _samples(targets):
+    return [Sample(Image.new("RGB", (64 + 40 * i, 32), "white"), "Read.", t) for i, t in enumerate(targets)]
+
+
+def test_labels_cover_exactly_the_target(family_processor):
+    family, processor = family_processor
+    collator = Collator(processor, family)
+    targets = ["hello", "Привіт, світ!"]
+    batch = collator(_samples(targets))
+    tok = processor.tokenizer
+    for row, target in enumerate(targets):
+        labels = batch["labels"][row]
+        kept = labels[labels != -100].tolist()
+        assert tok.decode(kept, skip_special_tokens=False) == target + family.target_suffix(processor)
+        # the labelled tokens are the last real tokens of the right-padded row
+        n_real = int(batch["attention_mask"][row].sum())
+        assert batch["input_ids"][row, n_real - len(kept) : n_real].tolist() == kept
+
+
+def test_generation_batches_are_left_padded(family_processor):
+    family, processor = family_processor
+    batch = Collator(processor, family)(_samples([None, None]), padding_side="left")
+    assert "labels" not in batch
+    mask = batch["attention_mask"]
+    assert bool(mask[:, -1].all())  # every row ends with a real token: generation continues there
+    assert batch["input_ids"].shape[0] == 2
+
+
+def test_prompt_longer_than_max_length_names_the_key(family_processor):
+    family, processor = family_processor
+    with pytest.raises(SequenceTooLongError, match="train.max_length=4"):
+        Collator(processor, family, max_length=4)(_samples(["abc"]))
+
+
+def test_long_target_is_truncated_not_the_image(family_processor):
+    family, processor = family_processor
+    full = Collator(processor, family)(_samples(["x" * 50]))
+    n_prompt = int((full["labels"][0] == -100).sum())
+    cut = Collator(processor, family, max_length=n_prompt + 5)(_samples(["x" * 50]))
+    assert cut["input_ids"].shape[1] == n_prompt + 5
+    assert int((cut["labels"][0] != -100).sum()) == 5
+
+
+def test_tiny_checkpoint_reloads_through_from_pretrained(tmp_path):
+    out = ensure_tiny("qwen2_vl", root=tmp_path)
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    assert resolve_model("qwen2_vl", str(out)).base_path == str(out)
