@@ -36,10 +36,10 @@ def load_processor(path: str, min_pixels: Optional[int] = None, max_pixels: Opti
 
 
 def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4, vision_width: int = 32) -> None:
-    import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
+    from ocrft.models import tiny
     from ocrft.models.charset_tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(
@@ -60,18 +60,12 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
     head_dim = hidden_size // heads
     config = Gemma3Config(
         text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            intermediate_size=hidden_size * 2,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=max(1, heads // 2),
+            **tiny.text_sizes(tokenizer, hidden_size, layers, heads),
             head_dim=head_dim,
             query_pre_attn_scalar=head_dim,
             # one of each attention type so both RoPE paths run
             layer_types=(["sliding_attention", "full_attention"] * layers)[:layers],
             sliding_window=512,
-            max_position_embeddings=4096,
             pad_token_id=ids["<pad>"],
             eos_token_id=ids["<eos>"],
             bos_token_id=ids["<bos>"],
@@ -89,12 +83,8 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
         eoi_token_index=ids["<end_of_image>"],
         image_token_index=ids["<image_soft_token>"],
     )
-    torch.manual_seed(0)
-    model = Gemma3ForConditionalGeneration(config)
-    model.generation_config.eos_token_id = [ids["<eos>"], ids["<end_of_turn>"]]
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    model = tiny.instantiate(Gemma3ForConditionalGeneration, config)
+    tiny.save(model, processor, out_dir, [ids["<eos>"], ids["<end_of_turn>"]], ids["<pad>"])
 
 
 GEMMA3 = ModelFamily(

@@ -143,14 +143,37 @@ def load_model(
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": _device()}
+    require_safetensors(resolved.base_path, "model.safetensors")
     log.info("loading %s from %s", family.model_class, resolved.base_path)
     model = model_class.from_pretrained(resolved.base_path, **kwargs)
     if resolved.adapter_path:
         from peft import PeftModel
 
+        require_safetensors(resolved.adapter_path, "adapter_model.safetensors")
+
         log.info("applying adapter %s", resolved.adapter_path)
         model = PeftModel.from_pretrained(model, resolved.adapter_path, is_trainable=adapter_trainable)
     return model
+
+
+def require_safetensors(folder: str, expected: str) -> None:
+    """Refuse a local checkpoint folder without safetensors weights, before loading it.
+
+    Pickle weights (``*.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``) can run code when loaded,
+    so ocrft loads safetensors only (SECURITY.md); hub ids are left to ``use_safetensors``.
+
+    Raises:
+        ModelPathError: naming the folder and the pickle files found in it.
+    """
+    local = Path(folder)
+    if not local.is_dir() or any(local.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in local.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+    found = f"it holds only pickle weights {pickles}, which can run code when loaded" if pickles else "it holds no weights"
+    raise ModelPathError(
+        f"{local}: no {expected} (ocrft loads safetensors weights only); {found}. "
+        "Convert the checkpoint to safetensors with a tool you trust, or point model.path elsewhere"
+    )
 
 
 def _device() -> str:

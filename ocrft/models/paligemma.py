@@ -24,10 +24,10 @@ def format_prompt(processor, prompt: str, system: Optional[str] = None) -> str:
 
 
 def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4, vision_width: int = 32) -> None:
-    import torch
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
+    from ocrft.models import tiny
     from ocrft.models.charset_tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(
@@ -53,14 +53,8 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
         ),
         text_config=dict(
             model_type="gemma",
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            intermediate_size=hidden_size * 2,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=1,
+            **{**tiny.text_sizes(tokenizer, hidden_size, layers, heads), "num_key_value_heads": 1},
             head_dim=hidden_size // heads,
-            max_position_embeddings=4096,
             pad_token_id=ids["<pad>"],
             eos_token_id=ids["<eos>"],
             bos_token_id=ids["<bos>"],
@@ -70,12 +64,8 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
         projection_dim=hidden_size,
         hidden_size=hidden_size,
     )
-    torch.manual_seed(0)
-    model = PaliGemmaForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<eos>"]
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    model = tiny.instantiate(PaliGemmaForConditionalGeneration, config)
+    tiny.save(model, processor, out_dir, ids["<eos>"], ids["<pad>"])
 
 
 PALIGEMMA = ModelFamily(

@@ -124,19 +124,15 @@ def tiny_qwen_config(variant: str, tokenizer, hidden_size: int = 64, layers: int
     """A small config of the variant's real architecture (same classes, tiny sizes)."""
     from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 
+    from ocrft.models import tiny
+
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIALS}
     head_dim = hidden_size // heads
     # mrope splits half the head dim into temporal/height/width sections.
     half = head_dim // 2
     mrope = [half - 2 * (half // 3), half // 3, half // 3]
     text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
-        max_position_embeddings=4096,
+        **tiny.text_sizes(tokenizer, hidden_size, layers, heads),
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
         bos_token_id=None,
         eos_token_id=ids["<|im_end|>"],
@@ -178,10 +174,11 @@ def _tiny_builder(variant: str, model_class: str):
         import torch
         import transformers
 
+        from ocrft.models import tiny
+
         processor = _tiny_processor(variant)
         config = tiny_qwen_config(variant, processor.tokenizer, **sizes)
-        torch.manual_seed(0)
-        model = getattr(transformers, model_class)(config)
+        model = tiny.instantiate(getattr(transformers, model_class), config)
         # At the language model's init scale (0.02) a from-scratch vision tower gives every glyph
         # nearly the same features, and the LM never learns to tell them apart (a 1.5M-parameter
         # model stayed at chance on single digits); std 0.1 learns them in ~80 steps on a CPU.
@@ -189,10 +186,7 @@ def _tiny_builder(variant: str, model_class: str):
             for param in model.model.visual.parameters():
                 if param.dim() > 1:
                     param.normal_(0.0, 0.1)
-        model.generation_config.eos_token_id = config.text_config.eos_token_id
-        model.generation_config.pad_token_id = config.text_config.pad_token_id
-        model.save_pretrained(out_dir)
-        processor.save_pretrained(out_dir)
+        tiny.save(model, processor, out_dir, config.text_config.eos_token_id, config.text_config.pad_token_id)
 
     return build_tiny
 

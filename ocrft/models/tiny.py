@@ -1,0 +1,35 @@
+"""What every family's tiny-checkpoint builder shares: sizes, seeding, saving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def text_sizes(tokenizer, hidden_size: int, layers: int, heads: int) -> dict[str, Any]:
+    """The language model's size keys (same names in every family's text config)."""
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=4096,
+    )
+
+
+def instantiate(model_class, config):
+    """Random weights, the same every time (tiny checkpoints are rebuilt, not downloaded)."""
+    import torch
+
+    torch.manual_seed(0)
+    return model_class(config)
+
+
+def save(model, processor, out_dir: Path, eos_token_id, pad_token_id: int) -> None:
+    """Write a checkpoint that loads with ``from_pretrained`` like a real one."""
+    model.generation_config.eos_token_id = eos_token_id
+    model.generation_config.pad_token_id = pad_token_id
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
