@@ -1,10 +1,74 @@
-"""Experiment tracking. Interim: only tracking=none until the MLflow tracker lands."""
+"""Experiment tracking: every run is an MLflow run; a sweep is a parent run with one child per job.
+
+``open_tracker(cfg, run_dir)`` (used by ``ocrft.runner.run_task``) yields an ``MlflowTracker``
+with ``tracking=mlflow`` and a ``NullTracker`` with ``tracking=none``; task code calls the
+same methods on either. On start the run gets the resolved config (redacted) as dotted params
+and as ``config.yaml``, and tags naming the task, model, dataset, overrides, git commit and run
+folder. On exit the run ends FINISHED, FAILED (with the error in tag ``ocrft.error``), or
+KILLED (Ctrl-C, or ``set_terminal_status("pruned")``). A run folder whose ``run.json`` names an
+MLflow run that exists in the store continues that run instead of starting a new one.
+
+Nothing secret reaches the store: every param, tag and text artifact passes through
+``ocrft.redact`` (secret-named keys and the values of secret-named environment variables).
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import json
+import logging
+import math
+import numbers
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, Optional
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from ocrft import atomic
+from ocrft.redact import (
+    REDACTED,
+    is_secret_key,
+    redact_overrides,
+    redacted_container,
+    redacted_yaml,
+    scrub_text,
+    secret_values,
+)
+
+log = logging.getLogger(__name__)
+
+# Metrics are buffered and sent in one request every FLUSH_SECONDS (or FLUSH_ITEMS rows,
+# MLflow's log_batch limit), so a training step never waits on the store.
+FLUSH_SECONDS = 10.0
+FLUSH_ITEMS = 1000
+PARENT_RUN_ENV = "OCRFT_MLFLOW_PARENT_RUN_ID"
+PARENT_RUN_FILE = "mlflow_parent_run_id"
+# MLflow's limits (mlflow.utils.validation); longer values are rejected, so we truncate.
+_MAX_PARAM_LEN = 6000
+_MAX_TAG_LEN = 8000
+_PARAMS_PER_BATCH = 100
+# ocrft run status -> MLflow run status. A pruned trial was stopped on purpose: KILLED.
+_MLFLOW_STATUS = {"finished": "FINISHED", "failed": "FAILED", "pruned": "KILLED", "killed": "KILLED"}
+# Hugging Face Trainer log keys -> our metric names (STYLE.md section 7).
+_HF_METRIC_NAMES = {
+    "loss": "train/loss",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+    "epoch": "train/epoch",
+    "train_loss": "train/mean_loss",  # the end-of-training average, not a step value
+}
+_TEXT_SUFFIXES = {".txt", ".log", ".json", ".jsonl", ".yaml", ".yml", ".md", ".html", ".csv", ".tsv", ".xml"}
 
 
 class NullTracker:
@@ -24,12 +88,452 @@ class NullTracker:
     def set_tags(self, tags: dict[str, Any]) -> None:
         pass
 
+    def set_terminal_status(self, status: str) -> None:
+        pass
+
     def trainer_callback(self):
         return None
 
 
+class MlflowTracker:
+    """One MLflow run, written through ``MlflowClient`` (no global active run)."""
+
+    def __init__(self, client, run_id: str, logged_params: Optional[dict[str, str]] = None):
+        self.client = client
+        self.run_id = run_id
+        self._secrets = secret_values()
+        self._params = dict(logged_params or {})  # MLflow params are write-once
+        self._status = "finished"
+        self._lock = threading.Lock()
+        self._buffer: list = []
+        self._last_flush = time.monotonic()
+
+    def _scrub(self, value: Any) -> str:
+        return scrub_text(str(value), self._secrets)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log params; nested dicts become dotted keys, lists JSON. A key already logged with
+        another value (a resumed run whose config changed) is kept and a warning names it."""
+        from mlflow.entities import Param
+
+        rows = []
+        for key, value in _flatten(params).items():
+            value = REDACTED if is_secret_key(key.rsplit(".", 1)[-1]) else self._scrub(value)[:_MAX_PARAM_LEN]
+            if key in self._params:
+                if self._params[key] != value:
+                    old = self._params[key]
+                    log.warning("MLflow param %s keeps %r (now %r): params are write-once", key, old, value)
+                continue
+            self._params[key] = value
+            rows.append(Param(key, value))
+        for i in range(0, len(rows), _PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=rows[i : i + _PARAMS_PER_BATCH], synchronous=True)
+
+    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+        """Buffer numeric metrics (others are skipped); sent every FLUSH_SECONDS or FLUSH_ITEMS."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        rows = [
+            Metric(_metric_key(k), float(v), now, step or 0) for k, v in metrics.items() if isinstance(v, numbers.Real)
+        ]
+        with self._lock:
+            self._buffer.extend(rows)
+            due = len(self._buffer) >= FLUSH_ITEMS or time.monotonic() - self._last_flush >= FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send buffered metrics now. A failing store costs the metrics, never the run."""
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+            self._last_flush = time.monotonic()
+        for i in range(0, len(rows), FLUSH_ITEMS):
+            try:
+                self.client.log_batch(self.run_id, metrics=rows[i : i + FLUSH_ITEMS], synchronous=True)
+            except Exception as err:  # noqa: BLE001 - tracking must not kill training
+                log.warning("MLflow: dropped %d metrics: %s", len(rows[i : i + FLUSH_ITEMS]), err)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set tags; values are scrubbed of secrets and truncated to MLflow's limit."""
+        from mlflow.entities import RunTag
+
+        rows = [
+            RunTag(k, REDACTED if is_secret_key(k.rsplit(".", 1)[-1]) else self._scrub(v)[:_MAX_TAG_LEN])
+            for k, v in tags.items()
+        ]
+        for i in range(0, len(rows), _PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=rows[i : i + _PARAMS_PER_BATCH], synchronous=True)
+
+    def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
+        """Log a file, or a folder under its own name (or ``artifact_path``). Text files that
+        contain a secret are uploaded as scrubbed copies; the originals are left alone."""
+        path = Path(path)
+        with tempfile.TemporaryDirectory(prefix="ocrft-artifact-") as tmp:
+            if path.is_dir():
+                files = [p for p in path.rglob("*") if p.is_file()]
+                if any(self._scrubbed(p) is not None for p in files):
+                    staged = Path(tmp) / path.name
+                    shutil.copytree(path, staged)
+                    for p in files:
+                        self._scrub_file(staged / p.relative_to(path))
+                    path = staged
+                self.client.log_artifacts(self.run_id, str(path), artifact_path or path.name)
+            else:
+                text = self._scrubbed(path)
+                if text is not None:
+                    path = Path(tmp) / path.name
+                    path.write_text(text, encoding="utf-8")
+                self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def _scrubbed(self, path: Path) -> Optional[str]:
+        """The scrubbed text of ``path`` if it is a text file holding a secret, else None."""
+        if path.suffix.lower() not in _TEXT_SUFFIXES:
+            return None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            return None
+        clean = scrub_text(text, self._secrets)
+        return clean if clean != text else None
+
+    def _scrub_file(self, path: Path) -> None:
+        text = self._scrubbed(path)
+        if text is not None:
+            path.write_text(text, encoding="utf-8")
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log ``text`` (scrubbed) as the artifact ``artifact_file``."""
+        self.client.log_text(self.run_id, self._scrub(text), artifact_file)
+
+    def set_terminal_status(self, status: str) -> None:
+        """How the run ends if no exception escapes: finished, failed, pruned or killed."""
+        if status not in _MLFLOW_STATUS:
+            raise ValueError(f"status={status!r}; choose one of {sorted(_MLFLOW_STATUS)}")
+        self._status = status
+
+    def trainer_callback(self):
+        """A ``transformers.TrainerCallback`` that sends the Trainer's logs to this run."""
+        return _make_trainer_callback(self)
+
+    def close(self, error: Optional[BaseException] = None) -> None:
+        """Flush and end the run: KILLED on Ctrl-C, FAILED on any other error, else the
+        status set by ``set_terminal_status`` (finished by default)."""
+        self.flush()
+        status = self._status
+        if isinstance(error, KeyboardInterrupt):
+            status = "killed"
+        elif error is not None:
+            status = "failed"
+            self.set_tags({"ocrft.error": f"{type(error).__name__}: {error}"})
+            self.log_text("".join(traceback.format_exception(error)), "error.txt")
+        self.set_tags({"ocrft.status": status})
+        self.client.set_terminated(self.run_id, _MLFLOW_STATUS[status])
+
+
+def _make_trainer_callback(tracker: MlflowTracker):
+    from transformers import TrainerCallback
+
+    class OcrftMlflowCallback(TrainerCallback):
+        """Logs the Trainer's logs (loss, learning rate, grad norm, epoch, eval) per logging step."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                tracker.log_metrics({hf_metric_name(k): v for k, v in logs.items()}, step=state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            tracker.flush()
+
+    return OcrftMlflowCallback()
+
+
+def hf_metric_name(key: str) -> str:
+    """Our name for a Hugging Face Trainer log key: ``loss`` -> ``train/loss``,
+    ``eval_loss`` -> ``eval/loss``; a key that already has a ``/`` is kept."""
+    if "/" in key:
+        return key
+    if key in _HF_METRIC_NAMES:
+        return _HF_METRIC_NAMES[key]
+    for prefix in ("eval", "train", "test"):
+        if key.startswith(prefix + "_"):
+            return f"{prefix}/{key[len(prefix) + 1:]}"
+    return f"train/{key}"
+
+
+def _metric_key(key: str) -> str:
+    # MLflow rejects a whole batch over one bad name; replace what it does not allow.
+    return re.sub(r"[^\w\-. :/]", "_", key)
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, name + "."))
+        elif isinstance(value, (dict, list, tuple)):
+            out[name] = json.dumps(value, ensure_ascii=False, default=str)
+        else:
+            out[name] = str(value.value if isinstance(value, Enum) else value)
+    return out
+
+
+def experiment_name(cfg: DictConfig) -> str:
+    """tracking.experiment, else the +experiment's experiment_name, else the task name."""
+    return cfg.tracking.experiment or OmegaConf.select(cfg, "experiment_name") or str(cfg.task)
+
+
+def _run_name(cfg: DictConfig, job_num: Optional[int]) -> str:
+    if cfg.get("run_name"):
+        name = cfg.run_name
+    else:
+        model = OmegaConf.select(cfg, "model.name") or str(OmegaConf.select(cfg, "model.path") or "model")
+        name = f"{cfg.task}-{model.rstrip('/').rsplit('/', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return name if job_num is None else f"{name}-{job_num}"
+
+
+def _experiment_id(client, name: str, uri: str) -> str:
+    """Find or create the experiment. With a SQLite store, artifacts go beside the database
+    file (``<db dir>/mlruns/<experiment>``) rather than under whatever the cwd is."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :].split("?", 1)[0]).resolve()
+        location = str(db.parent / "mlruns" / re.sub(r"[^\w.-]+", "_", name))
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another job of the sweep created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _hydra_config():
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def _git_commit() -> Optional[str]:
+    # The commit of the ocrft checkout (code and conf/ live together); none outside a repo.
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _base_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
+    from mlflow.tracking.context.registry import resolve_tags
+
+    data_path = OmegaConf.select(cfg, "data.path")
+    data = f"{cfg.data.format}:{data_path}" if data_path else OmegaConf.select(cfg, "data.format")
+    tags = {
+        **resolve_tags(),  # mlflow.user, mlflow.source.name/type: the UI's User and Source columns
+        "ocrft.task": cfg.task,
+        "ocrft.model_family": OmegaConf.select(cfg, "model.family"),
+        "ocrft.model_path": OmegaConf.select(cfg, "model.path"),
+        "ocrft.dataset": data,
+        "ocrft.overrides": " ".join(redact_overrides(overrides)),
+        "ocrft.status": "running",
+    }
+    commit = _git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return {k: "" if v is None else str(v) for k, v in tags.items()}
+
+
+def _resumable_run(client, run_dir: Path):
+    """The MLflow run named by ``run_dir/run.json``, if it exists in this store."""
+    from mlflow.exceptions import MlflowException
+
+    record = run_dir / "run.json"
+    run_id = json.loads(record.read_text()).get("mlflow_run_id") if record.exists() else None
+    if not run_id:
+        return None
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        log.info("MLflow run %s (from %s) is not in this store; starting a new run", run_id, record)
+        return None
+    return run if run.info.lifecycle_stage == "active" else None
+
+
+def _parent_run(client, run_dir: Path):
+    """The sweep's parent run: from the sweep folder's id file, else the env var set by
+    MlflowSweepCallback for in-process launchers. None outside a sweep."""
+    from hydra.types import RunMode
+    from mlflow.exceptions import MlflowException
+
+    hc = _hydra_config()
+    in_sweep = hc is None or hc.mode == RunMode.MULTIRUN
+    files = [run_dir.parent / PARENT_RUN_FILE]
+    if hc is not None and in_sweep:
+        files.insert(0, Path(hc.sweep.dir) / PARENT_RUN_FILE)
+    run_id = next((f.read_text().strip() for f in files if f.is_file()), None)
+    run_id = run_id or (os.environ.get(PARENT_RUN_ENV) if in_sweep else None)
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        log.warning("MLflow parent run %s is not in this store; logging this job as a top-level run", run_id)
+        return None
+
+
+def _start_run(cfg: DictConfig, run_dir: Path) -> MlflowTracker:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    hc = _hydra_config()
+    overrides = list(hc.overrides.task) if hc is not None else []
+    tags = {**_base_tags(cfg, overrides), "ocrft.run_dir": str(run_dir.resolve())}
+    resumed = _resumable_run(client, run_dir)
+    if resumed is not None:
+        client.update_run(resumed.info.run_id, status="RUNNING")
+        tracker = MlflowTracker(client, resumed.info.run_id, resumed.data.params)
+        tags["ocrft.resumed"] = "true"
+        log.info("MLflow: continuing run %s", tracker.run_id)
+    else:
+        parent = _parent_run(client, run_dir)
+        job_num = hc.job.num if parent is not None and hc is not None else None
+        exp_id = parent.info.experiment_id if parent else _experiment_id(client, experiment_name(cfg), cfg.tracking.uri)
+        name = scrub_text(_run_name(cfg, job_num))
+        parent_tag = {"mlflow.parentRunId": parent.info.run_id} if parent else None  # what nests it in the UI
+        run = client.create_run(exp_id, run_name=name, tags=parent_tag)
+        tracker = MlflowTracker(client, run.info.run_id)
+        if parent is not None:
+            tags["ocrft.sweep_job"] = str(job_num)
+        log.info("MLflow: run %s (%s) in experiment %s at %s", name, tracker.run_id, exp_id, cfg.tracking.uri)
+    tracker.set_tags(tags)
+    tracker.log_params(redacted_container(cfg))
+    tracker.log_text(redacted_yaml(cfg), "config.yaml")
+    return tracker
+
+
 @contextlib.contextmanager
-def open_tracker(cfg, run_dir: Path) -> Iterator[NullTracker]:
-    if cfg.tracking.enabled:
-        raise NotImplementedError("tracking=mlflow is not implemented yet; use tracking=none")
-    yield NullTracker()
+def open_tracker(cfg: DictConfig, run_dir: Path) -> Iterator[MlflowTracker | NullTracker]:
+    """Yield the run's tracker and end its MLflow run when the block exits.
+
+    An exception ends the run FAILED (KILLED for Ctrl-C) with the error in tag
+    ``ocrft.error``, and is re-raised. Only rank 0 of a distributed job tracks.
+    """
+    if not cfg.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
+        yield NullTracker()
+        return
+    tracker = _start_run(cfg, Path(run_dir))
+    try:
+        yield tracker
+    except BaseException as err:
+        _close_quietly(tracker, err)
+        raise
+    _close_quietly(tracker, None)
+
+
+def _close_quietly(tracker: MlflowTracker, error: Optional[BaseException]) -> None:
+    # The run's own outcome (run.json, the task's error) matters more than the store's.
+    try:
+        tracker.close(error)
+    except Exception as err:  # noqa: BLE001
+        log.error("MLflow: could not end run %s: %s", tracker.run_id, err)
+
+
+class MlflowSweepCallback(Callback):
+    """Hydra callback: a multirun is one MLflow parent run; each job's run is its child.
+
+    on_multirun_start creates the parent in the store and experiment the jobs will use and
+    publishes its id in ``<sweep dir>/mlflow_parent_run_id`` (and $OCRFT_MLFLOW_PARENT_RUN_ID).
+    on_multirun_end logs job counts by status and the best objective value (the Optuna
+    sweeper's ``metric``, else ``val/<eval.metric>``; read from each job's run.json) on the
+    parent and ends it. A sweep that dies before that (Hydra's basic sweeper re-raises a job's
+    error) ends the parent FAILED at exit.
+    """
+
+    def __init__(self) -> None:
+        self._tracker: Optional[MlflowTracker] = None
+        self._config: Optional[DictConfig] = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.tracking.enabled:
+            return
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=config.tracking.uri)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        exp_id = _experiment_id(client, experiment_name(config), config.tracking.uri)
+        name = config.get("run_name") or f"sweep-{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = client.create_run(exp_id, run_name=scrub_text(name))
+        self._tracker, self._config = MlflowTracker(client, run.info.run_id), config
+        self._tracker.set_tags(
+            {
+                **_base_tags(config, list(config.hydra.overrides.task)),
+                "ocrft.sweep": "true",
+                "ocrft.sweep_dir": str(sweep_dir.resolve()),
+                "ocrft.sweeper": OmegaConf.select(config, "hydra.sweeper._target_") or "",
+            }
+        )
+        atomic.write_text(sweep_dir / PARENT_RUN_FILE, run.info.run_id)
+        os.environ[PARENT_RUN_ENV] = run.info.run_id
+        atexit.register(self._finish, "failed")
+        log.info("MLflow: sweep parent run %s in experiment %s", run.info.run_id, exp_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._finish("finished")
+
+    def _finish(self, status: str) -> None:
+        tracker, config = self._tracker, self._config
+        if tracker is None or config is None:
+            return
+        self._tracker = None
+        atexit.unregister(self._finish)
+        if os.environ.get(PARENT_RUN_ENV) == tracker.run_id:
+            del os.environ[PARENT_RUN_ENV]
+        try:
+            # The Optuna sweeper names its objective; other sweepers get the validation metric.
+            objective = OmegaConf.select(config, "hydra.sweeper.metric") or f"val/{config.eval.metric}"
+            direction = OmegaConf.select(config, "hydra.sweeper.direction")
+            greater = direction == "maximize" if direction else config.eval.greater_is_better
+            metrics, tags = sweep_summary(Path(config.hydra.sweep.dir), objective, greater)
+            tracker.log_metrics(metrics)
+            tracker.set_tags({**tags, "ocrft.objective": objective})
+            tracker.set_terminal_status(status)
+            tracker.close()
+        except Exception as err:  # noqa: BLE001 - at exit there is nobody left to raise to
+            log.error("MLflow: could not end sweep run %s: %s", tracker.run_id, err)
+
+
+def sweep_summary(sweep_dir: Path, objective: str, greater_is_better: bool) -> tuple[dict[str, float], dict[str, str]]:
+    """Job counts by status and the best ``objective`` over the jobs' run.json files.
+
+    Returns:
+        metrics (``sweep/jobs``, ``sweep/<status>``, ``best/<objective>``) and tags naming the
+        best job's run folder and MLflow run.
+    """
+    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/run.json"))]
+    metrics = {"sweep/jobs": float(len(records))}
+    for status in ("finished", "failed", "pruned", "running"):
+        metrics[f"sweep/{status}"] = float(sum(r.get("status") == status for r in records))
+    scored = [
+        r
+        for r in records
+        if r.get("status") == "finished"
+        and isinstance(r.get("metrics", {}).get(objective), (int, float))
+        and math.isfinite(r["metrics"][objective])
+    ]
+    tags: dict[str, str] = {}
+    if scored:
+        pick = max if greater_is_better else min
+        best = pick(scored, key=lambda r: r["metrics"][objective])
+        metrics[f"best/{objective}"] = float(best["metrics"][objective])
+        tags = {
+            "ocrft.best_run_dir": best.get("paths", {}).get("run_dir", ""),
+            "ocrft.best_mlflow_run_id": best.get("mlflow_run_id") or "",
+        }
+    return metrics, tags
