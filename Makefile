@@ -22,7 +22,7 @@ demo: $(STAMP) ## run the embedded demo end to end (CPU, about 5 minutes)
 
 demo-base: $(STAMP) ## re-create the demo's pretrained OCR base (ocrft/assets/demo_base) from scratch (CPU, ~1 h)
 	OMP_NUM_THREADS=1 $(PY) -m ocrft +experiment=demo_pretrain tracking=none run_dir=outputs/demo_pretrain
-	rm -rf ocrft/assets/demo_base && mkdir -p ocrft/assets && cp -r outputs/demo_pretrain/model ocrft/assets/demo_base
+	rm -rf ocrft/assets/demo_base && mkdir -p ocrft/assets && cp -r outputs/demo_pretrain/best ocrft/assets/demo_base
 
 test: $(STAMP) ## everything but GPU tests (what CI runs)
 	$(PY) -m pytest -m "not gpu" -q

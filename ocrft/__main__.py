@@ -54,8 +54,9 @@ def main(cfg: DictConfig):
         message = user_error_message(err)
         if message is None or _in_multirun():
             raise  # a bug keeps its traceback; a sweep records the job as failed and goes on
-        # A bad file, key or path: one paragraph naming it, no traceback (run.json has it too).
-        sys.stderr.write(f"ocrft: error: {message}\n")
+        # A bad file, key or path: one paragraph naming it, no traceback (run.json has it too),
+        # on a line of its own even when a progress bar was cut off mid-line.
+        sys.stderr.write(f"\nocrft: error: {message}\n")
         raise SystemExit(EXIT_USER_ERROR) from None
 
 

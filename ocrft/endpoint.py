@@ -7,7 +7,7 @@ approximate price table); ``model.base_url``, ``model.remote_model`` and
 ``model.api_key_env`` override them.
 
 Reliability contract of :func:`evaluate_endpoint`: every finished sample is appended to a
-JSONL checkpoint and fsync'd before the next one is counted, so a killed run loses at most
+JSONL checkpoint (``ocrft.checkpoint``) and fsync'd before the next one is counted, so a killed run loses at most
 the requests in flight; re-running with the same checkpoint never re-sends a finished
 sample and retries the failed ones. Keys come from the environment only and are scrubbed
 from every error message, so they reach no log, result or checkpoint.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ocrft import atomic
+from ocrft.checkpoint import Checkpoint
 from ocrft.data.record import DataError, Record
 from ocrft.redact import scrub_text
 from ocrft.validate import ConfigError
@@ -358,46 +358,6 @@ def build_client(model_cfg: Any) -> EndpointClient:
     )
 
 
-class Checkpoint:
-    """Append-only JSONL of finished samples, one line each, fsync'd per line.
-
-    A kill can cut only the line being written; loading drops such a line and rewrites
-    the file atomically, keeping the last row per id (a retried failure supersedes the
-    failure). ``compact()`` does the same rewrite during a run.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.rows: dict[str, dict] = {}
-        self._file: Optional[Any] = None
-        if self.path.exists():
-            bad = 0
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    row = json.loads(line)
-                    self.rows[str(row["id"])] = row
-                except (ValueError, KeyError, TypeError):
-                    bad += 1
-            if bad:
-                log.warning("%s: dropped %d unreadable line(s) (a run killed mid-write)", self.path, bad)
-        self.compact()
-
-    def append(self, row: dict) -> None:
-        self.rows[row["id"]] = row
-        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def compact(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        atomic.write_jsonl(self.path, self.rows.values())
-        self._file = open(self.path, "a", encoding="utf-8")
-
-    def close(self) -> None:
-        self._file.close()
-
-
 def _transcribe_record(client: EndpointClient, record: Record, prompt: str, system: Optional[str]) -> dict:
     try:
         c = client.transcribe(record.image, record.prompt or prompt, system)
@@ -487,8 +447,7 @@ def evaluate_endpoint(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-        ckpt.compact()
-        ckpt.close()
+        ckpt.close()  # compacts: one line per sample
     log.info("endpoint %s: %d sent, %d failed", client.model, sent, failed)
     return [ckpt.rows[r.id] for r in records]
 

@@ -1,10 +1,17 @@
-"""task=eval and the evaluation step of task=train: generate, score, write results + report."""
+"""task=eval and the evaluation step of task=train: generate, score, write results + report.
+
+A local task=eval is resumable: each finished batch is appended to
+``<run_dir>/eval_checkpoint.jsonl`` (``ocrft.checkpoint``), and the same command run again
+in the same run folder generates only the samples not in it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from ocrft.data.record import Record
 from ocrft.runner import RunContext, TaskResult
@@ -12,8 +19,19 @@ from ocrft.runner import RunContext, TaskResult
 log = logging.getLogger(__name__)
 
 
-def generate_with_progress(generator, records: Sequence[Record], prompt: str, batch_size: int, desc: str) -> list[str]:
-    """Batched generation over ``records`` with a progress bar showing the running CER."""
+CHECKPOINT = "eval_checkpoint.jsonl"
+
+
+def generate_with_progress(
+    generator,
+    records: Sequence[Record],
+    prompt: str,
+    batch_size: int,
+    desc: str,
+    on_batch: Optional[Callable[[list[int], list[str]], None]] = None,
+) -> list[str]:
+    """Batched generation over ``records`` with a progress bar showing the running CER;
+    ``on_batch(indices, texts)`` also sees each finished batch (checkpoints)."""
     from rapidfuzz.distance import Levenshtein
     from tqdm.auto import tqdm
 
@@ -23,8 +41,10 @@ def generate_with_progress(generator, records: Sequence[Record], prompt: str, ba
     edits = chars = 0
     bar = tqdm(total=len(records), desc=desc, unit="sample", dynamic_ncols=True)
 
-    def on_batch(indices: list[int], texts: list[str]) -> None:
+    def progress(indices: list[int], texts: list[str]) -> None:
         nonlocal edits, chars
+        if on_batch is not None:
+            on_batch(indices, texts)
         for i, text in zip(indices, texts):
             edits += Levenshtein.distance(text, records[i].text)
             chars += len(records[i].text)
@@ -32,7 +52,7 @@ def generate_with_progress(generator, records: Sequence[Record], prompt: str, ba
         bar.set_postfix(cer=f"{edits / max(chars, 1):.4f}")
 
     try:
-        return generate_all(generator, image_loaders(records), prompts_for(records, prompt), batch_size, on_batch)
+        return generate_all(generator, image_loaders(records), prompts_for(records, prompt), batch_size, progress)
     finally:
         bar.close()
 
@@ -77,13 +97,74 @@ def evaluate_records(generator, records: Sequence[Record], cfg, out_dir: Path, n
     return score_and_write(records, predictions, cfg.eval, model_name, out_dir, name)
 
 
+def generation_fingerprint(cfg) -> str:
+    """A digest of everything that decides a local model's predictions: the model (and its
+    weight files' sizes and times, so a retrained adapter at the same path counts as new),
+    the prompt and the generation settings. Checkpointed rows under another one are redone."""
+    from ocrft.models.loading import resolve_model
+
+    resolved = resolve_model(cfg.model.family, cfg.model.path)
+    weights = sorted(
+        (str(f), f.stat().st_size, f.stat().st_mtime_ns)
+        for folder in (resolved.base_path, resolved.adapter_path)
+        if folder and Path(folder).is_dir()
+        for f in Path(folder).glob("*.safetensors")
+    )
+    model = {k: cfg.model[k] for k in ("family", "path", "dtype", "min_pixels", "max_pixels", "attn_implementation")}
+    gen = {k: cfg.eval[k] for k in ("max_new_tokens", "repetition_penalty", "num_beams")}
+    settings = {"model": model, "weights": weights, "prompt": [cfg.prompt.text, cfg.prompt.system], "generation": gen}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
+    """task=eval with a local model, resumable through ``<run_dir>/eval_checkpoint.jsonl``.
+
+    Each finished batch is appended (and fsync'd) before the next starts, so a kill loses at
+    most one batch; a re-run loads the model only if samples are left, generates only those,
+    then scores every sample. A checkpointed row counts only if its image, label and
+    generation fingerprint match the record and the current config.
+    """
+    from ocrft.checkpoint import Checkpoint
+    from ocrft.data.record import DataError
+    from ocrft.generation import build_generator
+
+    if len({r.id for r in records}) != len(records):
+        raise DataError(f"record ids of the {cfg.eval.split} split must be unique: the eval checkpoint is keyed by id")
+    path = Path(run_dir) / CHECKPOINT
+    fingerprint = generation_fingerprint(cfg)
+    with Checkpoint(path) as ckpt:
+        done = {
+            r.id: row["prediction"]
+            for r in records
+            if (row := ckpt.rows.get(r.id)) is not None
+            and (row.get("fingerprint"), row.get("image_path"), row.get("label")) == (fingerprint, r.image, r.text)
+        }
+        todo = [r for r in records if r.id not in done]
+        log.info("eval: %d samples, %d already done (%s), %d to generate", len(records), len(done), path, len(todo))
+        if todo:
+
+            def save(indices: list[int], texts: list[str]) -> None:
+                ckpt.extend({"id": todo[i].id, "image_path": todo[i].image, "label": todo[i].text, "prediction": t,
+                             "fingerprint": fingerprint} for i, t in zip(indices, texts))  # fmt: skip
+
+            generator = build_generator(cfg)
+            texts = generate_with_progress(generator, todo, cfg.prompt.text, cfg.eval.batch_size,
+                                           f"eval {cfg.eval.split}", on_batch=save)  # fmt: skip
+            done.update((r.id, t) for r, t in zip(todo, texts))
+    model_name = cfg.model.name or cfg.model.path
+    metrics, paths = score_and_write(records, [done[r.id] for r in records], cfg.eval, model_name, Path(run_dir), "results")
+    return metrics, {**paths, "eval_checkpoint": str(path)}
+
+
 def load_eval_split(cfg, run_dir: Path) -> list[Record]:
     from ocrft.data.loading import load_data
+    from ocrft.data.record import DataError
 
     data = load_data(cfg.data, run_dir, splits=(cfg.eval.split,))
     records = data.splits[cfg.eval.split]
     if not records:
-        raise ValueError(f"the {cfg.eval.split!r} split is empty: nothing to evaluate (eval.split={cfg.eval.split})")
+        raise DataError(f"the {cfg.eval.split!r} split is empty: nothing to evaluate (eval.split={cfg.eval.split})",
+                        data.sources.get(cfg.eval.split))  # fmt: skip
     return records[: cfg.eval.limit] if cfg.eval.limit else records
 
 
@@ -95,10 +176,7 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
 
         metrics, paths = run_endpoint_eval(cfg, records, ctx.run_dir)
     else:
-        from ocrft.generation import build_generator
-
-        generator = build_generator(cfg)
-        metrics, paths = evaluate_records(generator, records, cfg, ctx.run_dir, "results", f"eval {cfg.eval.split}")
+        metrics, paths = run_local_eval(cfg, records, ctx.run_dir)
     metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
     ctx.tracker.log_metrics(metrics)
     for path in paths.values():

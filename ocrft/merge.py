@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from ocrft.runner import RunContext, TaskResult
+from ocrft.validate import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def run_merge(cfg, ctx: RunContext) -> TaskResult:
 
     resolved = resolve_model(cfg.model.family, cfg.model.path)
     if not resolved.adapter_path:
-        raise ValueError(f"model.path={cfg.model.path!r} has no adapter to merge (expected an ocrft run folder or adapter)")
+        raise ConfigError(f"model.path={cfg.model.path!r} has no adapter to merge (expected an ocrft run folder or adapter)")
     family = get_family(resolved.family)
     processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels)
     adapted = load_model(resolved, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)

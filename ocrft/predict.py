@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from ocrft.runner import RunContext, TaskResult
+from ocrft.validate import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.generation import build_generator
 
     if not cfg.predict.input:
-        raise ValueError("task=predict needs predict.input=<image or folder>")
+        raise ConfigError("task=predict needs predict.input=<image or folder>")
     images = list_images(Path(cfg.predict.input).expanduser())
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
     records = [Record(id=str(p), image=str(p), text="") for p in images]

@@ -22,6 +22,7 @@ from ocrft import atomic
 from ocrft.normalize import normalizer
 from ocrft.results import load_results, rescore_results, write_results
 from ocrft.runner import RunContext, TaskResult
+from ocrft.validate import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +361,7 @@ def run_report(cfg, ctx: RunContext) -> TaskResult:
     report.rescore=false), write the HTML report, or a comparison with report.compare."""
     rc = cfg.report
     if not rc.results:
-        raise ValueError("report.results is not set: pass report.results=path/to/results.json")
+        raise ConfigError("report.results is not set: pass report.results=path/to/results.json")
     score_kwargs = {"bleu_tokenize": cfg.eval.bleu_tokenize, "json_target": cfg.eval.json_target}
     paths: dict[str, str] = {}
     loaded = []

@@ -151,15 +151,20 @@ def load_results(path: str | Path) -> dict:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not JSON (e.g. truncated) or not the schema; the message names the file
-            and the key or sample index at fault.
+        DataError (a ValueError): not JSON (e.g. truncated) or not the schema; the message
+            names the file and the key or sample index at fault.
     """
+    from ocrft.data.record import DataError
+
     path = Path(path)
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON (truncated or corrupt?): {err}") from err
-    validate_results(results, where=str(path))
+        raise DataError(f"not valid JSON (truncated or corrupt?): {err}", path) from err
+    try:
+        validate_results(results, where=str(path))
+    except ValueError as err:  # a DataError, so the CLI reports it without a traceback
+        raise DataError(str(err)) from err
     return results
 
 

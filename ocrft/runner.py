@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ocrft import atomic
+from ocrft.training_setup import agree_run_dir, world
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +59,24 @@ def read_run_record(run_dir: Path) -> dict:
 
 
 def write_run_record(run_dir: Path, record: dict) -> None:
-    atomic.write_json(Path(run_dir) / "run.json", record)
+    if world().is_main:  # one record per run: rank 0 of a torchrun/accelerate launch writes it
+        atomic.write_json(Path(run_dir) / "run.json", record)
 
 
 def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskResult]) -> dict:
-    """Run ``task_fn`` for ``cfg`` and return its metrics (what a sweeper optimises)."""
-    from ocrft.redact import redacted_yaml
+    """Run ``task_fn`` for ``cfg`` and return its metrics (what a sweeper optimises).
+
+    Any error, a config that fails validation included, ends with ``run.json`` saying
+    ``status: failed`` and the error (secrets scrubbed), then propagates.
+    """
+    from ocrft.redact import redacted_yaml, scrub_text
     from ocrft.tracking import open_tracker
     from ocrft.validate import validate_config
 
-    run_dir = hydra_output_dir() or Path(cfg.run_dir)
+    run_dir = agree_run_dir(hydra_output_dir() or Path(cfg.run_dir))  # all ranks in rank 0's folder
     with open_dict(cfg):
         cfg.run_dir = str(run_dir)
-    validate_config(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _seed(cfg.seed)
-    atomic.write_text(run_dir / "config.yaml", redacted_yaml(cfg))
-
     previous = read_run_record(run_dir)
     record = {
         "task": cfg.task,
@@ -85,23 +87,60 @@ def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskRe
         "paths": {"run_dir": str(run_dir), "config": str(run_dir / "config.yaml")},
         "mlflow_run_id": previous.get("mlflow_run_id"),
     }
-    write_run_record(run_dir, record)
     t0 = time.time()
     try:
+        validate_config(cfg)
+        _seed(cfg.seed)
+        if world().is_main:
+            atomic.write_text(run_dir / "config.yaml", redacted_yaml(cfg))
+        write_run_record(run_dir, record)
         with open_tracker(cfg, run_dir) as tracker:
             record["mlflow_run_id"] = tracker.run_id
             write_run_record(run_dir, record)
             result = task_fn(cfg, RunContext(run_dir=run_dir, tracker=tracker))
+            tracker.set_terminal_status(result.status)  # a pruned trial ends KILLED, tagged pruned
     except BaseException as err:
-        record.update(status="failed", end_time=_now(), error=f"{type(err).__name__}: {err}")
+        error = f"{type(err).__name__}: {user_error_message(err) or err}"
+        record.update(status="failed", end_time=_now(), error=scrub_text(error))
         write_run_record(run_dir, record)
         raise
     record.update(status=result.status, end_time=_now(), metrics=result.metrics, **result.extra)
     record["paths"].update(result.paths)
     record["duration_s"] = round(time.time() - t0, 1)
     write_run_record(run_dir, record)
-    _print_summary(record)
+    if world().is_main:
+        _print_summary(record, cfg)
     return {**result.metrics, "status": result.status}
+
+
+# Errors that mean "your input or config is wrong", not "ocrft is broken": the CLI reports
+# them in one paragraph (``ocrft: error: ...``, exit status 2) instead of a traceback.
+# Their messages name the file and line, or the config key, at fault.
+EXIT_USER_ERROR = 2
+
+
+def user_error_message(err: BaseException) -> Optional[str]:
+    """The one-paragraph message for a user error (see above); None for anything else."""
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+    from ocrft.collate import SequenceTooLongError
+    from ocrft.data.record import DataError
+    from ocrft.models.loading import ModelPathError
+    from ocrft.redact import scrub_text
+    from ocrft.validate import ConfigError
+
+    if isinstance(err, MissingMandatoryValue):
+        key = err.full_key or "a config value"
+        message = f"{key} is required but not set: give it on the command line, e.g. {key}=..."
+    elif isinstance(err, InterpolationResolutionError):
+        message = f"{err.full_key}: cannot resolve its interpolation: {err.msg}"
+    elif isinstance(err, FileNotFoundError):
+        message = f"file not found: {err.filename}" if err.filename else str(err)
+    elif isinstance(err, (DataError, ConfigError, ModelPathError, SequenceTooLongError)):
+        message = str(err)
+    else:
+        return None
+    return scrub_text(" ".join(message.split()))
 
 
 def _seed(seed: int) -> None:
@@ -111,20 +150,23 @@ def _seed(seed: int) -> None:
 
     random.seed(seed)
     np.random.seed(seed)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
+    # torch is seeded by the tasks that use randomness (train); importing it here would cost
+    # every task ~1.5 s, a failing one included.
 
 
-def _print_summary(record: dict) -> None:
+def _print_summary(record: dict, cfg: DictConfig) -> None:
+    """The end of every run: metrics, what was written where, and how to look at it."""
+    m = record["metrics"]
     lines = [f"ocrft {record['task']}: {record['status']} in {record.get('duration_s', 0)} s"]
-    for k, v in sorted(record["metrics"].items()):
+    if "eval_before/cer" in m and "eval/cer" in m:
+        n = int(m.get("eval/num_samples", 0))
+        lines.append(f"  CER on {n} held-out samples: before {m['eval_before/cer']:.4f} -> after {m['eval/cer']:.4f}")
+    for k, v in sorted(m.items()):
         lines.append(f"  {k:<28} {v:.4f}" if isinstance(v, float) else f"  {k:<28} {v}")
     for k, v in record["paths"].items():
         lines.append(f"  {k + ':':<28} {v}")
     if record.get("mlflow_run_id"):
-        lines.append(f"  {'mlflow run:':<28} {record['mlflow_run_id']}")
+        uri = cfg.tracking.uri
+        lines.append(f"  {'mlflow run:':<28} {record['mlflow_run_id']} in {uri}")
+        lines.append(f"  {'see it with:':<28} mlflow ui --backend-store-uri {uri}")
     log.info("\n".join(lines))

@@ -24,9 +24,13 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.generation import Generator
     from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
-    from ocrft.training_setup import apply_peft, last_checkpoint, make_callbacks, save_model, world
+    from ocrft.training_setup import apply_peft, check_replicated_weights, last_checkpoint, make_callbacks, save_model, world
 
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # adapter init and data order are reproducible
     run_dir = ctx.run_dir
+    check_replicated_weights()
     # 1. model family and checkpoint
     resolved = resolve_model(cfg.model.family, cfg.model.path)
     check_family(resolved, cfg.model.family)
@@ -47,6 +51,9 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     generator = Generator(model, processor, family, cfg.prompt.system, cfg.eval.max_new_tokens,
                           cfg.eval.repetition_penalty, cfg.eval.num_beams)  # fmt: skip
     args = builders.build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world().size)
+    effective_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world().size
+    log.info("effective batch size %d = %d per device x %d accumulation steps x %d processes", effective_batch,
+             args.per_device_train_batch_size, args.gradient_accumulation_steps, world().size)  # fmt: skip
     validation, callbacks = make_callbacks(cfg, ctx, generator, data.splits.get("val", []), processor, family)
     from trl import SFTTrainer
 
@@ -54,7 +61,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
                          processing_class=processor, callbacks=callbacks)  # fmt: skip
     eval_records = data.splits.get(cfg.eval.split) or []
     eval_records = eval_records[: cfg.eval.limit] if cfg.eval.limit else eval_records
-    metrics: dict[str, float] = {"data/train_samples": len(train_set), **{f"data/skipped_{k}": v for k, v in data.skipped.items()}}
+    metrics: dict[str, float] = {"data/train_samples": len(train_set), "train/effective_batch_size": effective_batch,
+                                 **{f"data/skipped_{k}": v for k, v in data.skipped.items()}}  # fmt: skip
     paths: dict[str, str] = {}
     resume = last_checkpoint(run_dir / "checkpoints") if cfg.train.resume else None
     # 6. score the eval split before training (not again on resume: the first run did)
@@ -102,7 +110,7 @@ def train_metrics(out, trainer, seconds: float) -> dict[str, float]:
     samples = state.global_step * trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
     samples *= trainer.args.world_size
     metrics = {
-        "train/loss": float(out.training_loss),
+        "train/mean_loss": float(out.training_loss),  # not train/loss: that is the per-step curve
         "train/global_step": float(state.global_step),
         "system/train_seconds": round(seconds, 2),
         "system/samples_per_second": round(samples / max(seconds, 1e-9), 3),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,50 @@ class World:
 def world() -> World:
     """This process's place in a torchrun/accelerate launch (1 process otherwise)."""
     return World(size=int(os.environ.get("WORLD_SIZE", 1)), rank=int(os.environ.get("RANK", 0)))
+
+
+def agree_run_dir(run_dir: Path) -> Path:
+    """Rank 0's run folder, on every rank of a torchrun/accelerate launch.
+
+    Each rank composes its own config, so the default ``run_dir`` (a timestamp) differs when
+    ranks start a second apart, and checkpoints, RNG states and the adapter would scatter.
+    The ranks agree over the process group the Trainer would start anyway (started here the
+    same way; it reuses it). A rank's own Hydra folder, if it lost, is removed when it holds
+    nothing but Hydra's files.
+    """
+    if world().size == 1:
+        return run_dir
+    from datetime import timedelta
+
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    from ocrft.builders import on_cuda
+
+    # 1800 s: TrainingArguments.ddp_timeout's default, which the Trainer would have set.
+    PartialState(cpu=not on_cuda(), timeout=timedelta(seconds=1800))
+    agreed = Path(broadcast_object_list([str(run_dir)])[0])
+    if agreed != run_dir:
+        log.info("rank %d: using rank 0's run folder %s instead of %s", world().rank, agreed, run_dir)
+        if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return agreed
+
+
+def check_replicated_weights() -> None:
+    """Refuse FSDP and DeepSpeed ZeRO-3 launches before any model is loaded.
+
+    Both shard the weights across ranks, while ocrft generates (validation, eval before and
+    after) and saves the adapter on rank 0 alone: rank 0 would wait forever for the other
+    ranks' shards. DDP and ZeRO-2 keep every weight on every rank.
+    """
+    # The variables `accelerate launch` sets from its config (conf/accelerate/*.yaml).
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    if fsdp or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        raise NotImplementedError(
+            "FSDP and DeepSpeed ZeRO-3 shard the weights, but ocrft's validation, eval and adapter saving "
+            "run on rank 0 alone; use DDP or conf/accelerate/deepspeed_zero2.yaml (docs/scale.md)"
+        )
 
 
 def freeze_vision(model, family) -> int:
@@ -61,9 +106,23 @@ def apply_peft(model, peft_cfg, family, quantized: bool):
 
 
 def last_checkpoint(folder: Path) -> Optional[str]:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest *complete* Trainer checkpoint in ``folder`` (None if there is none).
 
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    The Trainer writes ``checkpoint-N`` in place, ``trainer_state.json`` last, so a run killed
+    while saving leaves a folder without a readable one; resuming from it would crash, so it
+    is passed over for the previous checkpoint.
+    """
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            log.warning("%s is incomplete (killed while saving?): resuming from an earlier checkpoint", path)
+            continue
+        return str(path)
+    return None
 
 
 def make_callbacks(cfg, ctx, generator, val_records, processor, family):
@@ -80,7 +139,7 @@ def make_callbacks(cfg, ctx, generator, val_records, processor, family):
         return None, callbacks
     subset = list(val_records)[: cfg.eval.val_subset]
     reporter = None
-    if cfg.trial.storage:
+    if cfg.trial.storage and world().is_main:  # rank 0 validates and reports; the others follow its decision
         from ocrft.search import TrialReporter
 
         reporter = TrialReporter.from_config(cfg.trial)

@@ -74,9 +74,20 @@ def trainer_callback_class():
                     control.should_training_stop = True
 
         def on_step_end(self, args, state, control, **kwargs):
-            if self.every and state.global_step % self.every == 0 and state.is_world_process_zero:
-                self._run(state.global_step, control)
+            if self.every and state.global_step % self.every == 0:
+                if state.is_world_process_zero:
+                    self._run(state.global_step, control)
+                if args.world_size > 1:
+                    self._follow_rank_zero(control)
             return control
+
+        def _follow_rank_zero(self, control) -> None:
+            # Rank 0 validates while the others wait here for its decision: a rank that stopped
+            # (early stopping, pruning) alone would leave the rest at a mismatched collective.
+            from accelerate.utils import broadcast_object_list
+
+            stop, self.pruned = broadcast_object_list([(control.should_training_stop, self.pruned)])[0]
+            control.should_training_stop = stop
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.every and not self.pruned and state.is_world_process_zero:

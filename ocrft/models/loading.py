@@ -144,12 +144,12 @@ def load_model(
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": _device()}
     require_safetensors(resolved.base_path, "model.safetensors")
+    if resolved.adapter_path:
+        require_safetensors(resolved.adapter_path, "adapter_model.safetensors")
     log.info("loading %s from %s", family.model_class, resolved.base_path)
     model = model_class.from_pretrained(resolved.base_path, **kwargs)
     if resolved.adapter_path:
         from peft import PeftModel
-
-        require_safetensors(resolved.adapter_path, "adapter_model.safetensors")
 
         log.info("applying adapter %s", resolved.adapter_path)
         model = PeftModel.from_pretrained(model, resolved.adapter_path, is_trainable=adapter_trainable)

@@ -12,6 +12,14 @@ Labels: broken.json (syntax error line 6 col 3); bad_records.json (one bad recor
 kind, see RECORDS_JSON); non_utf8.json / non_utf8.jsonl (a Latin-1 byte on line 3);
 mixed_newlines.jsonl (BOM, CRLF and LF lines, malformed line 4); bad_values.jsonl (one
 bad row per kind, see BAD_VALUES).
+
+For the command-line corpus (tests/integration/test_bad_input_cli.py), see CLI_FILES:
+one_<image>.jsonl (one row naming each bad image, so the CLI stops at that image);
+utf16.json; lines_named.json (JSONL under a .json name); png_named.jsonl (an image given
+as the label file); cut_off.json / cut_off.jsonl (a file cut short mid-record, as a killed
+non-atomic writer leaves it); PAGE/ALTO exports whose namespace is wrong: page_old_ns/
+(PAGE 2010-03-19, not supported), page_foreign_ns/ (PcGts outside the PAGE namespace),
+alto_unknown_ns/ (ALTO ns-v9), alto_v1/ (the old CCS namespace).
 """
 
 from __future__ import annotations
@@ -105,6 +113,52 @@ BAD_VALUES = {
 }
 
 
+PAGE_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<PcGts xmlns="{ns}">
+  <Page imageFilename="good.png" imageWidth="100" imageHeight="30">
+    <TextRegion id="r1">
+      <TextLine id="l1">
+        <Coords points="0,0 90,0 90,25 0,25"/>
+        <TextEquiv><Unicode>good line</Unicode></TextEquiv>
+      </TextLine>
+    </TextRegion>
+  </Page>
+</PcGts>
+"""
+ALTO_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<alto xmlns="{ns}">
+  <Description><sourceImageInformation><fileName>good.png</fileName></sourceImageInformation></Description>
+  <Layout><Page WIDTH="100" HEIGHT="30"><PrintSpace><TextBlock ID="b1">
+    <TextLine ID="l1" HPOS="0" VPOS="0" WIDTH="90" HEIGHT="25"><String CONTENT="good"/><SP/><String CONTENT="line"/></TextLine>
+  </TextBlock></PrintSpace></Page></Layout>
+</alto>
+"""
+CUT_OFF_JSON = b'[\n  {"img_path": "good.png", "ocr_results": "whole"},\n  {"img_path": "good.png", "ocr_res'
+CUT_OFF_JSONL = b'{"image": "good.png", "response": "whole"}\n{"image": "good.png", "respo'
+
+
+def cli_files(good_png: bytes) -> dict[str, bytes]:
+    """The files only the command-line corpus uses (see the module docstring)."""
+    files = {f"one_{stem}.jsonl": f'{{"image": "{stem}.png", "response": "x"}}\n'.encode()
+             for stem in ("empty", "truncated", "not_an_image", "bomb", "missing")}
+    files.update({
+        "utf16.json": '[{"img_path": "good.png", "ocr_results": "x"}]'.encode("utf-16"),
+        "lines_named.json": b'{"img_path": "good.png", "ocr_results": "one"}\n{"img_path": "good.png", "ocr_results": "two"}\n',
+        "png_named.jsonl": good_png,
+        "cut_off.json": CUT_OFF_JSON,
+        "cut_off.jsonl": CUT_OFF_JSONL,
+        "page_old_ns/page.xml": PAGE_XML.format(ns="http://schema.primaresearch.org/PAGE/gts/pagecontent/2010-03-19").encode(),
+        "page_old_ns/good.png": good_png,
+        "page_foreign_ns/page.xml": PAGE_XML.format(ns="http://example.com/not-page").encode(),
+        "page_foreign_ns/good.png": good_png,
+        "alto_unknown_ns/page.xml": ALTO_XML.format(ns="http://www.loc.gov/standards/alto/ns-v9#").encode(),
+        "alto_unknown_ns/good.png": good_png,
+        "alto_v1/page.xml": ALTO_XML.format(ns="http://schema.ccs-gmbh.com/ALTO").encode(),
+        "alto_v1/good.png": good_png,
+    })
+    return files
+
+
 def _png(im) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
@@ -144,8 +198,10 @@ def make(out_dir: Path) -> None:
         "mixed_newlines.jsonl": MIXED_NEWLINES_JSONL,
         "bad_values.jsonl": "".join(row + "\n" for row, _ in BAD_VALUES.values()).encode(),
         ".gitattributes": b"# byte-exact test inputs: no line-ending conversion\n* -text\n",
+        **cli_files(good_png),
     }
     for name, data in files.items():
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (out_dir / name).write_bytes(data)
     log.info("wrote %d files to %s", len(files), out_dir)
 

@@ -1,0 +1,1 @@
+"""ocrft's Hydra sweeper on Optuna (``hydra/sweeper=optuna``); see docs/sweeps.md."""
