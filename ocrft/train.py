@@ -84,7 +84,10 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         metrics["val/best_step"] = validation.best_step
     if validation is not None and validation.pruned:
         return TaskResult(metrics=metrics, paths=paths, status="pruned")
-    # 8. save adapter (or full model) + processor + the resolved config beside it
+    # 8. keep the weights that validated best, then save adapter (or full model) + processor + config
+    if validation is not None and validation.best_step not in (None, trainer.state.global_step):
+        restore_best(trainer.model, run_dir / "best")
+        log.info("restored the best weights: step %d, val/%s = %.4f", validation.best_step, cfg.eval.metric, validation.best)
     if world().is_main:
         paths["model"] = str(save_model(trainer.model, processor, resolved, cfg, run_dir))
         ctx.tracker.log_artifact(paths["model"], "model") if cfg.tracking.log_model else None
@@ -98,6 +101,22 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
             if key in paths:
                 ctx.tracker.log_artifact(paths[key])
     return TaskResult(metrics=metrics, paths=paths)
+
+
+def restore_best(model, best_dir: Path) -> None:
+    """Load the weights ``ValidationCallback`` saved at its best step into ``model``."""
+    from peft import PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    if isinstance(model, PeftModel):
+        set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
+    else:
+        state = {}
+        for shard in sorted(best_dir.glob("*.safetensors")):
+            state.update(load_file(shard))
+        result = model.load_state_dict(state, strict=False)  # tied weights are saved once
+        if result.unexpected_keys:
+            raise RuntimeError(f"{best_dir} does not fit the model: {result.unexpected_keys[:3]} ...")
 
 
 def train_metrics(out, trainer, seconds: float) -> dict[str, float]:

@@ -17,11 +17,12 @@ import logging
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional
+
+from tests.servers import free_port
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,6 @@ def ensure_postgres() -> Path:
     if not found:
         raise PostgresUnavailable("the postgresql package installed no initdb/pg_ctl")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresServer:

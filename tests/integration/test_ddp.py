@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run
-from tests.postgres import free_port
+from tests.servers import free_port
 
 # A tiny run: 4 optimizer steps of 4 samples, validation every 2 steps on 2 val images.
 TINY = [

@@ -8,18 +8,15 @@ moment, train real trials of one study against both.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
 
-from tests.postgres import PostgresServer, PostgresUnavailable, free_port
+from tests.postgres import PostgresServer, PostgresUnavailable
+from tests.servers import mlflow_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,36 +41,8 @@ def postgres():
 def mlflow_on_postgres(postgres, tmp_path_factory):
     """`mlflow server` with its runs in PostgreSQL and artifacts proxied to a folder."""
     root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    log_file = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres.create_database("mlflow"),
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        cwd=root, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with mlflow_server(root, postgres.create_database("mlflow")) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server's own process group (uvicorn workers)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log_file.close()
 
 
 def test_two_sweep_workers_share_one_study_and_one_mlflow_server(postgres, mlflow_on_postgres, tmp_path):

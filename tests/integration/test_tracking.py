@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests import servers
 
 from ocrft import tracking
 from ocrft.redact import REDACTED
@@ -367,46 +366,12 @@ def test_sweep_that_dies_on_a_failed_job_ends_its_parent_failed(tmp_path):
     assert children[1].data.tags["ocrft.error"] == "RuntimeError: toy job 4 failed on purpose"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` (SQLite backend, proxied artifacts) on a free local port."""
     root = tmp_path_factory.mktemp("server")
-    port = free_port()
-    log_file = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 's.db'}",
-         "--artifacts-destination", str(root / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=root, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        # no background job workers (GenAI evaluation): they cost CPU and nothing here uses them
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with servers.mlflow_server(root, f"sqlite:///{root / 's.db'}") as url:
         yield url, root
-    finally:
-        # the server forks uvicorn and a job runner into its session: end the whole group we started
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log_file.close()
 
 
 @pytest.mark.slow
@@ -428,7 +393,7 @@ def test_logging_through_a_tracking_server(mlflow_server, tmp_path):
     assert r.data.tags["ocrft.task"] == "train"
     assert artifact_paths(url, run_id) == {"config.yaml", "results.json"}
     # the artifacts went through the server's proxy into its artifact destination
-    assert len(list((root / "art").rglob(f"{run_id}/artifacts/results.json"))) == 1
+    assert len(list((root / "artifacts").rglob(f"{run_id}/artifacts/results.json"))) == 1
 
 
 @pytest.mark.slow

@@ -51,3 +51,14 @@ def test_predict_writes_one_line_per_image(tmp_path):
 def test_predict_on_a_missing_input_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="predict.input=.*nowhere"):
         run(["task=predict", "model=tiny_qwen2_vl", f"predict.input={tmp_path / 'nowhere'}"], tmp_path / "run")
+
+
+def test_full_finetune_restores_the_best_weights_at_the_end(tmp_path):
+    from safetensors.torch import load_file
+
+    record = run([*BASE, "peft=none", "train.max_steps=6", "train.learning_rate=5e-3", "eval.every_n_steps=2"], tmp_path)
+    best_step = record["metrics"]["val/best_step"]
+    best, final = load_file(tmp_path / "best" / "model.safetensors"), load_file(tmp_path / "model" / "model.safetensors")
+    same = all(best[k].equal(final[k]) for k in best)
+    # the saved model is the best one, whether or not that was the last step
+    assert same, f"saved model differs from the best (step {best_step})"
