@@ -75,9 +75,16 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     if resume:
         log.info("resuming from %s", resume)
     t0 = time.time()
-    out = trainer.train(resume_from_checkpoint=resume)
+    if resume and reached_max_steps(Path(resume), args.max_steps):
+        # transformers would run one step past max_steps; the training is already complete
+        log.info("%s already reached train.max_steps=%d: loading it, not training again", resume, args.max_steps)
+        load_weights(trainer.model, Path(resume))
+        trainer.state = trainer.state.load_from_json(str(Path(resume) / "trainer_state.json"))
+        mean_loss = None
+    else:
+        mean_loss = trainer.train(resume_from_checkpoint=resume).training_loss
     seconds = time.time() - t0
-    metrics.update(train_metrics(out, trainer, seconds))
+    metrics.update(train_metrics(mean_loss, trainer, seconds))
     ctx.tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith(("train/", "system/"))})
     if validation is not None and validation.best is not None:
         metrics[f"val/{cfg.eval.metric}"] = validation.best
@@ -86,7 +93,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         return TaskResult(metrics=metrics, paths=paths, status="pruned")
     # 8. keep the weights that validated best, then save adapter (or full model) + processor + config
     if validation is not None and validation.best_step not in (None, trainer.state.global_step):
-        restore_best(trainer.model, run_dir / "best")
+        load_weights(trainer.model, run_dir / "best")
         log.info("restored the best weights: step %d, val/%s = %.4f", validation.best_step, cfg.eval.metric, validation.best)
     if world().is_main:
         paths["model"] = str(save_model(trainer.model, processor, resolved, cfg, run_dir))
@@ -103,8 +110,13 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     return TaskResult(metrics=metrics, paths=paths)
 
 
-def restore_best(model, best_dir: Path) -> None:
-    """Load the weights ``ValidationCallback`` saved at its best step into ``model``."""
+def reached_max_steps(checkpoint: Path, max_steps: int) -> bool:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return max_steps > 0 and state["global_step"] >= max_steps
+
+
+def load_weights(model, best_dir: Path) -> None:
+    """Load saved weights (the best-validated ones, or a checkpoint's) into ``model``."""
     from peft import PeftModel, set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -119,7 +131,7 @@ def restore_best(model, best_dir: Path) -> None:
             raise RuntimeError(f"{best_dir} does not fit the model: {result.unexpected_keys[:3]} ...")
 
 
-def train_metrics(out, trainer, seconds: float) -> dict[str, float]:
+def train_metrics(mean_loss, trainer, seconds: float) -> dict[str, float]:
     """Loss, throughput and peak memory of the finished training."""
     import resource
 
@@ -129,7 +141,8 @@ def train_metrics(out, trainer, seconds: float) -> dict[str, float]:
     samples = state.global_step * trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
     samples *= trainer.args.world_size
     metrics = {
-        "train/mean_loss": float(out.training_loss),  # not train/loss: that is the per-step curve
+        # not train/loss: that is the per-step curve
+        "train/mean_loss": float(mean_loss if mean_loss is not None else _mean_logged_loss(state)),
         "train/global_step": float(state.global_step),
         "system/train_seconds": round(seconds, 2),
         "system/samples_per_second": round(samples / max(seconds, 1e-9), 3),
@@ -141,3 +154,8 @@ def train_metrics(out, trainer, seconds: float) -> dict[str, float]:
     if losses:
         metrics["train/first_loss"], metrics["train/last_loss"] = float(losses[0]), float(losses[-1])
     return metrics
+
+
+def _mean_logged_loss(state) -> float:
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return sum(losses) / len(losses) if losses else float("nan")

@@ -148,6 +148,8 @@ def load_model(
         require_safetensors(resolved.adapter_path, "adapter_model.safetensors")
     log.info("loading %s from %s", family.model_class, resolved.base_path)
     model = model_class.from_pretrained(resolved.base_path, **kwargs)
+    if quantization_config is not None and _device() == "cpu":
+        _keep_cpu_4bit_layout(model)
     if resolved.adapter_path:
         from peft import PeftModel
 
@@ -174,6 +176,20 @@ def require_safetensors(folder: str, expected: str) -> None:
         f"{local}: no {expected} (ocrft loads safetensors weights only); {found}. "
         "Convert the checkpoint to safetensors with a tool you trust, or point model.path elsewhere"
     )
+
+
+def _keep_cpu_4bit_layout(model) -> None:
+    """Stop bitsandbytes repacking 4-bit weights for AVX512-BF16 at the first eval forward.
+
+    bitsandbytes 0.50 repacks in place on CPUs that support it, and the repacked layout
+    fails on layers narrower than its tiles ("shape '[96, 0]' is invalid"), e.g. the first
+    generation after QLoRA training. The repacking is a speed path only.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _device() -> str:
