@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 integration = pytest.mark.integration  # the tests that start subprocesses
 REPO = Path(__file__).resolve().parents[2]
 
-STEPS, SAVE_STEPS = 12, 2
+# Enough steps after the second kill point (<= step 6) that a kill 0.3 s after a checkpoint
+# lands mid-training even when the tiny model runs ~20 steps/s on a quiet machine.
+STEPS, SAVE_STEPS = 60, 2
 TRAIN = [  # 12 steps of 2 samples, a checkpoint every 2, a tiny eval at the end
     f"train.max_steps={STEPS}", f"train.save_steps={SAVE_STEPS}", "train.per_device_train_batch_size=2",
     "train.logging_steps=1", "data.num_train=16", "data.num_val=2", "data.num_test=2",
