@@ -43,12 +43,7 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
     config = PaliGemmaConfig(
         vision_config=dict(
             model_type="siglip_vision_model",
-            hidden_size=vision_width,
-            intermediate_size=vision_width * 2,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=_TINY_IMAGE,
-            patch_size=_TINY_PATCH,
+            **tiny.siglip_vision(vision_width, _TINY_IMAGE, _TINY_PATCH),
             projection_dim=hidden_size,
         ),
         text_config=dict(

@@ -19,6 +19,18 @@ def text_sizes(tokenizer, hidden_size: int, layers: int, heads: int) -> dict[str
     )
 
 
+def siglip_vision(width: int, image_size: int, patch_size: int) -> dict[str, Any]:
+    """A two-layer SigLIP tower (Gemma 3 and PaliGemma share this vision architecture)."""
+    return dict(
+        hidden_size=width,
+        intermediate_size=width * 2,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+
+
 def instantiate(model_class, config):
     """Random weights, the same every time (tiny checkpoints are rebuilt, not downloaded)."""
     import torch
