@@ -1,7 +1,7 @@
 """Benchmark: the same Optuna study with median pruning and without, on real training.
 
     python bench/bench_sweep_pruning.py                       # 12 trials of +experiment=demo_sweep each
-    python bench/bench_sweep_pruning.py --trials 8 --max-steps 12
+    python bench/bench_sweep_pruning.py --trials 8 train.max_steps=100
 
 Runs `python -m ocrft --multirun +experiment=demo_sweep` twice through the real sweeper,
 with the same sampler seed, once with `pruner.type=median` and once with `pruner.type=none`
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_sweep_pruning")
 
 
-def run_study(root: Path, pruner: str, trials: int, max_steps: int) -> dict:
+def run_study(root: Path, pruner: str, trials: int, extra: list[str]) -> dict:
     """One sweep; returns its steps, wall time, best value and trial states."""
     import optuna
 
@@ -36,7 +36,7 @@ def run_study(root: Path, pruner: str, trials: int, max_steps: int) -> dict:
         sys.executable, "-m", "ocrft", "--multirun", "+experiment=demo_sweep", "tracking=none",
         f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.pruner.type={pruner}",
         f"hydra.sweeper.study_name=bench-{pruner}", f"hydra.sweeper.storage={storage}",
-        f"hydra.sweep.dir={root / pruner}", f"train.max_steps={max_steps}",
+        f"hydra.sweep.dir={root / pruner}", *extra,
     ]  # fmt: skip
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
@@ -59,7 +59,7 @@ def run_study(root: Path, pruner: str, trials: int, max_steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--max-steps", type=int, default=16)
+    parser.add_argument("overrides", nargs="*", help="more overrides for both sweeps, e.g. train.max_steps=100")
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -70,7 +70,7 @@ def main() -> None:
         results = {}
         for pruner in ("none", "median"):
             log.info("running %d trials with pruner=%s ...", args.trials, pruner)
-            results[pruner] = run_study(root, pruner, args.trials, args.max_steps)
+            results[pruner] = run_study(root, pruner, args.trials, args.overrides)
     lines = [f"{'pruner':<8} {'train steps':>11} {'seconds':>8} {'best val/cer':>12}  trials"]
     for pruner, r in results.items():
         lines.append(f"{pruner:<8} {r['steps']:>11} {r['seconds']:>8.0f} {r['best']:>12.4f}  {r['states']}")

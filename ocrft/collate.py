@@ -36,61 +36,77 @@ class Collator:
         self.pad_id = processor.tokenizer.pad_token_id
         self.suffix = family.target_suffix(processor)
 
-    def encode_prompt(self, sample: Sample) -> dict:
-        text = self.family.format_prompt(self.processor, sample.prompt, self.system)
-        enc = self.processor(text=[text], images=[sample.image], return_tensors="pt", add_special_tokens=False)
+    def encode_prompts(self, samples: Sequence[Sample]) -> tuple[list[dict], dict]:
+        """The prompts of a batch in one processor call (a call per sample costs as much as
+        the padding that length grouping saves on short lines: experiments/train_throughput).
+
+        Returns each sample's unpadded per-token tensors, shape (1, n), and the per-image
+        tensors (pixel values, grids) of the whole batch in sample order.
+        """
+        texts = [self.family.format_prompt(self.processor, s.prompt, self.system) for s in samples]
+        enc = self.processor(
+            text=texts, images=[[s.image] for s in samples], return_tensors="pt", padding=True, add_special_tokens=False
+        )
         enc.pop("labels", None)
-        return dict(enc)
+        real = enc["attention_mask"].bool()  # the prompt's own tokens, whichever side the processor padded
+        rows = [{k: enc[k][i][real[i]].unsqueeze(0) for k in SEQUENCE_KEYS if k in enc} for i in range(len(texts))]
+        return rows, {k: v for k, v in enc.items() if k not in SEQUENCE_KEYS}
 
-    def encode(self, sample: Sample) -> dict:
-        """One sample's tensors: the prompt, then the target tokens if there is a target."""
-        import torch
-
-        enc = self.encode_prompt(sample)
-        n_prompt = enc["input_ids"].shape[1]
+    def check_length(self, row: dict) -> int:
+        """The prompt's length in tokens; an error naming the key when it leaves no room."""
+        n_prompt = row["input_ids"].shape[1]
         if self.max_length and n_prompt >= self.max_length:
             raise SequenceTooLongError(
                 f"the prompt with its image tokens is {n_prompt} tokens, but train.max_length={self.max_length}: "
                 f"raise train.max_length or lower model.max_pixels"
             )
-        if sample.target is None:
-            return enc
-        ids = self.processor.tokenizer(sample.target + self.suffix, add_special_tokens=False)["input_ids"]
+        return n_prompt
+
+    def add_target(self, row: dict, target: str) -> dict:
+        """Append the target's tokens to one prompt's tensors, with labels on them only."""
+        import torch
+
+        n_prompt = self.check_length(row)
+        ids = self.processor.tokenizer(target + self.suffix, add_special_tokens=False)["input_ids"]
         if self.max_length:
             ids = ids[: self.max_length - n_prompt]  # truncate the target, never the image tokens
-        target = torch.tensor([ids], dtype=enc["input_ids"].dtype)
+        tokens = torch.tensor([ids], dtype=row["input_ids"].dtype)
         fill = {
-            "input_ids": target,
-            "attention_mask": torch.ones_like(target),
-            "token_type_ids": torch.full_like(target, self.family.suffix_token_type),
-            "mm_token_type_ids": torch.zeros_like(target),
+            "input_ids": tokens,
+            "attention_mask": torch.ones_like(tokens),
+            "token_type_ids": torch.full_like(tokens, self.family.suffix_token_type),
+            "mm_token_type_ids": torch.zeros_like(tokens),
         }
-        for key in SEQUENCE_KEYS:
-            if key in enc:
-                enc[key] = torch.cat([enc[key], fill[key]], dim=1)
-        enc["labels"] = torch.cat([torch.full((1, n_prompt), -100, dtype=target.dtype), target], dim=1)
-        return enc
+        out = {key: torch.cat([row[key], fill[key]], dim=1) for key in row}
+        out["labels"] = torch.cat([torch.full((1, n_prompt), -100, dtype=tokens.dtype), tokens], dim=1)
+        return out
 
     def __call__(self, samples: Sequence[Sample], padding_side: Optional[str] = None) -> dict:
-        side = padding_side or ("right" if samples and samples[0].target is not None else "left")
-        return pad_batch([self.encode(s) for s in samples], self.pad_id, side)
+        """A padded batch: right-padded with labels when the samples have targets (training),
+        left-padded without (generation continues from every row's last token)."""
+        training = bool(samples) and samples[0].target is not None
+        side = padding_side or ("right" if training else "left")
+        rows, images = self.encode_prompts(samples)
+        if training:
+            rows = [self.add_target(row, s.target) for row, s in zip(rows, samples)]
+        else:
+            for row in rows:
+                self.check_length(row)
+        return {**pad_rows(rows, self.pad_id, side), **images}
 
 
-def pad_batch(encodings: list[dict], pad_id: int, side: str) -> dict:
-    """Pad per-token tensors to the longest sample; concatenate per-image tensors."""
+def pad_rows(rows: list[dict], pad_id: int, side: str) -> dict:
+    """Pad each per-token tensor to the longest row and stack the rows."""
     import torch
 
-    width = max(e["input_ids"].shape[1] for e in encodings)
+    width = max(r["input_ids"].shape[1] for r in rows)
     pad_values = {"input_ids": pad_id, "labels": -100}
     batch: dict[str, Any] = {}
-    for key in encodings[0]:
-        tensors = [e[key] for e in encodings]
-        if key in SEQUENCE_KEYS or key == "labels":
-            rows = []
-            for t in tensors:
-                pad = torch.full((1, width - t.shape[1]), pad_values.get(key, 0), dtype=t.dtype)
-                rows.append(torch.cat([t, pad] if side == "right" else [pad, t], dim=1))
-            batch[key] = torch.cat(rows, dim=0)
-        else:
-            batch[key] = torch.cat(tensors, dim=0)
+    for key in rows[0]:
+        padded = []
+        for r in rows:
+            t = r[key]
+            pad = torch.full((1, width - t.shape[1]), pad_values.get(key, 0), dtype=t.dtype)
+            padded.append(torch.cat([t, pad] if side == "right" else [pad, t], dim=1))
+        batch[key] = torch.cat(padded, dim=0)
     return batch

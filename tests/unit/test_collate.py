@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from ocrft.collate import Collator, Sample, SequenceTooLongError
+from ocrft.collate import SEQUENCE_KEYS, Collator, Sample, SequenceTooLongError
 from ocrft.models.loading import ensure_tiny, load_processor, resolve_model
 from ocrft.models.registry import get_family
 from tests.conftest import FAMILY_NAMES
@@ -64,3 +64,26 @@ def test_tiny_checkpoint_reloads_through_from_pretrained(tmp_path):
     out = ensure_tiny("qwen2_vl", root=tmp_path)
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     assert resolve_model("qwen2_vl", str(out)).base_path == str(out)
+
+
+@pytest.mark.parametrize("targets", [["hello", "a", "Привіт, світ!"], [None, None, None]])
+def test_one_processor_call_per_batch_builds_what_one_call_per_sample_does(family_processor, targets):
+    """The batch's prompts go through the processor together; each row must still be exactly
+    the sample collated alone (same tokens, labels, token types), and the image tensors the
+    per-sample ones in order, whatever padding the processor added in between."""
+    import torch
+
+    family, processor = family_processor
+    collator = Collator(processor, family)
+    samples = _samples(targets)
+    batch = collator(samples)
+    alone = [collator([s]) for s in samples]
+    real = batch["attention_mask"].bool()
+    per_token = [k for k in (*SEQUENCE_KEYS, "labels") if k in batch]
+    assert "input_ids" in per_token and ("labels" in per_token) == (targets[0] is not None)
+    for i, single in enumerate(alone):
+        for key in per_token:
+            assert torch.equal(batch[key][i][real[i]], single[key][0]), (key, i)
+    for key in ("pixel_values", "image_grid_thw"):
+        if key in batch:
+            assert torch.equal(batch[key], torch.cat([s[key] for s in alone])), key
