@@ -2,12 +2,14 @@
 
     python bench/bench_sweep_pruning.py                       # 12 trials of +experiment=demo_sweep each
     python bench/bench_sweep_pruning.py --trials 8 train.max_steps=100
+    python bench/bench_sweep_pruning.py --keep /tmp/pilot --arm none=hydra.sweeper.pruner.type=none hydra.sweeper.sampler.seed=7
 
 Runs `python -m ocrft --multirun +experiment=demo_sweep` twice through the real sweeper,
-with the same sampler seed, once with `pruner.type=median` and once with `pruner.type=none`
-(each in its own study and sweep dir under a temporary folder), then prints, for each, the
-total training steps all trials ran (each trial's `train/global_step` from its run.json),
-the wall time and the best validation CER, and the share of steps pruning saved.
+with the same sampler seed, once with the recipe's pruner and once with `pruner.type=none`
+(each in its own study and sweep dir under a temporary folder; `--arm` runs other
+variants), then prints, for each, the total training steps all trials ran (each trial's
+`train/global_step` from its run.json), the wall time and the best validation CER, and the
+share of steps pruning saved.
 Pruning pays when it saves steps without losing the best CER (same seed: the first
 `n_startup_trials` trials draw the same params in both; later ones follow each history).
 """
@@ -27,59 +29,74 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_sweep_pruning")
 
 
-def run_study(root: Path, pruner: str, trials: int, extra: list[str]) -> dict:
-    """One sweep; returns its steps, wall time, best value and trial states."""
+def run_study(root: Path, arm: str, trials: int, extra: list[str]) -> dict:
+    """One sweep; returns its steps, wall time, best value, trial states and curves."""
     import optuna
 
     storage = f"sqlite:///{root}/optuna.db"
     cmd = [
         sys.executable, "-m", "ocrft", "--multirun", "+experiment=demo_sweep", "tracking=none",
-        f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.pruner.type={pruner}",
-        f"hydra.sweeper.study_name=bench-{pruner}", f"hydra.sweeper.storage={storage}",
-        f"hydra.sweep.dir={root / pruner}", *extra,
+        f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.study_name=bench-{arm}",
+        f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={root / arm}", *extra,
     ]  # fmt: skip
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     seconds = time.time() - t0
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-5000:])
-        raise SystemExit(f"the {pruner} sweep failed")
-    study = optuna.load_study(study_name=f"bench-{pruner}", storage=storage)
+        raise SystemExit(f"the {arm} sweep failed")
+    study = optuna.load_study(study_name=f"bench-{arm}", storage=storage)
     steps = 0
     for trial in study.trials:
         run_json = Path(trial.user_attrs.get("run_dir", "/nonexistent")) / "run.json"
         if run_json.exists():
             steps += int(json.loads(run_json.read_text())["metrics"].get("train/global_step", 0))
-    states = {}
+    states: dict[str, int] = {}
     for trial in study.trials:
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
-    return {"steps": steps, "seconds": seconds, "best": study.best_value, "states": states}
+    curves = [{"state": t.state.name, "params": t.params, "values": t.intermediate_values} for t in study.trials]
+    return {"steps": steps, "seconds": seconds, "best": study.best_value, "states": states, "curves": curves}
+
+
+def parse_arm(text: str) -> tuple[str, list[str]]:
+    name, _, overrides = text.partition("=")
+    return name, [o for o in overrides.split(";") if o]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("overrides", nargs="*", help="more overrides for both sweeps, e.g. train.max_steps=100")
-    parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
+    parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it (with each arm's curves)")
+    parser.add_argument(
+        "--arm", action="append", default=None, metavar="NAME=OVERRIDE;OVERRIDE",
+        help="a sweep to run (repeatable); default: none=hydra.sweeper.pruner.type=none and pruned= (the recipe's pruner)",
+    )  # fmt: skip
+    parser.add_argument("overrides", nargs="*", help="more overrides for every sweep, e.g. train.max_steps=100")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    arms = [parse_arm(a) for a in (args.arm or ["none=hydra.sweeper.pruner.type=none", "pruned="])]
 
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         results = {}
-        for pruner in ("none", "median"):
-            log.info("running %d trials with pruner=%s ...", args.trials, pruner)
-            results[pruner] = run_study(root, pruner, args.trials, args.overrides)
-    lines = [f"{'pruner':<8} {'train steps':>11} {'seconds':>8} {'best val/cer':>12}  trials"]
-    for pruner, r in results.items():
-        lines.append(f"{pruner:<8} {r['steps']:>11} {r['seconds']:>8.0f} {r['best']:>12.4f}  {r['states']}")
-    base, pruned = results["none"], results["median"]
-    lines.append(
-        f"pruning ran {pruned['steps'] / max(base['steps'], 1):.2f}x the training steps "
-        f"({1 - pruned['steps'] / max(base['steps'], 1):.0%} saved), {pruned['seconds'] / base['seconds']:.2f}x the time; "
-        f"best val/cer {pruned['best']:.4f} vs {base['best']:.4f}"
-    )
+        for name, overrides in arms:
+            log.info("running %d trials, arm %s: %s ...", args.trials, name, " ".join(overrides) or "(recipe)")
+            results[name] = run_study(root, name, args.trials, [*overrides, *args.overrides])
+            if args.keep:
+                (root / f"curves-{name}.json").write_text(json.dumps(results[name]["curves"], indent=1))
+    lines = [f"{'arm':<10} {'train steps':>11} {'seconds':>8} {'best val/cer':>12}  trials"]
+    for name, r in results.items():
+        lines.append(f"{name:<10} {r['steps']:>11} {r['seconds']:>8.0f} {r['best']:>12.4f}  {r['states']}")
+    if "none" in results:
+        base = results["none"]
+        for name, r in results.items():
+            if name != "none":
+                lines.append(
+                    f"{name}: {r['steps'] / max(base['steps'], 1):.2f}x the training steps of none "
+                    f"({1 - r['steps'] / max(base['steps'], 1):.0%} saved), {r['seconds'] / base['seconds']:.2f}x the time; "
+                    f"best val/cer {r['best']:.4f} vs {base['best']:.4f} ({r['best'] / base['best'] - 1:+.1%})"
+                )
     print("\n".join(lines))  # the benchmark's report is its output
 
 

@@ -91,8 +91,16 @@ def score_and_write(
 
 
 def evaluate_records(generator, records: Sequence[Record], cfg, out_dir: Path, name: str, desc: str) -> tuple[dict, dict]:
-    """Generate and score one split with a local model."""
+    """Generate and score one split with a local model.
+
+    With sharded weights every rank generates along (see ocrft.sharding); rank 0 alone
+    scores and writes, the others return empty results.
+    """
+    from ocrft.training_setup import world
+
     predictions = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, desc)
+    if not world().is_main:
+        return {}, {}
     model_name = cfg.model.name or cfg.model.path
     return score_and_write(records, predictions, cfg.eval, model_name, out_dir, name)
 

@@ -49,6 +49,8 @@ class Generator:
         """Transcribe one batch; returns one string per image."""
         import torch
 
+        from ocrft.sharding import is_sharded, whole_weights
+
         samples = [Sample(image=img, prompt=p) for img, p in zip(images, prompts)]
         batch = self.collator(samples, padding_side="left")
         device = next(self.model.parameters()).device
@@ -56,12 +58,18 @@ class Generator:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            # Sharded weights (FSDP): every rank runs this call, and a rank whose rows ended
+            # keeps stepping (synced_gpus) so that each forward's collectives still match.
+            # no_grad, not inference_mode: FSDP would leave inference tensors in the shards,
+            # which the next optimizer step may not update in place.
+            sharded = is_sharded(self.model)
+            with whole_weights(self.model), (torch.no_grad() if sharded else torch.inference_mode()):
                 out = self.model.generate(
                     **batch,
                     max_new_tokens=max_new_tokens or self.max_new_tokens,
                     eos_token_id=self.eos_ids,
                     pad_token_id=self.pad_id,
+                    synced_gpus=sharded,
                     **self.generate_kwargs,
                 )
         finally:

@@ -24,13 +24,14 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.generation import Generator
     from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
-    from ocrft.training_setup import apply_peft, check_replicated_weights, last_checkpoint, make_callbacks, save_model, world
+    from ocrft.sharding import check_supported_sharding, is_sharded
+    from ocrft.training_setup import apply_peft, last_checkpoint, make_callbacks, save_model, world
 
     from transformers import set_seed
 
     set_seed(cfg.seed)  # adapter init and data order are reproducible
     run_dir = ctx.run_dir
-    check_replicated_weights()
+    check_supported_sharding(quantized=cfg.quant.load_in_4bit or cfg.quant.load_in_8bit)
     # 1. model family and checkpoint
     resolved = resolve_model(cfg.model.family, cfg.model.path)
     check_family(resolved, cfg.model.family)
@@ -65,8 +66,13 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
                                  **{f"data/skipped_{k}": v for k, v in data.skipped.items()}}  # fmt: skip
     paths: dict[str, str] = {}
     resume = last_checkpoint(run_dir / "checkpoints") if cfg.train.resume else None
+    # Rank 0 alone generates and saves, unless the weights are sharded (FSDP): then every
+    # rank joins each generation and the gathering of the weights, and rank 0 writes.
+    def joins() -> bool:
+        return world().is_main or is_sharded(trainer.model)
+
     # 6. score the eval split before training (not again on resume: the first run did)
-    if cfg.eval.before_after and eval_records and resume is None and world().is_main:
+    if cfg.eval.before_after and eval_records and resume is None and joins():
         before, p = evaluate_records(generator, eval_records, cfg, run_dir, "results_before", "eval before")
         metrics.update({f"eval_before/{k}": v for k, v in before.items() if isinstance(v, (int, float))})
         paths.update(p)
@@ -95,11 +101,11 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     if validation is not None and validation.best_step not in (None, trainer.state.global_step):
         load_weights(trainer.model, run_dir / "best")
         log.info("restored the best weights: step %d, val/%s = %.4f", validation.best_step, cfg.eval.metric, validation.best)
-    if world().is_main:
-        paths["model"] = str(save_model(trainer.model, processor, resolved, cfg, run_dir))
+    if joins() and (saved := save_model(trainer.model, processor, resolved, cfg, run_dir)) is not None:
+        paths["model"] = str(saved)
         ctx.tracker.log_artifact(paths["model"], "model") if cfg.tracking.log_model else None
     # 9. score the eval split after training
-    if eval_records and world().is_main:
+    if eval_records and joins():
         after, p = evaluate_records(generator, eval_records, cfg, run_dir, "results", "eval after")
         metrics.update({f"eval/{k}": v for k, v in after.items() if isinstance(v, (int, float))})
         paths.update(p)
@@ -116,11 +122,25 @@ def reached_max_steps(checkpoint: Path, max_steps: int) -> bool:
 
 
 def load_weights(model, best_dir: Path) -> None:
-    """Load saved weights (the best-validated ones, or a checkpoint's) into ``model``."""
+    """Load saved weights (the best-validated ones, or a checkpoint's) into ``model``.
+
+    Sharded weights (FSDP): every rank calls this; rank 0 reads the files and the tensors
+    are scattered to the other ranks' shards.
+    """
     from peft import PeftModel, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    if isinstance(model, PeftModel):
+    from ocrft.sharding import adapter_keys_to_model_keys, is_sharded, load_full_state_dict
+    from ocrft.training_setup import world
+
+    if is_sharded(model):
+        state: dict = {}
+        if world().is_main:
+            for shard in sorted(best_dir.glob("*.safetensors")):
+                state.update(load_file(shard))
+            state = adapter_keys_to_model_keys(model, state) if isinstance(model, PeftModel) else state
+        load_full_state_dict(model, state)
+    elif isinstance(model, PeftModel):
         set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
     else:
         state = {}

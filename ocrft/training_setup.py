@@ -58,22 +58,6 @@ def agree_run_dir(run_dir: Path) -> Path:
     return agreed
 
 
-def check_replicated_weights() -> None:
-    """Refuse FSDP and DeepSpeed ZeRO-3 launches before any model is loaded.
-
-    Both shard the weights across ranks, while ocrft generates (validation, eval before and
-    after) and saves the adapter on rank 0 alone: rank 0 would wait forever for the other
-    ranks' shards. DDP and ZeRO-2 keep every weight on every rank.
-    """
-    # The variables `accelerate launch` sets from its config (conf/accelerate/*.yaml).
-    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
-    if fsdp or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
-        raise NotImplementedError(
-            "FSDP and DeepSpeed ZeRO-3 shard the weights, but ocrft's validation, eval and adapter saving "
-            "run on rank 0 alone; use DDP or conf/accelerate/deepspeed_zero2.yaml (docs/scale.md)"
-        )
-
-
 def freeze_vision(model, family) -> int:
     """Freeze the vision tower and projector; returns how many parameters were frozen."""
     frozen = 0
@@ -157,22 +141,27 @@ def make_callbacks(cfg, ctx, generator, val_records, processor, family):
     return validation, callbacks
 
 
-def save_model(model, processor, resolved, cfg, run_dir: Path, name: Optional[str] = None) -> Path:
+def save_model(model, processor, resolved, cfg, run_dir: Path, name: Optional[str] = None) -> Optional[Path]:
     """Save the adapter (or full model) with its processor, model card and config, atomically.
 
     A kill mid-save leaves the previous copy in place: the new one is written beside it and
-    swapped in by rename.
+    swapped in by rename. Sharded weights (FSDP) are gathered first, which every rank must
+    join; rank 0 writes and returns the folder, the other ranks return None.
     """
     from peft import PeftModel
 
     from ocrft.models.loading import MODEL_CARD, resolve_model
     from ocrft.redact import redacted_yaml
+    from ocrft.sharding import full_state_dict, is_sharded
 
+    state = full_state_dict(model) if is_sharded(model) else None
+    if not world().is_main:
+        return None
     is_adapter = isinstance(model, PeftModel)
     target = run_dir / (name or ("adapter" if is_adapter else "model"))
     tmp = run_dir / f".{target.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state} if state is not None else {}))
     processor.save_pretrained(tmp)
     base = (resolved or resolve_model(cfg.model.family, cfg.model.path)).base_path
     card = {"family": cfg.model.family, "base_path": base, "adapter": is_adapter, "source_model_path": cfg.model.path}

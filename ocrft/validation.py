@@ -49,15 +49,18 @@ def trainer_callback_class():
             self.last_step = -1
             self.history: list[tuple[int, float]] = []
 
-        def _run(self, step: int, control) -> None:
+        def _run(self, step: int, control, is_main: bool = True) -> None:
+            """Validate; on a sharded model every rank runs this (they generate together and
+            gather the weights to save them together), and the results are rank 0's."""
             if step == self.last_step:
                 return
             self.last_step = step
             metrics = self.validate()
             value = metrics[self.metric]
             self.history.append((step, value))
-            self.log_metrics({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step)
-            log.info("step %d: val/%s = %.4f", step, self.metric, value)
+            if is_main:
+                self.log_metrics({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step)
+                log.info("step %d: val/%s = %.4f", step, self.metric, value)
             if self.best is None or (not math.isnan(value) and self.sign * value > self.sign * self.best):
                 self.best, self.best_step, self.bad_rounds = value, step, 0
                 self.save_best()
@@ -73,10 +76,10 @@ def trainer_callback_class():
                     self.pruned = True
                     control.should_training_stop = True
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
             if self.every and state.global_step % self.every == 0:
-                if state.is_world_process_zero:
-                    self._run(state.global_step, control)
+                if state.is_world_process_zero or _sharded(model):
+                    self._run(state.global_step, control, state.is_world_process_zero)
                 if args.world_size > 1:
                     self._follow_rank_zero(control)
             return control
@@ -89,12 +92,18 @@ def trainer_callback_class():
             stop, self.pruned = broadcast_object_list([(control.should_training_stop, self.pruned)])[0]
             control.should_training_stop = stop
 
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.every and not self.pruned and state.is_world_process_zero:
-                self._run(state.global_step, control)
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if self.every and not self.pruned and (state.is_world_process_zero or _sharded(model)):
+                self._run(state.global_step, control, state.is_world_process_zero)
             return control
 
     return ValidationCallback
+
+
+def _sharded(model) -> bool:
+    from ocrft.sharding import is_sharded
+
+    return model is not None and is_sharded(model)
 
 
 def make_validate(generator, records: Sequence[Record], prompt: str, batch_size: int, eval_cfg) -> Callable[[], dict]:

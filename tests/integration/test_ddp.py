@@ -121,24 +121,39 @@ def accelerate_env(config: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "name, supported",
-    [("ddp", True), ("deepspeed_zero2", True), ("deepspeed_zero3", False), ("fsdp", False)],
-)
-def test_accelerate_configs_load_and_sharded_weights_are_refused(name, supported, monkeypatch):
-    from ocrft.training_setup import check_replicated_weights
+    "name, refusal",
+    [("ddp", None), ("deepspeed_zero2", None), ("fsdp", None), ("deepspeed_zero3", "ZeRO-3 is not supported"),
+     ("fsdp_version_1", "FSDP version 1 is not supported")],
+)  # fmt: skip
+def test_accelerate_configs_load_and_unsupported_sharding_is_refused(name, refusal, monkeypatch):
+    from ocrft.sharding import check_supported_sharding
 
-    env = accelerate_env(REPO / "conf" / "accelerate" / f"{name}.yaml")
+    env = accelerate_env(REPO / "conf" / "accelerate" / f"{name.replace('_version_1', '')}.yaml")
     for key, value in env.items():
         if key.startswith(("ACCELERATE_", "FSDP_")):
             monkeypatch.setenv(key, value)
-    if supported:
-        check_replicated_weights()
+    if name == "fsdp":
+        assert env["FSDP_VERSION"] == "2"
+    if name == "fsdp_version_1":
+        monkeypatch.setenv("FSDP_VERSION", "1")
+    if refusal is None:
+        check_supported_sharding()
     else:
-        with pytest.raises(NotImplementedError, match="rank 0 alone"):
-            check_replicated_weights()
+        with pytest.raises(NotImplementedError, match=refusal):
+            check_supported_sharding()
 
 
 def test_every_accelerate_config_is_tested():
     assert sorted(p.stem for p in (REPO / "conf" / "accelerate").glob("*.yaml")) == [
         "ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"
     ]  # fmt: skip
+
+
+def test_fsdp_with_quantized_weights_is_refused_naming_the_keys(monkeypatch):
+    from ocrft.sharding import check_supported_sharding
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    check_supported_sharding(quantized=False)
+    with pytest.raises(NotImplementedError, match="quant.load_in_4bit"):
+        check_supported_sharding(quantized=True)
