@@ -24,7 +24,6 @@ PROCESSOR_FILES = (
 
 
 def run_merge(cfg, ctx: RunContext) -> TaskResult:
-    from ocrft.data.record import Record
     from ocrft.evaluate import generate_with_progress
     from ocrft.generation import Generator
     from ocrft.models.loading import MODEL_CARD, load_model, load_processor, resolve_model

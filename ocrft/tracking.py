@@ -1,6 +1,6 @@
 """Experiment tracking: every run is an MLflow run; a sweep is a parent run with one child per job.
 
-``open_tracker(cfg, run_dir)`` (used by ``ocrft.runner.run_task``) yields an ``MlflowTracker``
+A sweep's parent run is ocrft.sweep_tracking's. ``open_tracker(cfg, run_dir)`` (used by ``ocrft.runner.run_task``) yields an ``MlflowTracker``
 with ``tracking=mlflow`` and a ``NullTracker`` with ``tracking=none``; task code calls the
 same methods on either. On start the run gets the resolved config (redacted) as dotted params
 and as ``config.yaml``, and tags naming the task, model, dataset, overrides, git commit and run
@@ -14,11 +14,9 @@ Nothing secret reaches the store: every param, tag and text artifact passes thro
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
-import math
 import numbers
 import os
 import re
@@ -32,10 +30,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ocrft import atomic
 from ocrft.redact import (
     REDACTED,
     is_secret_key,
@@ -292,7 +288,7 @@ def _run_name(cfg: DictConfig, job_num: Optional[int]) -> str:
     return name if job_num is None else f"{name}-{job_num}"
 
 
-def _experiment_id(client, name: str, uri: str) -> str:
+def experiment_id(client, name: str, uri: str) -> str:
     """Find or create the experiment. With a SQLite store, artifacts go beside the database
     file (``<db dir>/mlruns/<experiment>``) rather than under whatever the cwd is."""
     from mlflow.exceptions import MlflowException
@@ -330,7 +326,7 @@ def _git_commit() -> Optional[str]:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _base_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
+def base_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     from mlflow.tracking.context.registry import resolve_tags
 
     data_path = OmegaConf.select(cfg, "data.path")
@@ -394,7 +390,7 @@ def _start_run(cfg: DictConfig, run_dir: Path) -> MlflowTracker:
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     hc = _hydra_config()
     overrides = list(hc.overrides.task) if hc is not None else []
-    tags = {**_base_tags(cfg, overrides), "ocrft.run_dir": str(run_dir.resolve())}
+    tags = {**base_tags(cfg, overrides), "ocrft.run_dir": str(run_dir.resolve())}
     resumed = _resumable_run(client, run_dir)
     if resumed is not None:
         client.update_run(resumed.info.run_id, status="RUNNING")
@@ -404,7 +400,7 @@ def _start_run(cfg: DictConfig, run_dir: Path) -> MlflowTracker:
     else:
         parent = _parent_run(client, run_dir)
         job_num = hc.job.num if parent is not None and hc is not None else None
-        exp_id = parent.info.experiment_id if parent else _experiment_id(client, experiment_name(cfg), cfg.tracking.uri)
+        exp_id = parent.info.experiment_id if parent else experiment_id(client, experiment_name(cfg), cfg.tracking.uri)
         name = scrub_text(_run_name(cfg, job_num))
         parent_tag = {"mlflow.parentRunId": parent.info.run_id} if parent else None  # what nests it in the UI
         run = client.create_run(exp_id, run_name=name, tags=parent_tag)
@@ -443,97 +439,3 @@ def _close_quietly(tracker: MlflowTracker, error: Optional[BaseException]) -> No
         tracker.close(error)
     except Exception as err:  # noqa: BLE001
         log.error("MLflow: could not end run %s: %s", tracker.run_id, err)
-
-
-class MlflowSweepCallback(Callback):
-    """Hydra callback: a multirun is one MLflow parent run; each job's run is its child.
-
-    on_multirun_start creates the parent in the store and experiment the jobs will use and
-    publishes its id in ``<sweep dir>/mlflow_parent_run_id`` (and $OCRFT_MLFLOW_PARENT_RUN_ID).
-    on_multirun_end logs job counts by status and the best objective value (the Optuna
-    sweeper's ``metric``, else ``val/<eval.metric>``; read from each job's run.json) on the
-    parent and ends it. A sweep that dies before that (Hydra's basic sweeper re-raises a job's
-    error) ends the parent FAILED at exit.
-    """
-
-    def __init__(self) -> None:
-        self._tracker: Optional[MlflowTracker] = None
-        self._config: Optional[DictConfig] = None
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not config.tracking.enabled:
-            return
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=config.tracking.uri)
-        sweep_dir = Path(config.hydra.sweep.dir)
-        exp_id = _experiment_id(client, experiment_name(config), config.tracking.uri)
-        name = config.get("run_name") or f"sweep-{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = client.create_run(exp_id, run_name=scrub_text(name))
-        self._tracker, self._config = MlflowTracker(client, run.info.run_id), config
-        self._tracker.set_tags(
-            {
-                **_base_tags(config, list(config.hydra.overrides.task)),
-                "ocrft.sweep": "true",
-                "ocrft.sweep_dir": str(sweep_dir.resolve()),
-                "ocrft.sweeper": OmegaConf.select(config, "hydra.sweeper._target_") or "",
-            }
-        )
-        atomic.write_text(sweep_dir / PARENT_RUN_FILE, run.info.run_id)
-        os.environ[PARENT_RUN_ENV] = run.info.run_id
-        atexit.register(self._finish, "failed")
-        log.info("MLflow: sweep parent run %s in experiment %s", run.info.run_id, exp_id)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._finish("finished")
-
-    def _finish(self, status: str) -> None:
-        tracker, config = self._tracker, self._config
-        if tracker is None or config is None:
-            return
-        self._tracker = None
-        atexit.unregister(self._finish)
-        if os.environ.get(PARENT_RUN_ENV) == tracker.run_id:
-            del os.environ[PARENT_RUN_ENV]
-        try:
-            # The Optuna sweeper names its objective; other sweepers get the validation metric.
-            objective = OmegaConf.select(config, "hydra.sweeper.metric") or f"val/{config.eval.metric}"
-            direction = OmegaConf.select(config, "hydra.sweeper.direction")
-            greater = direction == "maximize" if direction else config.eval.greater_is_better
-            metrics, tags = sweep_summary(Path(config.hydra.sweep.dir), objective, greater)
-            tracker.log_metrics(metrics)
-            tracker.set_tags({**tags, "ocrft.objective": objective})
-            tracker.set_terminal_status(status)
-            tracker.close()
-        except Exception as err:  # noqa: BLE001 - at exit there is nobody left to raise to
-            log.error("MLflow: could not end sweep run %s: %s", tracker.run_id, err)
-
-
-def sweep_summary(sweep_dir: Path, objective: str, greater_is_better: bool) -> tuple[dict[str, float], dict[str, str]]:
-    """Job counts by status and the best ``objective`` over the jobs' run.json files.
-
-    Returns:
-        metrics (``sweep/jobs``, ``sweep/<status>``, ``best/<objective>``) and tags naming the
-        best job's run folder and MLflow run.
-    """
-    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/run.json"))]
-    metrics = {"sweep/jobs": float(len(records))}
-    for status in ("finished", "failed", "pruned", "running"):
-        metrics[f"sweep/{status}"] = float(sum(r.get("status") == status for r in records))
-    scored = [
-        r
-        for r in records
-        if r.get("status") == "finished"
-        and isinstance(r.get("metrics", {}).get(objective), (int, float))
-        and math.isfinite(r["metrics"][objective])
-    ]
-    tags: dict[str, str] = {}
-    if scored:
-        pick = max if greater_is_better else min
-        best = pick(scored, key=lambda r: r["metrics"][objective])
-        metrics[f"best/{objective}"] = float(best["metrics"][objective])
-        tags = {
-            "ocrft.best_run_dir": best.get("paths", {}).get("run_dir", ""),
-            "ocrft.best_mlflow_run_id": best.get("mlflow_run_id") or "",
-        }
-    return metrics, tags

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ocrft.data.record import Record

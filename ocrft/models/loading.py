@@ -132,7 +132,6 @@ def load_model(
     adapter_trainable: bool = False,
 ):
     """Load the base model (quantized if asked) and apply the adapter, if any."""
-    import torch
     import transformers
 
     family = get_family(resolved.family)

@@ -16,7 +16,7 @@ import random
 import jiwer
 import pytest
 import sacrebleu
-from sacrebleu.metrics import BLEU, TER
+from sacrebleu.metrics import TER
 
 from ocrft.config import NormalizationConfig
 from ocrft.metrics import flatten_json, is_degenerate, longest_repeat, score, score_sample

@@ -142,7 +142,7 @@ def test_no_fonts_on_the_machine_is_a_clear_error(monkeypatch, tmp_path):
 
 def test_invoices_are_seeded_json_targets(tmp_path):
     a = generate_invoices(tmp_path / "a", n=4, seed=5)
-    b = generate_invoices(tmp_path / "b", n=4, seed=5)
+    generate_invoices(tmp_path / "b", n=4, seed=5)
     c = generate_invoices(tmp_path / "c", n=4, seed=6)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     assert [r.text for r in a] != [r.text for r in c]
