@@ -1,4 +1,4 @@
-"""model=endpoint: evaluate any OpenAI-compatible chat-completions server.
+"""model=endpoint: a client for any OpenAI-compatible chat-completions server.
 
 One client speaks to OpenAI, Gemini and Claude (through their OpenAI-compatible
 endpoints), vLLM, and this project's own ``task=serve``. Providers are plain YAML files in
@@ -6,11 +6,10 @@ endpoints), vLLM, and this project's own ``task=serve``. Providers are plain YAM
 approximate price table); ``model.base_url``, ``model.remote_model`` and
 ``model.api_key_env`` override them.
 
-Reliability contract of :func:`evaluate_endpoint`: every finished sample is appended to a
-JSONL checkpoint (``ocrft.checkpoint``) and fsync'd before the next one is counted, so a killed run loses at most
-the requests in flight; re-running with the same checkpoint never re-sends a finished
-sample and retries the failed ones. Keys come from the environment only and are scrubbed
-from every error message, so they reach no log, result or checkpoint.
+The client retries 429/5xx/timeouts with backoff and jitter (honouring Retry-After) and
+returns a failed sample's error instead of raising; ocrft.endpoint_eval runs it over a data
+set. Keys come from the environment only and are scrubbed from every error message, so
+they reach no log, result or checkpoint.
 """
 
 from __future__ import annotations
@@ -25,10 +24,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-from ocrft.checkpoint import Checkpoint
-from ocrft.data.record import DataError, Record
 from ocrft.redact import scrub_text
 from ocrft.validate import ConfigError
 
@@ -236,15 +233,15 @@ class EndpointClient:
                 text, usage = self._post_stream(payload) if self.stream else self._post(payload)
                 return Completion(text, usage, time.monotonic() - t0, attempt)
             except _Fatal as e:
-                return Completion("", _no_usage(), time.monotonic() - t0, attempt, self._scrub(str(e)))
+                return Completion("", no_usage(), time.monotonic() - t0, attempt, self._scrub(str(e)))
             except _Retry as e:
                 message = self._scrub(str(e))
                 if attempt >= self.max_retries:
-                    return Completion("", _no_usage(), time.monotonic() - t0, attempt, f"{message} (gave up after {attempt} retries)")
+                    return Completion("", no_usage(), time.monotonic() - t0, attempt, f"{message} (gave up after {attempt} retries)")
                 delay = self.backoff(attempt, e.retry_after)
                 log.warning("%s: %s; retry %d/%d in %.2f s", self.url, message, attempt + 1, self.max_retries, delay)
                 if self._stop.wait(delay):
-                    return Completion("", _no_usage(), time.monotonic() - t0, attempt, f"{message} (cancelled)")
+                    return Completion("", no_usage(), time.monotonic() - t0, attempt, f"{message} (cancelled)")
                 attempt += 1
 
     def _scrub(self, text: str) -> str:
@@ -266,7 +263,7 @@ class EndpointClient:
         import httpx
 
         parts: list[str] = []
-        usage: dict = _no_usage()
+        usage: dict = no_usage()
         try:
             with self._http.stream("POST", self.url, json=payload) as r:
                 if r.status_code != 200:
@@ -316,7 +313,7 @@ def _parse_completion(r: Any) -> tuple[str, dict]:
     return _content_text(content), _usage(data.get("usage"))
 
 
-def _no_usage() -> dict:
+def no_usage() -> dict:
     return {"prompt_tokens": None, "completion_tokens": None}
 
 
@@ -356,162 +353,3 @@ def build_client(model_cfg: Any) -> EndpointClient:
         backoff_base=model_cfg.backoff_base,
         backoff_max=model_cfg.backoff_max,
     )
-
-
-def _transcribe_record(client: EndpointClient, record: Record, prompt: str, system: Optional[str]) -> dict:
-    try:
-        c = client.transcribe(record.image, record.prompt or prompt, system)
-    except (DataError, OSError) as e:  # an unreadable image fails its sample, not the run
-        c = Completion("", _no_usage(), 0.0, 0, f"{type(e).__name__}: {e}")
-    return {
-        "id": record.id,
-        "image_path": str(record.image),
-        "label": record.text,
-        "prediction": c.text,
-        "error": c.error,
-        "usage": c.usage,
-        "latency_s": round(c.latency_s, 3),
-        "retries": c.retries,
-    }
-
-
-def _sample_cer() -> Optional[Any]:
-    """``f(prediction, label) -> CER`` of one sample (raw text) from ocrft.metrics, or None
-    where that module is missing; only the progress bar uses it."""
-    try:
-        from ocrft.metrics import score_sample
-    except ImportError:
-        return None
-    return lambda prediction, label: score_sample(prediction, label)["cer"]
-
-
-def evaluate_endpoint(
-    records: Sequence[Record],
-    prompt: str,
-    system: Optional[str],
-    client: EndpointClient,
-    workers: int,
-    checkpoint_path: Path,
-    save_interval: int = 0,
-    limit: Optional[int] = None,
-    progress: bool = True,
-) -> list[dict]:
-    """Transcribe ``records`` through ``client`` with ``workers`` concurrent requests.
-
-    Each finished sample is appended to ``checkpoint_path`` at once; every
-    ``save_interval`` samples (and at the end) the file is compacted atomically. Calling
-    again with the same checkpoint resumes: finished samples (by record id) are not sent
-    again, failed ones (``error`` set) are.
-
-    Returns:
-        One row per record, in the records' order: ``id, image_path, label, prediction,
-        error, usage{prompt_tokens, completion_tokens}, latency_s, retries``.
-    """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    from tqdm import tqdm
-
-    records = list(records)[:limit] if limit is not None else list(records)
-    if len({r.id for r in records}) != len(records):
-        raise DataError("record ids must be unique: the checkpoint is keyed by id")
-    ckpt = Checkpoint(checkpoint_path)
-    todo = [r for r in records if r.id not in ckpt.rows or ckpt.rows[r.id].get("error")]
-    log.info("endpoint %s: %d samples, %d already done (%s), %d to send with %d workers",
-             client.model, len(records), len(records) - len(todo), checkpoint_path, len(todo), workers)
-    cer = _sample_cer()
-    # Running mean CER for the bar, updated per sample (a corpus re-score per sample is quadratic).
-    scored = [ckpt.rows[r.id] for r in records if r.id in ckpt.rows and not ckpt.rows[r.id].get("error")] if cer else []
-    cer_sum, cer_n = sum(cer(r["prediction"], r["label"]) for r in scored) if cer else 0.0, len(scored)
-    failed = sent = 0
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="endpoint")
-    bar = tqdm(total=len(records), initial=len(records) - len(todo), disable=not progress, desc="endpoint")
-    try:
-        futures = [pool.submit(_transcribe_record, client, r, prompt, system) for r in todo]
-        for future in as_completed(futures):
-            row = future.result()
-            ckpt.append(row)
-            sent += 1
-            failed += bool(row["error"])
-            if save_interval and sent % save_interval == 0:
-                ckpt.compact()
-            postfix: dict[str, Any] = {"failed": failed}
-            if cer is not None and not row["error"]:
-                cer_sum, cer_n = cer_sum + cer(row["prediction"], row["label"]), cer_n + 1
-            if cer_n:
-                postfix["mean_cer"] = f"{cer_sum / cer_n:.4f}"
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-    except BaseException:
-        client.close()  # in-flight retries give up instead of sleeping out their backoff
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        ckpt.close()  # compacts: one line per sample
-    log.info("endpoint %s: %d sent, %d failed", client.model, sent, failed)
-    return [ckpt.rows[r.id] for r in records]
-
-
-def sum_usage(rows: Sequence[dict]) -> dict[str, int]:
-    """Total tokens over ``rows``, and how many rows lack usage (their tokens are unknown)."""
-    totals = {"prompt_tokens": 0, "completion_tokens": 0, "rows_without_usage": 0}
-    for row in rows:
-        usage = row.get("usage") or {}
-        if usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
-            totals["rows_without_usage"] += 1
-        totals["prompt_tokens"] += usage.get("prompt_tokens") or 0
-        totals["completion_tokens"] += usage.get("completion_tokens") or 0
-    return totals
-
-
-def estimate_cost(usage_totals: dict, pricing: dict, model: str) -> Optional[float]:
-    """USD for ``usage_totals`` at ``pricing[model]`` (USD per 1M input/output tokens);
-    None when the model has no price (self-hosted, or not in the provider's table)."""
-    price = pricing.get(model)
-    if not price:
-        return None
-    return (usage_totals["prompt_tokens"] * price["input"] + usage_totals["completion_tokens"] * price["output"]) / 1e6
-
-
-def endpoint_metrics(rows: Sequence[dict], pricing: dict, model: str) -> dict[str, float]:
-    """Flat numeric metrics of an endpoint evaluation (task=eval prefixes them ``eval/``)."""
-    totals = sum_usage(rows)
-    latencies = [r["latency_s"] for r in rows if not r.get("error")]
-    # Failed samples are counted by scoring (num_errors); these say what the requests cost.
-    metrics = {
-        "request_retries": float(sum(r.get("retries", 0) for r in rows)),
-        "prompt_tokens": float(totals["prompt_tokens"]),
-        "completion_tokens": float(totals["completion_tokens"]),
-        "samples_without_usage": float(totals["rows_without_usage"]),
-        "latency_s_mean": sum(latencies) / len(latencies) if latencies else 0.0,
-    }
-    cost = estimate_cost(totals, pricing, model)
-    if cost is not None:
-        metrics["cost_usd"] = cost
-    return metrics
-
-
-def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
-    """task=eval with model=endpoint: transcribe ``records`` through the endpoint (resumable
-    from ``<run_dir>/endpoint_checkpoint.jsonl``), then score and write results like a
-    local evaluation. Returns (metrics, paths) for :func:`ocrft.evaluate.run_eval`."""
-    from ocrft.evaluate import score_and_write
-
-    provider = load_provider(cfg.model.provider or "ocrft")
-    client = build_client(cfg.model)  # a missing key fails here, before any request
-    checkpoint = Path(run_dir) / "endpoint_checkpoint.jsonl"
-    try:
-        rows = evaluate_endpoint(records, cfg.prompt.text, cfg.prompt.system, client, cfg.eval.workers, checkpoint,
-                                 cfg.eval.save_interval)
-    finally:
-        client.close()
-    usage = endpoint_metrics(rows, provider.pricing, client.model)
-    if "cost_usd" in usage:
-        log.info("estimated cost: %.4f USD (list prices as of %s; images billed as input tokens)",
-                 usage["cost_usd"], provider.pricing_as_of)
-    extra = {"endpoint": {"provider": provider.name, "url": client.url, "model": client.model, "stream": client.stream,
-                          "pricing_as_of": provider.pricing_as_of, **usage}}
-    metrics, paths = score_and_write(records, [r["prediction"] for r in rows], cfg.eval,
-                                     cfg.model.name or f"{provider.name}:{client.model}", Path(run_dir), "results",
-                                     errors=[r["error"] for r in rows], extra=extra)
-    return {**metrics, **usage}, {**paths, "endpoint_checkpoint": str(checkpoint)}

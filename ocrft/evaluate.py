@@ -180,7 +180,7 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
     """task=eval: a base model, a checkpoint, an ocrft run folder, or an endpoint on one split."""
     records = load_eval_split(cfg, ctx.run_dir)
     if cfg.model.family == "endpoint":
-        from ocrft.endpoint import run_endpoint_eval
+        from ocrft.endpoint_eval import run_endpoint_eval
 
         metrics, paths = run_endpoint_eval(cfg, records, ctx.run_dir)
     else:

@@ -17,19 +17,17 @@ import pytest
 from PIL import Image
 
 from ocrft.config import ModelConfig, ServeConfig
+from ocrft.checkpoint import Checkpoint
 from ocrft.endpoint import (
-    Checkpoint,
     EndpointClient,
     build_client,
-    endpoint_metrics,
-    estimate_cost,
     image_data_url,
     known_providers,
     load_provider,
     parse_retry_after,
     read_api_key,
-    sum_usage,
 )
+from ocrft.endpoint_eval import endpoint_metrics, estimate_cost, sum_usage
 from ocrft.serve import ChatRequest, OcrRequest, RequestError, decode_data_url, decode_image, parse_request, read_server_key
 from ocrft.validate import ConfigError
 
