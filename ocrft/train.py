@@ -56,9 +56,9 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     log.info("effective batch size %d = %d per device x %d accumulation steps x %d processes", effective_batch,
              args.per_device_train_batch_size, args.gradient_accumulation_steps, world().size)  # fmt: skip
     validation, callbacks = make_callbacks(cfg, ctx, generator, data.splits.get("val", []), processor, family)
-    from trl import SFTTrainer
+    from ocrft.sampling import trainer_class
 
-    trainer = SFTTrainer(model=model, args=args, data_collator=TrainCollator(collator), train_dataset=train_set,
+    trainer = trainer_class()(model=model, args=args, data_collator=TrainCollator(collator), train_dataset=train_set,
                          processing_class=processor, callbacks=callbacks)  # fmt: skip
     eval_records = data.splits.get(cfg.eval.split) or []
     eval_records = eval_records[: cfg.eval.limit] if cfg.eval.limit else eval_records
