@@ -298,7 +298,8 @@ def test_killed_sweep_resumes_and_loses_no_trial(tmp_path):
     victim, delay = 1, rng.uniform(0.0, 0.5)  # the second trial, so the first is already counted
     storage, n_trials = f"sqlite:///{tmp_path}/optuna.db", 2
     cmd = [sys.executable, "-m", "ocrft", "--multirun", "+experiment=demo_sweep", "tracking=none",
-           "search_space=conservative", "train.max_steps=6", "data.num_train=8", "data.num_val=2", "data.num_test=2",
+           "search_space=conservative", "train.max_steps=6", "eval.every_n_steps=2", "data.num_train=8", "data.num_val=2",
+           "data.num_test=2",
            "eval.val_subset=2", "eval.max_new_tokens=4", f"hydra.sweeper.n_trials={n_trials}",
            "hydra.sweeper.pruner.type=none", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=s",
            "hydra.sweeper.heartbeat_interval=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip

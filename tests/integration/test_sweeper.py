@@ -308,7 +308,8 @@ def test_demo_sweep_prunes_real_training_and_best_yaml_runs(tmp_path):
         sys.executable, "-m", "ocrft", "--multirun", "+experiment=demo_sweep", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         "train.max_steps=4", "eval.every_n_steps=2", "data.num_train=8", "data.num_val=4", "data.num_test=2",
         "eval.max_new_tokens=4",
-        "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=demo", "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=demo", "hydra.sweeper.pruner.type=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path}/sweep",
     ]  # fmt: skip
     run(cmd, tmp_path, timeout=900)
