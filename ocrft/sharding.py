@@ -27,20 +27,23 @@ def sharded_launch() -> Optional[str]:
 
 
 def check_supported_sharding(quantized: bool = False) -> None:
-    """Refuse the sharded launches ocrft cannot serve, before any model is loaded."""
+    """Refuse the sharded launches ocrft cannot serve, before any model is loaded (a
+    ConfigError: ``ocrft: error: ...`` and exit status 2, no traceback)."""
+    from ocrft.validate import ConfigError
+
     kind = sharded_launch()
     if kind == "fsdp" and quantized:
-        raise NotImplementedError(
+        raise ConfigError(
             "FSDP with quant.load_in_4bit/load_in_8bit is not supported (bitsandbytes' packed weights are not "
             "sharded by ocrft's FSDP setup): use quant=none with FSDP, or DDP/ZeRO-2 for QLoRA (docs/scale.md)"
         )
     if kind == "zero3":
-        raise NotImplementedError(
+        raise ConfigError(
             "DeepSpeed ZeRO-3 is not supported (ocrft gathers sharded weights the FSDP2 way); "
             "use conf/accelerate/fsdp.yaml, which shards the same way, or deepspeed_zero2.yaml (docs/scale.md)"
         )
     if kind == "fsdp" and os.environ.get("FSDP_VERSION", "1") != "2":
-        raise NotImplementedError(
+        raise ConfigError(
             "FSDP version 1 is not supported: set fsdp_version: 2 in the accelerate config (conf/accelerate/fsdp.yaml)"
         )
 

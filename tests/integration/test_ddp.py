@@ -127,6 +127,7 @@ def accelerate_env(config: Path) -> dict[str, str]:
 )  # fmt: skip
 def test_accelerate_configs_load_and_unsupported_sharding_is_refused(name, refusal, monkeypatch):
     from ocrft.sharding import check_supported_sharding
+    from ocrft.validate import ConfigError
 
     env = accelerate_env(REPO / "conf" / "accelerate" / f"{name.replace('_version_1', '')}.yaml")
     for key, value in env.items():
@@ -139,7 +140,7 @@ def test_accelerate_configs_load_and_unsupported_sharding_is_refused(name, refus
     if refusal is None:
         check_supported_sharding()
     else:
-        with pytest.raises(NotImplementedError, match=refusal):
+        with pytest.raises(ConfigError, match=refusal):
             check_supported_sharding()
 
 
@@ -151,9 +152,10 @@ def test_every_accelerate_config_is_tested():
 
 def test_fsdp_with_quantized_weights_is_refused_naming_the_keys(monkeypatch):
     from ocrft.sharding import check_supported_sharding
+    from ocrft.validate import ConfigError
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "2")
     check_supported_sharding(quantized=False)
-    with pytest.raises(NotImplementedError, match="quant.load_in_4bit"):
+    with pytest.raises(ConfigError, match="quant.load_in_4bit"):
         check_supported_sharding(quantized=True)
