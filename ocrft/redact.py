@@ -109,3 +109,35 @@ def redacted_container(cfg: DictConfig) -> dict:
 def redacted_yaml(cfg: DictConfig) -> str:
     """The resolved config as YAML, redacted (see ``redact``)."""
     return OmegaConf.to_yaml(OmegaConf.create(redacted_container(cfg)))
+
+
+def redacted_sweep_yaml(cfg: DictConfig) -> str:
+    """A multirun's whole config (Hydra's part included, interpolations kept) as YAML, redacted:
+    what Hydra saves as ``<sweep dir>/multirun.yaml``, without the secrets typed on the command line."""
+    data = redact(OmegaConf.to_container(cfg, resolve=False))
+    overrides = (data.get("hydra") or {}).get("overrides") or {}
+    for key in ("task", "hydra"):
+        if isinstance(overrides.get(key), list):
+            overrides[key] = redact_overrides(overrides[key])
+    return OmegaConf.to_yaml(OmegaConf.create(data))
+
+
+def redact_saved_config(path) -> bool:
+    """Rewrite a YAML config Hydra saved (``multirun.yaml``) redacted, if it holds a secret.
+
+    Hydra's basic sweeper writes the file before any ocrft code runs, so the sweep callback
+    redacts it when the first job starts. Returns whether the file changed.
+    """
+    from pathlib import Path
+
+    from ocrft import atomic
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    saved = OmegaConf.load(path)
+    redacted = redacted_sweep_yaml(saved)
+    if OmegaConf.to_container(OmegaConf.create(redacted), resolve=False) == OmegaConf.to_container(saved, resolve=False):
+        return False
+    atomic.write_text(path, redacted)
+    return True

@@ -117,7 +117,11 @@ class OptunaSweeper(Sweeper):
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        # Hydra's own sweepers save the config as typed; a key given on the command line stays out.
+        from ocrft import atomic
+        from ocrft.redact import redacted_sweep_yaml
+
+        atomic.write_text(sweep_dir / "multirun.yaml", redacted_sweep_yaml(self.config))
         log.info(
             "Optuna study %r in %s: %d trials, %s %s, sampler %s, pruner %s",
             self.study_name, _scrub(self.job_storage), self.n_trials, self.direction, self.metric,

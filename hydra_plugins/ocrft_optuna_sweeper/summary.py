@@ -95,8 +95,11 @@ def write_best_config(job_cfg: DictConfig, path: Path, header: str) -> Path:
     from hydra.core.config_store import ConfigStore
 
     from ocrft import atomic
+    from ocrft.redact import redact
 
-    body = OmegaConf.to_container(job_cfg, resolve=False, enum_to_str=True)
+    # Redacted: a key typed on the sweep's command line stays out (keys go in environment
+    # variables, which best.yaml's run reads again).
+    body = redact(OmegaConf.to_container(job_cfg, resolve=False, enum_to_str=True))
     assert isinstance(body, dict)
     hydra = body.pop("hydra", None) or {}
     if isinstance(body.get("trial"), dict):

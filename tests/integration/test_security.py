@@ -250,3 +250,27 @@ def test_user_data_may_name_any_local_image_but_no_remote_one(tmp_path):
         {"role": "assistant", "content": "x"}]}) + "\n")  # fmt: skip
     result = read_messages(remote, on_error="skip")
     assert result.records == [] and result.skipped == {"unsupported_image": 1}
+
+
+PLANTED_IN_SWEEP = "sk-plantedSweepKey0123456789abcdefXYZ"
+
+
+@pytest.mark.parametrize("sweeper", ["optuna", "basic"])
+def test_a_key_typed_into_a_sweep_command_stays_out_of_multirun_yaml(tmp_path, sweeper):
+    """Hydra saves a multirun's config, overrides as typed, in <sweep dir>/multirun.yaml:
+    ocrft's sweeper writes it redacted, and with Hydra's basic sweeper the sweep callback
+    redacts it when the first job starts."""
+    if sweeper == "optuna":
+        app = [str(REPO / "tests" / "assets" / "sweep_app" / "app.py"), "--multirun", "hydra/sweeper=optuna",
+               "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db"]  # fmt: skip
+    else:  # a job that fails at once (no input to predict) still starts, and the callback runs then
+        app = ["-m", "ocrft", "--multirun", "task=predict", "tracking=none", "seed=1,2"]
+    cmd = [sys.executable, *app, f"hydra.sweep.dir={tmp_path / 'sweep'}", f"+planted={PLANTED_IN_SWEEP}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    saved = (tmp_path / "sweep" / "multirun.yaml").read_text()
+    assert "planted: '***REDACTED***'" in saved or "planted: ***REDACTED***" in saved, proc.stderr[-3000:]
+    # The stand-in app keeps Hydra's .hydra/ job copies (ocrft turns them off: hydra.output_subdir)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and ".hydra" not in p.parts]
+    assert [str(p) for p in files if PLANTED_IN_SWEEP.encode() in p.read_bytes()] == []
+    if sweeper == "optuna":
+        assert "planted: '***REDACTED***'" in (tmp_path / "sweep" / "best.yaml").read_text()
