@@ -133,20 +133,21 @@ def load_weights(model, best_dir: Path) -> None:
     from ocrft.sharding import adapter_keys_to_model_keys, is_sharded, load_full_state_dict
     from ocrft.training_setup import world
 
-    if is_sharded(model):
+    def read() -> dict:
         state: dict = {}
-        if world().is_main:
-            for shard in sorted(best_dir.glob("*.safetensors")):
-                state.update(load_file(shard))
-            state = adapter_keys_to_model_keys(model, state) if isinstance(model, PeftModel) else state
+        for shard in sorted(best_dir.glob("*.safetensors")):
+            state.update(load_file(shard))
+        return state
+
+    if is_sharded(model):
+        state = read() if world().is_main else {}
+        if state and isinstance(model, PeftModel):
+            state = adapter_keys_to_model_keys(model, state)
         load_full_state_dict(model, state)
     elif isinstance(model, PeftModel):
         set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
     else:
-        state = {}
-        for shard in sorted(best_dir.glob("*.safetensors")):
-            state.update(load_file(shard))
-        result = model.load_state_dict(state, strict=False)  # tied weights are saved once
+        result = model.load_state_dict(read(), strict=False)  # tied weights are saved once
         if result.unexpected_keys:
             raise RuntimeError(f"{best_dir} does not fit the model: {result.unexpected_keys[:3]} ...")
 
