@@ -46,25 +46,18 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig):
-    from ocrft.runner import EXIT_USER_ERROR, run_task, user_error_message
+    from ocrft.runner import EXIT_USER_ERROR, in_multirun, run_task, user_error_message
 
     try:
         return run_task(cfg, resolve_task(cfg.task))
     except Exception as err:
         message = user_error_message(err)
-        if message is None or _in_multirun():
+        if message is None or in_multirun():
             raise  # a bug keeps its traceback; a sweep records the job as failed and goes on
         # A bad file, key or path: one paragraph naming it, no traceback (run.json has it too),
         # on a line of its own even when a progress bar was cut off mid-line.
         sys.stderr.write(f"\nocrft: error: {message}\n")
         raise SystemExit(EXIT_USER_ERROR) from None
-
-
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

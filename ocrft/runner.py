@@ -53,6 +53,14 @@ def hydra_output_dir() -> Optional[Path]:
     return None
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a ``--multirun`` sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def read_run_record(run_dir: Path) -> dict:
     path = Path(run_dir) / "run.json"
     return json.loads(path.read_text()) if path.exists() else {}

@@ -66,14 +66,13 @@ class MlflowSweepCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra's basic sweeper saved multirun.yaml as typed, before any ocrft code ran.
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
+        from ocrft.runner import hydra_output_dir, in_multirun
 
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if in_multirun():
             from ocrft.redact import redact_saved_config
 
             # The job's folder is <sweep dir>/<job number> (conf/config.yaml, hydra.sweep.subdir).
-            redact_saved_config(Path(HydraConfig.get().runtime.output_dir).parent / "multirun.yaml")
+            redact_saved_config(hydra_output_dir().parent / "multirun.yaml")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._finish("finished")
