@@ -298,17 +298,22 @@ def test_killed_sweep_resumes_and_loses_no_trial(tmp_path):
     victim, delay = 1, rng.uniform(0.0, 0.5)  # the second trial, so the first is already counted
     storage, n_trials = f"sqlite:///{tmp_path}/optuna.db", 2
     cmd = [sys.executable, "-m", "ocrft", "--multirun", "+experiment=demo_sweep", "tracking=none",
-           "search_space=conservative", "train.max_steps=6", "eval.every_n_steps=2", "data.num_train=8", "data.num_val=2",
+           "search_space=conservative", "train.max_steps=30", "eval.every_n_steps=2", "data.num_train=8", "data.num_val=2",
            "data.num_test=2",
            "eval.val_subset=2", "eval.max_new_tokens=4", f"hydra.sweeper.n_trials={n_trials}",
            "hydra.sweeper.pruner.type=none", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=s",
            "hydra.sweeper.heartbeat_interval=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
 
+    loaded = []  # the study, once it exists: loading it anew at every poll is slow enough on a
+    # busy machine to miss a short trial (CI did, when trials trained 6 steps in 0.7 s)
+
     def trials() -> list:
-        try:
-            return optuna.load_study(study_name="s", storage=storage).get_trials()
-        except Exception:  # no database or no study yet
-            return []
+        if not loaded:
+            try:
+                loaded.append(optuna.load_study(study_name="s", storage=storage))
+            except Exception:  # no database or no study yet
+                return []
+        return loaded[0].get_trials()
 
     def mid_trial() -> bool:  # the victim has reported a validation: it is training
         ts = trials()
@@ -330,10 +335,12 @@ def test_killed_sweep_resumes_and_loses_no_trial(tmp_path):
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
+    loaded.clear()  # from here on, read what the database holds with nothing cached
     killed = [t for t in trials() if t.state == TrialState.RUNNING]
     assert [t.number for t in killed] == [victim]
 
     run_to_end(cmd, tmp_path / "sweep2.log", timeout=600)
+    loaded.clear()
     ts = trials()
     assert [t.number for t in ts] == list(range(n_trials + 1))  # the re-run of the killed one, nothing else
     assert ts[victim].state == TrialState.FAIL
