@@ -90,7 +90,7 @@ def build_sft_config(train, seed: int, output_dir: Path, max_length: Optional[in
         save_total_limit=train.save_total_limit,
         seed=seed,
         bf16=bf16,
-        gradient_checkpointing=checkpointing,
+        activation_checkpointing=checkpointing,  # transformers 5's name; gradient_checkpointing warns
         use_cpu=not cuda,
         train_sampling_strategy=train.train_sampling_strategy,
         dataloader_num_workers=train.dataloader_num_workers,

@@ -70,6 +70,20 @@ def test_cpu_safe_defaults():
     assert cfg.model.trust_remote_code is False
 
 
+@pytest.mark.parametrize("override, expected", [(None, False), (True, True)])
+def test_sft_config_turns_bf16_and_checkpointing_off_on_cpu(tmp_path, override, expected):
+    import warnings
+
+    from ocrft.builders import build_sft_config
+
+    cfg = compose([] if override is None else [f"train.gradient_checkpointing={override}"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated argument name passed
+        args = build_sft_config(cfg.train, seed=0, output_dir=tmp_path, max_length=None)
+    assert args.bf16 is False and args.use_cpu is True
+    assert args.activation_checkpointing is expected and args.gradient_checkpointing is expected
+
+
 def test_help_lists_groups_without_importing_torch():
     code = (
         "import sys; sys.argv = ['ocrft', '--help']\n"
