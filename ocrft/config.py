@@ -36,7 +36,7 @@ class OnError(str, Enum):
 class ModelConfig:
     """A local checkpoint (hub id, folder, or ocrft run folder) or a remote endpoint."""
 
-    family: str = MISSING  # key of ocrft.models.registry.FAMILIES, or "endpoint"
+    family: str = MISSING  # key of ocrft.models.registry.FAMILIES, "endpoint" or "predictions"
     path: str = MISSING  # hub id, local checkpoint folder, or an ocrft run folder
     name: Optional[str] = None  # display name in results and MLflow; defaults to path
     dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
@@ -60,13 +60,19 @@ class ModelConfig:
     # backoff_base * 2**attempt)) seconds; a server's Retry-After wins, capped at backoff_max.
     backoff_base: float = 1.0
     backoff_max: float = 60.0
+    # Another engine's output (model=predictions): model.path is a line folder holding
+    # X<predictions_suffix> beside X.gt.txt, a folder of PAGE/ALTO files, or a JSONL of
+    # {"id", "text"}; PAGE/ALTO lines are matched to the ground truth by line id, else by
+    # position (predictions_match=auto|id|position).
+    predictions_suffix: str = ".pred.txt"
+    predictions_match: str = "auto"
 
 
 @dataclass
 class DataConfig:
     """Where records come from. Every reader yields the same record (ocrft.data.record)."""
 
-    format: str = MISSING  # reader name: synthetic, json_ocr, jsonl_vision, messages, page_xml, alto
+    format: str = MISSING  # reader name: synthetic, json_ocr, jsonl_vision, messages, page_xml, alto, line_folder, hf_dataset
     # A single file (split on the fly with the ratios below) or a folder holding
     # train/val/test files of `format` (what task=prepare writes).
     path: Optional[str] = None
@@ -77,9 +83,20 @@ class DataConfig:
     train_ratio: float = 0.8
     val_ratio: float = 0.1
     split_seed: int = 42
+    # Groups (a page, an image) never straddle two splits. A one-page export would then be
+    # all train: split_by_line=true splits its lines instead (lines of one page in train and
+    # test share a hand and a scan: a leakage warning is logged).
+    split_by_line: bool = False
+    # When the val split is empty, carve this fraction of train out as val, by page/group.
+    val_from_train: Optional[float] = None
     # task=prepare: import source and target
     input_dir: Optional[str] = None
     output_dir: Optional[str] = None
+    # page_xml / alto imports: what one sample is (line, region or page)
+    level: str = "line"
+    # region and page images keep their aspect ratio within this many pixels (Qwen2.5-VL's
+    # recommended max_pixels, 1280*28*28); lines are scaled to target_height instead
+    max_pixels: int = 1_003_520
     # line cropping for page_xml / alto imports
     target_height: int = 128
     preserve_aspect_ratio: bool = True
@@ -100,6 +117,9 @@ class DataConfig:
     invert: bool = False  # light text on dark background
     image_height: int = 32
     cache_dir: Optional[str] = None  # where rendered synthetic images go; default under the run
+    # hf_dataset: the columns holding the image and the target text
+    image_column: str = "image"
+    text_column: str = "text"
 
 
 @dataclass
@@ -153,9 +173,15 @@ class TrainConfig:
 
 @dataclass
 class NormalizationConfig:
-    """Applied to prediction and reference before scoring; stored with every result."""
+    """Applied to prediction and reference before scoring; stored with every result.
 
-    nfkc: bool = True
+    The default folds only what no transcription convention distinguishes (canonical
+    Unicode composition and runs of whitespace). NFKC would also fold ſ->s and ﬁ->fi,
+    which historical ground truth (OCR-D, diplomatic transcriptions) keeps apart: opt-in.
+    """
+
+    nfc: bool = True
+    nfkc: bool = False
     collapse_whitespace: bool = True
     lowercase: bool = False
     remove_punctuation: bool = False
@@ -179,7 +205,17 @@ class EvalConfig:
     metric: str = "cer"  # validation metric for best checkpoint, early stopping, sweeps
     greater_is_better: bool = False
     early_stopping_patience: Optional[int] = None
-    bleu_tokenize: str = "13a"  # sacrebleu tokenizer: 13a, zh, char, none
+    # CER's unit: Unicode code points, or extended grapheme clusters (dinglehopper's
+    # convention: "aͤ" is one character)
+    cer_unit: str = "codepoint"
+    # BLEU and TER take sacrebleu's defaults, so scores equal `sacrebleu`'s and HF
+    # evaluate's; the rest of their settings are opt-in and recorded in each signature.
+    bleu_tokenize: str = "13a"  # sacrebleu tokenizer: 13a, zh, char, none, ...
+    bleu_lowercase: bool = False
+    ter_case_sensitive: bool = False
+    ter_normalized: bool = False
+    ter_no_punct: bool = False
+    ter_asian_support: bool = False
     json_target: Optional[bool] = None  # None = detect from the references
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
 
@@ -239,6 +275,9 @@ class MergeConfig:
 
 @dataclass
 class ServeConfig:
+    # the model id clients send and /v1/models lists; None = the run folder's name or the
+    # base's hub id, never a path on this machine
+    model_name: Optional[str] = None
     host: str = "127.0.0.1"
     port: int = 8000
     api_key_env: Optional[str] = None  # env var holding the bearer key; None = no auth

@@ -18,8 +18,10 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.task not in tasks:
         raise ConfigError(f"task={cfg.task!r} is not a task; choose one of {tasks}")
     family = cfg.model.family
-    if family != "endpoint" and family not in FAMILIES:
-        raise ConfigError(f"model.family={family!r} is unknown; known families: {sorted(FAMILIES)} or 'endpoint'")
+    if family not in ("endpoint", "predictions") and family not in FAMILIES:
+        raise ConfigError(
+            f"model.family={family!r} is unknown; known families: {sorted(FAMILIES)}, 'endpoint' or 'predictions'"
+        )
     if cfg.quant.load_in_4bit and cfg.quant.load_in_8bit:
         raise ConfigError("quant.load_in_4bit and quant.load_in_8bit are both true; choose one (quant=4bit or quant=8bit)")
     if cfg.peft.method not in ("lora", "dora", "none"):
@@ -30,3 +32,21 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError("train.max_steps must be -1 (use epochs) or > 0, and train.num_train_epochs > 0")
     if cfg.eval.batch_size < 1 or cfg.eval.workers < 1:
         raise ConfigError("eval.batch_size and eval.workers must be >= 1")
+    _choice("data.level", cfg.data.level, LEVELS)
+    _choice("eval.cer_unit", cfg.eval.cer_unit, CER_UNITS)
+    _choice("model.predictions_match", cfg.model.predictions_match, PREDICTION_MATCHES)
+    if cfg.data.max_pixels < 1:
+        raise ConfigError(f"data.max_pixels={cfg.data.max_pixels} must be >= 1")
+    fraction = cfg.data.val_from_train
+    if fraction is not None and not 0 < fraction < 1:
+        raise ConfigError(f"data.val_from_train={fraction} must be a fraction between 0 and 1 (exclusive)")
+
+
+LEVELS = ("line", "region", "page")
+CER_UNITS = ("codepoint", "grapheme")
+PREDICTION_MATCHES = ("auto", "id", "position")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r}; choose one of {list(choices)}")
