@@ -183,6 +183,10 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
         from ocrft.endpoint_eval import run_endpoint_eval
 
         metrics, paths = run_endpoint_eval(cfg, records, ctx.run_dir)
+    elif cfg.model.family == "predictions":  # another engine's output: nothing is loaded
+        from ocrft.predictions_eval import run_predictions_eval
+
+        metrics, paths = run_predictions_eval(cfg, records, ctx.run_dir)
     else:
         metrics, paths = run_local_eval(cfg, records, ctx.run_dir)
     metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}

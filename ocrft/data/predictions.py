@@ -1,0 +1,187 @@
+"""Another engine's output as the predictions for ground-truth records (``model=predictions``).
+
+Users hold Tesseract, kraken, Calamari or Transkribus HTR output for their test pages and
+want it scored with the same metrics and report as a fine-tune. ``model.path`` is one of
+(``SOURCES``, chosen by what is on disk):
+
+- ``jsonl``: a JSONL file of ``{"id", "text"}`` rows, one per record id (any engine, any
+  data format);
+- ``line_folder``: a folder with ``X<suffix>`` files (``model.predictions_suffix``, default
+  ``.pred.txt``) for the line folder's ``X.gt.txt``; the prediction of record ``doc1/0001``
+  is ``<model.path>/doc1/0001<suffix>``, read as UTF-8 with only the final newline stripped
+  (the ``.gt.txt`` rule), so model.path may be the data folder itself or a parallel tree;
+- ``pages``: a folder (or one file) of PAGE-XML or ALTO written by the engine, matched to
+  ground truth prepared by ``task=prepare data=page_xml|alto`` (see
+  :mod:`ocrft.data.page_predictions`).
+
+A record with no prediction is scored as an empty prediction (the engine read nothing);
+such records and the predictions that match no record are counted and named
+(:meth:`Matched.unmatched`), never dropped in silence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ocrft.data.record import DataError, Record
+
+log = logging.getLogger(__name__)
+
+MAX_NAMED = 20  # ids listed per kind of mismatch in the results file; the counts are exact
+
+
+@dataclass
+class Matched:
+    """Predictions aligned with the records they were matched to.
+
+    Attributes:
+        texts: one prediction per record, in record order; "" where the engine gave none.
+        missing_ids: ids of records without a prediction.
+        extra_ids: predictions that match no record (their id, or ``file#line`` for pages).
+        kind: the key of ``SOURCES`` that read them.
+        matched_by: how many records were matched by id, by position.
+    """
+
+    texts: list[str]
+    missing_ids: list[str] = field(default_factory=list)
+    extra_ids: list[str] = field(default_factory=list)
+    kind: str = ""
+    matched_by: Counter = field(default_factory=Counter)
+
+    def unmatched(self) -> dict:
+        """The mismatch counts and the first ``MAX_NAMED`` ids of each, for the results file."""
+        return {
+            "missing_predictions": len(self.missing_ids),
+            "missing_ids": self.missing_ids[:MAX_NAMED],
+            "extra_predictions": len(self.extra_ids),
+            "extra_ids": self.extra_ids[:MAX_NAMED],
+        }
+
+
+def match_predictions(records: Sequence[Record], path: str | Path, suffix: str = ".pred.txt",
+                      match: str = "auto") -> Matched:
+    """Read an engine's predictions from ``path`` and align them with ``records``.
+
+    Args:
+        records: the ground truth being scored (one split).
+        path: ``model.path``: a JSONL file, a folder of ``X<suffix>`` files, or PAGE/ALTO files.
+        suffix: ``model.predictions_suffix``.
+        match: ``model.predictions_match``: auto, id or position (PAGE/ALTO lines only).
+
+    Raises:
+        DataError: naming the file (and line) for a missing path, an unreadable or malformed
+            prediction file, or a folder holding no predictions.
+    """
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise DataError("model.path: predictions not found", source)
+    kind = _kind(source, suffix)
+    log.info("reading %s predictions from %s for %d records", kind, source, len(records))
+    matched = SOURCES[kind](records, source, suffix, match)
+    matched.kind = kind
+    if matched.missing_ids:
+        log.warning("%d of %d records have no prediction and score as empty (e.g. %s)",
+                    len(matched.missing_ids), len(records), ", ".join(matched.missing_ids[:3]))
+    if matched.extra_ids:
+        log.warning("%d predictions match no record of this split (e.g. %s)",
+                    len(matched.extra_ids), ", ".join(matched.extra_ids[:3]))
+    return matched
+
+
+def _kind(source: Path, suffix: str) -> str:
+    from ocrft.data.page_predictions import is_page_file
+
+    if source.is_file():
+        return "pages" if source.suffix.lower() == ".xml" else "jsonl"
+    if next(source.rglob(f"*{suffix}"), None) is not None:
+        return "line_folder"
+    if any(p.suffix.lower() == ".xml" and is_page_file(p) for p in source.rglob("*")):
+        return "pages"
+    raise DataError(f"no predictions here: no *{suffix} files (model.predictions_suffix) and no PAGE/ALTO files",
+                    source)
+
+
+# --- predictions keyed by record id ----------------------------------------------------------
+
+
+def _by_id(records: Sequence[Record], predictions: dict[str, str]) -> Matched:
+    ids = {r.id for r in records}
+    matched = Matched(texts=[predictions.get(r.id, "") for r in records])
+    matched.missing_ids = [r.id for r in records if r.id not in predictions]
+    matched.extra_ids = [i for i in predictions if i not in ids]
+    matched.matched_by["id"] = len(records) - len(matched.missing_ids)
+    return matched
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"invalid UTF-8 byte 0x{data[e.start]:02x}; save the file as UTF-8", path, line) from None
+
+
+def read_text_prediction(path: Path) -> str:
+    """One ``X<suffix>`` file: UTF-8 (a BOM dropped), only the final newline stripped, as
+    ``.gt.txt`` files are read, so that spaces an engine reads stay part of its reading."""
+    text = _decode(path, path.read_bytes()).removeprefix("\ufeff")
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _from_text_files(records: Sequence[Record], source: Path, suffix: str, match: str) -> Matched:
+    files = {p.relative_to(source).as_posix()[: -len(suffix)]: p for p in source.rglob(f"*{suffix}") if p.is_file()}
+    ids = {r.id for r in records}
+    return _by_id(records, {i: read_text_prediction(p) if i in ids else "" for i, p in files.items()})
+
+
+def read_jsonl_predictions(path: Path) -> dict[str, str]:
+    """A JSONL file of ``{"id", "text"}`` rows -> {id: text}; blank lines are passed over.
+
+    Raises:
+        DataError: naming the file and line for bad UTF-8, malformed JSON, a missing or
+            non-string ``id``/``text``, or an id given twice.
+    """
+    out: dict[str, str] = {}
+    for lineno, raw in enumerate(path.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise DataError(f"invalid UTF-8 byte 0x{raw[e.start]:02x}; save the file as UTF-8", path, lineno) from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"malformed JSON at column {e.colno}: {e.msg}", path, lineno) from None
+        if not isinstance(row, dict):
+            raise DataError(f'expected a JSON object {{"id", "text"}}, got {type(row).__name__}', path, lineno)
+        rid, text = row.get("id"), row.get("text")
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "":
+            raise DataError(f"'id' must be a non-empty string, got {rid!r:.40}", path, lineno)
+        if not isinstance(text, str):
+            raise DataError(f"'text' must be a string, got {type(text).__name__}", path, lineno)
+        if str(rid) in out:
+            raise DataError(f"duplicate id {str(rid)!r}", path, lineno)
+        out[str(rid)] = text
+    return out
+
+
+def _from_jsonl(records: Sequence[Record], source: Path, suffix: str, match: str) -> Matched:
+    return _by_id(records, read_jsonl_predictions(source))
+
+
+def _from_pages(records: Sequence[Record], source: Path, suffix: str, match: str) -> Matched:
+    from ocrft.data.page_predictions import match_pages
+
+    return match_pages(records, source, match)
+
+
+# kind -> (records, model.path, suffix, match mode) -> Matched
+SOURCES: dict[str, Callable[[Sequence[Record], Path, str, str], Matched]] = {
+    "jsonl": _from_jsonl,
+    "line_folder": _from_text_files,
+    "pages": _from_pages,
+}

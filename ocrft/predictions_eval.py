@@ -1,0 +1,51 @@
+"""task=eval with model=predictions: score what another engine read, like any model.
+
+    python -m ocrft task=eval model=predictions model.path=LINES data=line_folder data.path=LINES
+    python -m ocrft task=eval model=predictions model.path=tesseract_alto data=page_xml data.path=OUT
+
+No model is loaded and nothing is generated: the engine's output is read and aligned with
+the split's records (:mod:`ocrft.data.predictions`), then goes through the same
+:func:`ocrft.evaluate.score_and_write` as a local model or an endpoint, so reports and
+comparisons take it like any other results file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from ocrft.data.predictions import match_predictions
+from ocrft.data.record import Record
+
+log = logging.getLogger(__name__)
+
+
+def predictions_name(model_cfg: Any) -> str:
+    """What the results name as the model: ``model.name``, else ``predictions:<folder or file name>``."""
+    return model_cfg.name or f"predictions:{Path(str(model_cfg.path)).expanduser().resolve().name}"
+
+
+def run_predictions_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
+    """Read ``model.path``, align it with ``records``, score and write ``results.json``/``.html``.
+
+    The results carry ``unmatched`` (records without a prediction, scored as empty, and
+    predictions without a record, counted and named) and ``predictions`` (source, kind,
+    match mode, lines matched by id and by position). Returns (metrics, paths) for
+    :func:`ocrft.evaluate.run_eval`; metrics include ``missing_predictions`` and
+    ``extra_predictions``.
+    """
+    from ocrft.evaluate import score_and_write
+
+    model = cfg.model
+    matched = match_predictions(records, model.path, model.predictions_suffix, model.predictions_match)
+    unmatched = matched.unmatched()
+    extra = {
+        "unmatched": unmatched,
+        "predictions": {"path": str(model.path), "kind": matched.kind, "match": model.predictions_match,
+                        "matched_by": dict(matched.matched_by)},  # fmt: skip
+    }
+    metrics, paths = score_and_write(records, matched.texts, cfg.eval, predictions_name(model), Path(run_dir),
+                                     "results", extra=extra)  # fmt: skip
+    counts = {k: unmatched[k] for k in ("missing_predictions", "extra_predictions")}
+    return {**metrics, **counts}, paths
