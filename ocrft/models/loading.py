@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
+from ocrft.cache_entry import build_once
 from ocrft.models.registry import get_family
 from ocrft.paths import cache_dir
 
@@ -40,23 +40,19 @@ class ResolvedModel:
 SIZES = {"tiny": {}, "small": {"hidden_size": 160, "layers": 4, "heads": 4, "vision_width": 96}}
 
 
+# What every complete offline checkpoint holds; the cache rebuilds a folder that misses one.
+TINY_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", "processor_config.json")
+
+
 def ensure_tiny(family: str, root: Optional[Path] = None, size: str = "tiny") -> Path:
-    """Build the ``size`` (tiny or small) ``family`` checkpoint once, atomically; return its folder."""
+    """Build the ``size`` (tiny or small) ``family`` checkpoint once and return its folder.
+
+    Safe when several processes ask at once (torchrun ranks, parallel runs): one builds it
+    under a lock while the others wait, and a broken cached folder is rebuilt (ocrft/cache_entry.py).
+    """
     out = (root or cache_dir() / size) / family
-    if (out / "config.json").exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{family}.", dir=out.parent))
-    try:
-        log.info("building %s %s checkpoint in %s", size, family, out)
-        get_family(family).build_tiny(tmp, **SIZES[size])
-        try:
-            tmp.rename(out)
-        except OSError:  # another process built it first
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    build = partial(get_family(family).build_tiny, **SIZES[size])
+    return build_once(out, build, TINY_FILES, f"{size} {family} checkpoint")
 
 
 def resolve_model(family: str, path: str) -> ResolvedModel:

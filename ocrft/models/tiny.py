@@ -43,5 +43,9 @@ def save(model, processor, out_dir: Path, eos_token_id, pad_token_id: int) -> No
     """Write a checkpoint that loads with ``from_pretrained`` like a real one."""
     model.generation_config.eos_token_id = eos_token_id
     model.generation_config.pad_token_id = pad_token_id
+    # Under torchrun, save_pretrained writes config and weights on global rank 0 only, and the
+    # processor on every rank: a rank-1 build published a processor-only folder. The cache
+    # lock (ocrft/cache_entry.py) lets whichever process holds it build, so this one writes.
+    model.should_save_on_this_rank = lambda is_main_process: True
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
