@@ -5,10 +5,18 @@ Where each split comes from, first match wins:
 1. ``data.format`` is a generator (``synthetic``, ``synthetic_invoice``): render
    ``data.num_<split>`` samples, seeded from ``data.split_seed`` and the split name, into a
    cache folder keyed by the generating settings, so repeated runs reuse the images;
-2. ``data.<split>_file`` is set: read that file;
-3. ``data.path`` is a folder: read ``<path>/<split><ext>`` (``.json`` for json_ocr,
-   ``.jsonl`` otherwise; what task=prepare writes);
-4. ``data.path`` is a file: read it and split it with ``split_records`` (seeded, by group).
+2. ``data.<split>_file`` is set: read that file (for line_folder / hf_dataset, a folder or
+   dataset read as one pool);
+3. ``data.path`` is a folder holding ``<split><ext>`` files (``.json`` for json_ocr,
+   ``.jsonl`` otherwise; what task=prepare writes): read ``<path>/<split><ext>``;
+4. the format reads whole datasets (``Reader.read_splits``: line_folder, hf_dataset): read
+   ``data.path`` once; its named splits are used as they are (a split it lacks is empty), a
+   source without named splits is split like a single file;
+5. ``data.path`` is a file: read it and split it with ``split_records`` (seeded, by group; by
+   record with ``data.split_by_line=true``).
+
+An empty val split stays empty unless ``data.val_from_train`` is set: that fraction of train
+is then moved to val, by group (``carve_val``). An empty split is logged as a warning.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from ocrft import paths
 from ocrft.config import OnError
 from ocrft.data.readers import READERS, Reader, ReadResult, read_lines_jsonl
 from ocrft.data.record import DataError, Record
-from ocrft.data.splits import SPLITS, split_records
+from ocrft.data.reading import WHOLE
+from ocrft.data.splits import SPLITS, carve_val, split_records
 from ocrft.validate import ConfigError
 
 log = logging.getLogger(__name__)
@@ -110,9 +119,14 @@ def _generate_cached(fmt: str, cfg: Any, split: str) -> tuple[list[Record], Path
 
 
 def _read(
-    reader: Reader, file: Path, on_error: str | OnError, cache_dir: Optional[Path], skipped: Counter
+    reader: Reader, file: Path, on_error: str | OnError, cache_dir: Optional[Path], skipped: Counter,
+    options: Optional[dict] = None,
 ) -> list[Record]:
-    result: ReadResult = reader.read(file, on_error, cache_dir)
+    result: ReadResult = reader.read(file, on_error, cache_dir, **(options or {}))
+    return _count(result, file, skipped)
+
+
+def _count(result: ReadResult, file: object, skipped: Counter) -> list[Record]:
     skipped.update(result.skipped)
     for message in result.errors:
         log.warning("skipped: %s", message)
@@ -157,15 +171,48 @@ def load_data(data_cfg: Any, run_dir: Optional[Path] = None, splits: Sequence[st
         if fmt not in READERS:
             raise ConfigError(f"unknown data.format={fmt!r}; known: {sorted([*GENERATORS, *READERS])}")
         _load_files(data_cfg, READERS[fmt], splits, run_dir, loaded, skipped)
+    if data_cfg.val_from_train and "val" in loaded.splits and not loaded.splits["val"] and loaded.splits.get("train"):
+        train, val = carve_val(loaded.splits["train"], data_cfg.val_from_train, data_cfg.split_seed)
+        loaded.splits["train"], loaded.splits["val"] = train, val
+        loaded.sources["val"] = (f"{data_cfg.val_from_train:g} of train by group (data.val_from_train, "
+                                 f"seed {data_cfg.split_seed}) from {loaded.sources['train']}")
+        log.info("val split was empty: moved %d records (%d groups) of train to val (data.val_from_train=%g)",
+                 len(val), len({r.group or r.id for r in val}), data_cfg.val_from_train)
     loaded.skipped = dict(skipped)
     for split, records in loaded.splits.items():
-        log.info("data %s: %d records from %s", split, len(records), loaded.sources[split])
-        if not records:
-            log.warning("data %s split is empty", split)
+        # an empty split is a warning: a run that validates or scores on it measures nothing
+        log.log(logging.INFO if records else logging.WARNING, "data %s: %d records from %s",
+                split, len(records), loaded.sources[split])
     if skipped:
         log.warning("skipped records by reason: %s", loaded.skipped)
     _check_overlap(loaded.splits)
     return loaded
+
+
+def _split(records: list[Record], cfg: Any, source: object) -> tuple[dict[str, list[Record]], str]:
+    """Split one pool of records by the ratios; returns the splits and how they were made."""
+    if cfg.split_by_line:
+        log.warning("data.split_by_line=true: lines of one page may land in train and test; they share a hand "
+                    "and a scan, so test scores will be optimistic")
+    how = f"split {cfg.train_ratio}/{cfg.val_ratio}{' by line' if cfg.split_by_line else ''}, seed {cfg.split_seed}"
+    return split_records(records, cfg.train_ratio, cfg.val_ratio, cfg.split_seed, by_record=cfg.split_by_line), how
+
+
+def _read_whole(reader: Reader, source: str, cfg: Any, cache_dir: Optional[Path], skipped: Counter,
+                options: dict) -> tuple[dict[str, list[Record]], dict[str, str]]:
+    """Read a whole-dataset source (``Reader.read_splits``) into every split and its description."""
+    named = reader.read_splits(source, cfg.on_error, cache_dir, **options)
+    if WHOLE in named:
+        splits, how = _split(_count(named[WHOLE], source, skipped), cfg, source)
+        return splits, {s: f"{source} ({how})" for s in SPLITS}
+    total = Counter()
+    for result in named.values():
+        total.update(result.skipped)
+    records = {s: _count(named[s], source, Counter()) if s in named else [] for s in SPLITS}
+    if not any(records.values()) and total:
+        raise DataError(f"no usable records; every one was skipped ({dict(total)})", source)
+    skipped.update(total)
+    return records, {s: f"{source} ({s} split)" if s in named else f"{source} (has no {s} split)" for s in SPLITS}
 
 
 def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Optional[Path],
@@ -173,30 +220,37 @@ def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Option
     on_error = cfg.on_error  # the reader validates it (enum or string)
     cache_dir = Path(cfg.cache_dir).expanduser() / "images" if cfg.cache_dir else (
         Path(run_dir) / "images" if run_dir is not None else None)
+    options = {key: getattr(cfg, key) for key in reader.options}
     path = Path(cfg.path).expanduser() if cfg.path else None
-    if path is not None and not path.exists():
+    # a whole-dataset reader decides itself what a missing path means (hf_dataset: a hub id)
+    if path is not None and not path.exists() and reader.read_splits is None:
         raise DataError("data.path does not exist", path)
     whole: Optional[dict[str, list[Record]]] = None
+    sources: dict[str, str] = {}
+    if path is not None and reader.read_splits is not None and not (path / f"train{reader.ext}").is_file():
+        whole, sources = _read_whole(reader, str(cfg.path), cfg, cache_dir, skipped, options)
     for split in splits:
         explicit = getattr(cfg, f"{split}_file", None)
         if explicit:
             file = Path(explicit).expanduser()
+        elif whole is not None:
+            loaded.splits[split], loaded.sources[split] = whole[split], sources[split]
+            continue
         elif path is not None and path.is_dir():
             file = path / f"{split}{reader.ext}"
         elif path is not None:
             if whole is None:
-                whole = split_records(_read(reader, path, on_error, cache_dir, skipped),
-                                      cfg.train_ratio, cfg.val_ratio, cfg.split_seed)
+                whole, how = _split(_read(reader, path, on_error, cache_dir, skipped, options), cfg, path)
+                sources = {s: f"{path} ({how})" for s in SPLITS}
             if split not in whole:
                 raise ConfigError(f"data.path is one file, split into {'/'.join(SPLITS)}: no {split!r} split")
-            loaded.splits[split] = whole[split]
-            loaded.sources[split] = f"{path} (split {cfg.train_ratio}/{cfg.val_ratio}, seed {cfg.split_seed})"
+            loaded.splits[split], loaded.sources[split] = whole[split], sources[split]
             continue
         else:
             raise ConfigError(f"no data for the {split} split: set data.path (a data file, or a folder of "
                              f"{'/'.join(SPLITS)}{reader.ext} files) or data.{split}_file")
-        if not file.is_file():
+        if not file.exists() or (reader.read_splits is None and not file.is_file()):
             source = f"data.{split}_file" if explicit else "data.path"
             raise DataError(f"{split} split file not found (from {source})", file)
-        loaded.splits[split] = _read(reader, file, on_error, cache_dir, skipped)
+        loaded.splits[split] = _read(reader, file, on_error, cache_dir, skipped, options)
         loaded.sources[split] = str(file)

@@ -1,6 +1,7 @@
 """File readers: each reads one data file into ocrft.data.record.Record objects.
 
-``READERS`` is the one table of formats (``data.format``). A bad record raises a
+``READERS`` is the one table of formats (``data.format``); the folder and dataset formats
+(line_folder, hf_dataset) have their readers in their own modules. A bad record raises a
 DataError naming the file and line (``on_error="raise"``), or is skipped and counted by
 reason (``on_error="skip"``): missing_key, missing_image, unreadable_image,
 unsupported_image, empty_text, non_string_text, malformed_line, non_utf8, duplicate_id.
@@ -17,21 +18,17 @@ import logging
 import mimetypes
 import os
 import re
-from collections import Counter
-from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from ocrft import atomic
 from ocrft.config import OnError
+from ocrft.data import hf_dataset, line_folder
 from ocrft.data.images import check_image
-from ocrft import paths
-from ocrft.data.record import DataError, Record
+from ocrft.data.reading import MAX_ERRORS, ReadResult, Reader  # noqa: F401 (re-exported)
+from ocrft.data.reading import BadRecord as _BadRecord, Collector as _Collector, cache_image_bytes
+from ocrft.data.record import DataError
 
 log = logging.getLogger(__name__)
-
-MAX_ERRORS = 10  # messages kept in ReadResult.errors; the counts keep the rest
 
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -39,29 +36,6 @@ _JSON_WS = re.compile(r"[ \t\n\r]*")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # a non-UTF-8 byte under surrogateescape
 _DATA_URL = re.compile(r"data:(?P<mime>[^;,]*)(?P<b64>;base64)?,(?P<data>.*)", re.S)
 _JSON_TYPES = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}
-
-
-@dataclass
-class ReadResult:
-    """What a reader returns: the good records, skip counts by reason, first messages."""
-
-    records: list[Record] = field(default_factory=list)
-    skipped: Counter = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Reader:
-    """A format: the extension of its split files and the function reading one file."""
-
-    ext: str
-    read: Callable[..., ReadResult]  # (path, on_error="raise", cache_dir=None) -> ReadResult
-
-
-class _BadRecord(Exception):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 def _type_name(value: object) -> str:
@@ -142,11 +116,7 @@ def _data_url_image(url: str, cache_dir: Path) -> str:
         raw = base64.b64decode(m["data"], validate=True)
     except (binascii.Error, ValueError) as e:
         raise _BadRecord("unreadable_image", f"invalid base64 in data: URL: {e}") from e
-    ext = mimetypes.guess_extension(m["mime"] or "") or ".img"
-    out = cache_dir.expanduser() / f"{sha256(raw).hexdigest()[:24]}{ext}"
-    if not out.exists():
-        atomic.write_bytes(out, raw)
-    return str(out)
+    return cache_image_bytes(raw, mimetypes.guess_extension(m["mime"] or "") or ".img", cache_dir)
 
 
 def _message_image(part: dict, cache_dir: Path) -> object:
@@ -203,44 +173,6 @@ def _build_messages(row: dict, base: Path, cache_dir: Path) -> dict:
 
 
 # --- file scanning ----------------------------------------------------------------------
-
-
-class _Collector:
-    """Builds records from rows, applying on_error to bad ones and checking id uniqueness."""
-
-    def __init__(self, path: Path, on_error: str | OnError, cache_dir: Optional[Path]):
-        try:
-            self.skip = OnError(on_error) is OnError.skip
-        except ValueError:
-            raise ValueError(f"data.on_error={on_error!r}: expected one of {[e.value for e in OnError]}") from None
-        self.path = path
-        self.base = path.absolute().parent
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else paths.cache_dir() / "images"  # decoded data: URLs
-        self.result = ReadResult()
-        self.ids: set[str] = set()
-
-    def bad(self, reason: str, message: str, line: int) -> None:
-        err = DataError(message, self.path, line)
-        if not self.skip:
-            raise err
-        self.result.skipped[reason] += 1
-        if len(self.result.errors) < MAX_ERRORS:
-            self.result.errors.append(f"{err} [{reason}]")
-
-    def add(self, build: Callable[..., dict], row: dict, line: int, fallback_id: str, label: str = "") -> None:
-        try:
-            fields = build(row, self.base, self.cache_dir)
-        except _BadRecord as e:
-            return self.bad(e.reason, f"{label}{e}", line)
-        rid = row.get("id")
-        if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "":
-            rid = fallback_id
-        rid = str(rid)
-        if rid in self.ids:
-            return self.bad("duplicate_id", f"{label}duplicate id {rid!r}", line)
-        self.ids.add(rid)
-        fields.setdefault("group", fields["image"])  # one image never lands in two splits
-        self.result.records.append(Record(id=rid, **fields))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -340,6 +272,19 @@ read_jsonl_vision = _jsonl_reader(_build_jsonl_vision)
 read_messages = _jsonl_reader(_build_messages)
 read_lines_jsonl = _jsonl_reader(_build_lines_jsonl)
 
+def _folder_or_jsonl(read_source: Callable[..., ReadResult]) -> Callable[..., ReadResult]:
+    """A folder reader that also reads the lines JSONL files task=prepare writes from it."""
+
+    def read(path: str | os.PathLike, on_error: str | OnError = "raise", cache_dir: Optional[Path] = None,
+             **options) -> ReadResult:
+        if Path(path).suffix == ".jsonl" and Path(path).is_file():
+            return read_lines_jsonl(path, on_error, cache_dir)
+        return read_source(path, on_error, cache_dir, **options)
+
+    read.__doc__ = f"{read_source.__doc__}\n\nA ``.jsonl`` file (task=prepare's output) is read as lines JSONL."
+    return read
+
+
 READERS: dict[str, Reader] = {
     "json_ocr": Reader(".json", read_json_ocr),
     "jsonl_vision": Reader(".jsonl", read_jsonl_vision),
@@ -349,6 +294,11 @@ READERS: dict[str, Reader] = {
     # `data=page_xml data.path=OUT` reads what it wrote.
     "page_xml": Reader(".jsonl", read_lines_jsonl),
     "alto": Reader(".jsonl", read_lines_jsonl),
+    # Whole-dataset sources: data.path is the dataset itself (read_splits), unless it is a
+    # folder of train/val/test.jsonl files, which task=prepare writes from them.
+    "line_folder": Reader(".jsonl", _folder_or_jsonl(line_folder.read_line_folder), line_folder.read_line_folder_splits),
+    "hf_dataset": Reader(".jsonl", _folder_or_jsonl(hf_dataset.read_hf_dataset), hf_dataset.read_hf_splits,
+                         options=("image_column", "text_column")),
 }
 
 

@@ -11,8 +11,16 @@ from ocrft.data.record import Record
 SPLITS = ("train", "val", "test")
 
 
+def _group(r: Record) -> str:
+    return r.group or r.id
+
+
+def _by_record(r: Record) -> str:
+    return r.id
+
+
 def split_records(
-    records: Sequence[Record], train_ratio: float, val_ratio: float, seed: int
+    records: Sequence[Record], train_ratio: float, val_ratio: float, seed: int, by_record: bool = False
 ) -> dict[str, list[Record]]:
     """Split by group (``record.group or record.id``): shuffle groups with ``seed``, then
     fill train, val and test by the ratios (test takes the rest). Order inside a split
@@ -20,14 +28,17 @@ def split_records(
 
     The ratios apply to records, not groups: a page of 40 lines weighs 40 times what a
     page of one line does. With one record per group this is the same as splitting groups.
+    ``by_record=True`` ignores the groups (``data.split_by_line``): lines of one page may
+    then land in two splits.
     """
+    group_of = _by_record if by_record else _group
     if not (0 < train_ratio <= 1 and 0 <= val_ratio < 1 and train_ratio + val_ratio <= 1):
         raise ValueError(
             f"data.train_ratio={train_ratio} and data.val_ratio={val_ratio} must be in (0, 1] and sum to at most 1"
         )
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
-        groups[r.group or r.id].append(i)
+        groups[group_of(r)].append(i)
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     # A group goes to the split its middle record falls in, so the record counts land as
@@ -51,8 +62,32 @@ def split_records(
     assignment = {key: name for name, part in parts.items() for key in part}
     out: dict[str, list[Record]] = {s: [] for s in SPLITS}
     for i, r in enumerate(records):
-        out[assignment[r.group or r.id]].append(r)
+        out[assignment[group_of(r)]].append(r)
     return out
+
+
+def carve_val(train: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """Move about ``fraction`` of ``train`` (by records) into a new val split, whole groups at a time.
+
+    Groups are shuffled with ``seed``; val takes at least one group and train keeps at least
+    one. Order inside each part follows the input order.
+
+    Returns:
+        ``(train, val)``.
+    """
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for r in train:
+        groups[_group(r)].append(r)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    target, taken, n = fraction * len(train), set(), 0
+    for key in keys[:-1]:
+        # a group joins val while its middle record is still short of the target
+        if taken and n + len(groups[key]) / 2 > target:
+            break
+        taken.add(key)
+        n += len(groups[key])
+    return [r for r in train if _group(r) not in taken], [r for r in train if _group(r) in taken]
 
 
 def drop_leaks(
