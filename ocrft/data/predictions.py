@@ -84,6 +84,11 @@ def match_predictions(records: Sequence[Record], path: str | Path, suffix: str =
     log.info("reading %s predictions from %s for %d records", kind, source, len(records))
     matched = SOURCES[kind](records, source, suffix, match)
     matched.kind = kind
+    if records and len(matched.missing_ids) == len(records):
+        # every line scored as empty would be a CER of 1 that measures nothing but the naming
+        extra = f"; prediction ids look like {matched.extra_ids[:3]}" if matched.extra_ids else ""
+        raise DataError(f"no prediction matches any of the {len(records)} records (record ids look like "
+                        f"{[r.id for r in records[:3]]}{extra})", source)  # fmt: skip
     if matched.missing_ids:
         log.warning("%d of %d records have no prediction and score as empty (e.g. %s)",
                     len(matched.missing_ids), len(records), ", ".join(matched.missing_ids[:3]))

@@ -86,10 +86,20 @@ def test_jsonl_missing_and_extra_ids_are_counted_and_named(tmp_path: Path):
 
 def test_unmatched_names_at_most_max_named_ids_but_counts_all(tmp_path: Path):
     path = tmp_path / "engine.jsonl"
-    path.write_text("".join(json.dumps({"id": f"x{i}", "text": ""}) + "\n" for i in range(MAX_NAMED + 5)))
-    unmatched = match_predictions(records(*[f"r{i}" for i in range(MAX_NAMED + 3)]), path).unmatched()
+    rows = [{"id": "r0", "text": "read"}] + [{"id": f"x{i}", "text": ""} for i in range(MAX_NAMED + 5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    unmatched = match_predictions(records(*[f"r{i}" for i in range(MAX_NAMED + 4)]), path).unmatched()
     assert unmatched["missing_predictions"] == MAX_NAMED + 3 and len(unmatched["missing_ids"]) == MAX_NAMED
+    assert unmatched["missing_ids"][:2] == ["r1", "r2"]
     assert unmatched["extra_predictions"] == MAX_NAMED + 5 and unmatched["extra_ids"][:2] == ["x0", "x1"]
+
+
+def test_predictions_that_match_no_record_at_all_are_refused(tmp_path: Path):
+    path = tmp_path / "engine.jsonl"
+    path.write_text(json.dumps({"id": "line_0001", "text": "x"}) + "\n")
+    with pytest.raises(DataError, match=r"engine.jsonl: no prediction matches any of the 2 records "
+                                        r"\(record ids look like \['ocr:0', 'ocr:1'\]; prediction ids .*'line_0001'"):
+        match_predictions(records("ocr:0", "ocr:1"), path)
 
 
 @pytest.mark.parametrize(
@@ -209,8 +219,8 @@ def test_neighbouring_lines_are_not_taken_for_each_other(tmp_path: Path):
     gt = [gt_line("s", "a", "upper", [0, 0, 100, 20])]
     # the engine found only the next line down, which overlaps by descenders (6 of 20 px)
     alto_file(tmp_path / "s.xml", "s.png", (400, 300), [("l", (0, 14, 100, 20), ["lower"])])
-    matched = match_predictions(gt, tmp_path / "s.xml", match="position")
-    assert matched.texts == [""] and matched.extra_ids == ["s.xml#l"]
+    matched = match_pages(gt, tmp_path / "s.xml", match="position")
+    assert matched.texts == [""] and matched.missing_ids == ["s/a"] and matched.extra_ids == ["s.xml#l"]
 
 
 def test_pages_are_found_by_image_name_then_parallel_path_then_stem(tmp_path: Path):
