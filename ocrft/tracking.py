@@ -64,6 +64,10 @@ _HF_METRIC_NAMES = {
     "epoch": "train/epoch",
     "train_loss": "train/mean_loss",  # the end-of-training average, not a step value
 }
+# The experiment kind MLflow 3's UI reads (mlflow/server/js: "mlflow.experimentKind"): without
+# it an experiment may open on the GenAI traces overview; this one opens on the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 _TEXT_SUFFIXES = {".txt", ".log", ".json", ".jsonl", ".yaml", ".yml", ".md", ".html", ".csv", ".tsv", ".xml"}
 
 
@@ -85,6 +89,9 @@ class NullTracker:
         pass
 
     def set_terminal_status(self, status: str) -> None:
+        pass
+
+    def log_datasets(self, data_cfg: Any, splits: dict, sources: dict) -> None:
         pass
 
     def trainer_callback(self):
@@ -198,6 +205,13 @@ class MlflowTracker:
         if text is not None:
             path.write_text(text, encoding="utf-8")
 
+    def log_datasets(self, data_cfg: Any, splits: dict, sources: dict) -> None:
+        """Log each non-empty split of ``splits`` (name -> records, read from ``sources[name]``)
+        as an MLflow dataset input with its context (ocrft.mlflow_inputs)."""
+        from ocrft.mlflow_inputs import dataset_inputs
+
+        self.client.log_inputs(self.run_id, datasets=dataset_inputs(data_cfg, splits, sources))
+
     def log_text(self, text: str, artifact_file: str) -> None:
         """Log ``text`` (scrubbed) as the artifact ``artifact_file``."""
         self.client.log_text(self.run_id, self._scrub(text), artifact_file)
@@ -289,19 +303,22 @@ def _run_name(cfg: DictConfig, job_num: Optional[int]) -> str:
 
 
 def experiment_id(client, name: str, uri: str) -> str:
-    """Find or create the experiment. With a SQLite store, artifacts go beside the database
-    file (``<db dir>/mlruns/<experiment>``) rather than under whatever the cwd is."""
+    """Find or create the experiment, marked as model training (EXPERIMENT_KIND). With a
+    SQLite store, artifacts go beside the database file (``<db dir>/mlruns/<experiment>``)
+    rather than under whatever the cwd is."""
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # made before ocrft set it, or by hand
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :].split("?", 1)[0]).resolve()
         location = str(db.parent / "mlruns" / re.sub(r"[^\w.-]+", "_", name))
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException:  # another job of the sweep created it first
         exp = client.get_experiment_by_name(name)
         if exp is None:
