@@ -69,6 +69,7 @@ def score_and_write(
 ) -> tuple[dict, dict[str, str]]:
     """Score predictions, write ``<name>.json`` and ``<name>.html``; return (metrics, paths)."""
     from ocrft import atomic
+    from ocrft.metrics import MetricSettings
     from ocrft.normalize import normalization_dict
     from ocrft.report import render_report_html
     from ocrft.results import build_results, score_samples, write_results
@@ -79,10 +80,9 @@ def score_and_write(
         if errors and errors[i]:
             row["error"] = errors[i]
         rows.append(row)
-    metrics, rows = score_samples(
-        rows, eval_cfg.normalization, bleu_tokenize=eval_cfg.bleu_tokenize, json_target=eval_cfg.json_target
-    )
-    results = build_results(rows, model_name, normalization_dict(eval_cfg.normalization), metrics, extra)
+    settings = MetricSettings.from_eval(eval_cfg)
+    metrics, rows = score_samples(rows, eval_cfg.normalization, settings, eval_cfg.json_target)
+    results = build_results(rows, model_name, normalization_dict(eval_cfg.normalization), metrics, extra, settings)
     paths = {
         name: str(write_results(out_dir / f"{name}.json", results)),
         f"{name}_report": str(atomic.write_text(out_dir / f"{name}.html", render_report_html(results))),
@@ -178,6 +178,8 @@ def load_eval_split(cfg, run_dir: Path) -> list[Record]:
 
 def run_eval(cfg, ctx: RunContext) -> TaskResult:
     """task=eval: a base model, a checkpoint, an ocrft run folder, or an endpoint on one split."""
+    from ocrft.metrics import metric_tags
+
     records = load_eval_split(cfg, ctx.run_dir)
     if cfg.model.family == "endpoint":
         from ocrft.endpoint_eval import run_endpoint_eval
@@ -191,6 +193,7 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
         metrics, paths = run_local_eval(cfg, records, ctx.run_dir)
     metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
     ctx.tracker.log_metrics(metrics)
+    ctx.tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures
     for path in paths.values():
         ctx.tracker.log_artifact(path)
     return TaskResult(metrics=metrics, paths=paths)

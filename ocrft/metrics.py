@@ -1,6 +1,8 @@
 """OCR metrics, per sample and per corpus, computed after a recorded normalization.
 
-Definitions (``h`` = normalized prediction, ``r`` = normalized reference):
+Definitions (``h`` = normalized prediction, ``r`` = normalized reference; a "character" is
+a Unicode code point, or with ``eval.cer_unit=grapheme`` an extended grapheme cluster, so
+that "aͤ" (a + U+0364) is one character as in dinglehopper):
 
 - **CER**: character Levenshtein distance / ``len(r)``. Corpus ``cer`` = total edits / total
   reference characters (insertions against an empty reference count); ``mean_cer`` = mean of
@@ -11,9 +13,13 @@ Definitions (``h`` = normalized prediction, ``r`` = normalized reference):
   P = o/len(h), R = o/len(r). Corpus values are micro-averaged over all characters;
   ``mean_char_f1`` averages sample F1s. Two empty strings score 1.0; against one empty side
   the undefined ratio is 0.0.
-- **ned**: mean over samples of edits / max(len(h), len(r)) (0.0 for two empty strings), in 0..1.
+- **ned**: mean over samples of char edits / max(len(h), len(r)) (0.0 for two empty strings), in 0..1.
 - **exact_match**: share of samples with ``h == r``.
-- **bleu, ter**: sacrebleu corpus scores on 0..100 (see :func:`_ter`) for the tokenizer choice.
+- **bleu, ter**: sacrebleu corpus scores on 0..100 with sacrebleu's default settings unless
+  :class:`MetricSettings` says otherwise (BLEU: tokenize 13a, case-sensitive; TER:
+  case-insensitive, no tercom normalization, punctuation kept), so they equal
+  ``sacrebleu.corpus_bleu`` / ``corpus_ter`` and HF evaluate's "sacrebleu" / "ter" on the
+  same (normalized) text. Each score's sacrebleu signature is recorded (:meth:`MetricSettings.signatures`).
 - **degenerate_rate**: share of samples for which :func:`is_degenerate` holds.
 - Corpus BLEU needs 4-grams: a corpus of one- to three-word lines scores 0 (sacrebleu's
   definition); CER is the headline metric for line OCR.
@@ -27,17 +33,82 @@ Definitions (``h`` = normalized prediction, ``r`` = normalized reference):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
 from functools import lru_cache
 from typing import Any, Callable, Optional, Sequence
 
+import regex
 from rapidfuzz.distance import Levenshtein
 
 from ocrft.normalize import normalizer
+from ocrft.validate import CER_UNITS, ConfigError
 
 BLEU_TOKENIZERS = ("13a", "zh", "char", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSettings:
+    """How CER counts characters and how sacrebleu scores BLEU and TER.
+
+    The field names are the ``eval.*`` keys they come from, so :meth:`from_eval` copies
+    them by name and the defaults equal ``EvalConfig``'s (sacrebleu's own defaults).
+    Built once per evaluation and passed down unchanged; recorded in every results file.
+    """
+
+    cer_unit: str = "codepoint"
+    bleu_tokenize: str = "13a"
+    bleu_lowercase: bool = False
+    ter_case_sensitive: bool = False
+    ter_normalized: bool = False
+    ter_no_punct: bool = False
+    ter_asian_support: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cer_unit not in CER_UNITS:
+            raise ConfigError(f"eval.cer_unit={self.cer_unit!r}; choose one of {list(CER_UNITS)}")
+        if self.bleu_tokenize not in BLEU_TOKENIZERS:
+            raise ConfigError(f"eval.bleu_tokenize={self.bleu_tokenize!r}; choose one of {list(BLEU_TOKENIZERS)}")
+
+    @classmethod
+    def from_eval(cls, eval_cfg: Any) -> "MetricSettings":
+        """The settings of an ``EvalConfig`` (dataclass or DictConfig)."""
+        return cls(**{f.name: getattr(eval_cfg, f.name) for f in dataclasses.fields(cls)})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def signatures(self) -> dict[str, str]:
+        """sacrebleu's reproducibility signatures, ``{"bleu": "nrefs:1|case:mixed|...", "ter": ...}``."""
+        return dict(_signatures(self))
+
+
+@lru_cache(maxsize=None)
+def _signatures(settings: MetricSettings) -> dict[str, str]:
+    # sacrebleu builds a signature only after a metric has scored (it learns the number of
+    # references then); it holds nothing else from the data, and ocrft always has one
+    # reference, so scoring one dummy pair gives the signature of every ocrft score.
+    bleu, ter = _bleu_metric(settings), _ter_metric(settings)
+    bleu.corpus_score(["a"], [["a"]])
+    ter.corpus_score(["a"], [["a"]])
+    return {"bleu": str(bleu.get_signature()), "ter": str(ter.get_signature())}
+
+
+def metric_tags(eval_cfg: Any, prefix: str = "eval/") -> dict[str, str]:
+    """MLflow tags tracing the scores of ``eval_cfg`` (an EvalConfig or MetricSettings):
+    ``eval/cer_unit``, ``eval/bleu_signature``, ``eval/ter_signature``."""
+    settings = eval_cfg if isinstance(eval_cfg, MetricSettings) else MetricSettings.from_eval(eval_cfg)
+    sigs = settings.signatures()
+    return {f"{prefix}cer_unit": settings.cer_unit, **{f"{prefix}{k}_signature": v for k, v in sigs.items()}}
+
+
+def _units(text: str, unit: str) -> str | list[str]:
+    """``text`` as the sequence CER counts: the string itself (code points) or its list of
+    extended grapheme clusters (``regex``'s ``\\X``, Unicode's UAX #29)."""
+    return text if unit == "codepoint" else regex.findall(r"\X", text)
+
 
 # A prediction "loops" when one unit of 1..LOOP_MAX_UNIT characters repeats at least
 # LOOP_MIN_REPEATS times back to back and that run covers at least LOOP_MIN_COVERAGE of a
@@ -102,16 +173,18 @@ def _prf(overlap: int, n_hyp: int, n_ref: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def _counts(h: str, r: str) -> tuple[int, int, int, int, int, int, int]:
-    """(char edits, ref chars, hyp chars, char overlap, word edits, ref words, hyp words)."""
+def _counts(h: str, r: str, unit: str = "codepoint") -> tuple[int, int, int, int, int, int, int]:
+    """(char edits, ref chars, hyp chars, char overlap, word edits, ref words, hyp words);
+    characters in ``unit`` (code points or grapheme clusters)."""
     hw, rw = h.split(), r.split()
-    overlap = sum((Counter(h) & Counter(r)).values())
-    return Levenshtein.distance(h, r), len(r), len(h), overlap, Levenshtein.distance(hw, rw), len(rw), len(hw)
+    hc, rc = _units(h, unit), _units(r, unit)
+    overlap = sum((Counter(hc) & Counter(rc)).values())
+    return Levenshtein.distance(hc, rc), len(rc), len(hc), overlap, Levenshtein.distance(hw, rw), len(rw), len(hw)
 
 
-def _stats(h: str, r: str, counts: Optional[tuple[int, ...]] = None) -> dict[str, Any]:
-    """Sample scores of normalized ``h`` against ``r`` (from their ``_counts`` if given)."""
-    ced, nr, nh, overlap, wed, nrw, _ = counts or _counts(h, r)
+def _stats(h: str, r: str, counts: tuple[int, ...]) -> dict[str, Any]:
+    """Sample scores of normalized ``h`` against ``r`` from their ``_counts``."""
+    ced, nr, nh, overlap, wed, nrw, _ = counts
     p, rec, f1 = _prf(overlap, nh, nr)
     return {
         "cer": _ratio(ced, nr),
@@ -133,18 +206,24 @@ def _json_sample(prediction: str, reference: str, norm: Callable[[str], str]) ->
 
 
 def score_sample(
-    prediction: str, reference: str, normalization: Any = None, json_target: bool = False
+    prediction: str,
+    reference: str,
+    normalization: Any = None,
+    json_target: bool = False,
+    settings: Optional[MetricSettings] = None,
 ) -> dict[str, Any]:
     """Scores of one sample: cer, wer, ned, char_precision, char_recall, f1, exact_match,
     degenerate, and for JSON targets json_valid and json_field_precision/recall/f1.
 
     Args:
         normalization: a NormalizationConfig, DictConfig or dict; None = compare raw text.
+        settings: only ``cer_unit`` matters for one sample; None = the defaults.
     """
     _check_str(prediction, "prediction")
     _check_str(reference, "reference")
     norm = normalizer(normalization)
-    out = _stats(norm(prediction), norm(reference))
+    h, r = norm(prediction), norm(reference)
+    out = _stats(h, r, _counts(h, r, (settings or MetricSettings()).cer_unit))
     if json_target:
         out.update(_json_sample(prediction, reference, norm)[0])
     return out
@@ -154,7 +233,7 @@ def score(
     predictions: Sequence[str],
     references: Sequence[str],
     normalization: Any = None,
-    bleu_tokenize: str = "13a",
+    settings: Optional[MetricSettings] = None,
     json_target: Optional[bool] = None,
 ) -> dict[str, float]:
     """Corpus metrics of ``predictions`` against ``references`` (see the module docstring).
@@ -163,27 +242,27 @@ def score(
         predictions: model outputs, one string per sample.
         references: targets, same length and order.
         normalization: NormalizationConfig / DictConfig / dict; None = compare raw text.
-        bleu_tokenize: sacrebleu tokenizer: 13a (Latin, Cyrillic), zh, char (CJK), none.
+        settings: CER unit and sacrebleu options (``MetricSettings.from_eval(cfg.eval)``);
+            None = the defaults (code points; sacrebleu's defaults).
         json_target: add JSON field metrics; None = when every reference is a JSON object/array.
 
     Raises:
         TypeError: a non-string element (its index is named) or a bare string for a list.
-        ValueError: different lengths, no samples, or an unknown tokenizer.
+        ValueError: different lengths or no samples.
     """
-    return score_detailed(predictions, references, normalization, bleu_tokenize, json_target)[0]
+    return score_detailed(predictions, references, normalization, settings, json_target)[0]
 
 
 def score_detailed(
     predictions: Sequence[str],
     references: Sequence[str],
     normalization: Any = None,
-    bleu_tokenize: str = "13a",
+    settings: Optional[MetricSettings] = None,
     json_target: Optional[bool] = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """:func:`score` plus every sample's :func:`score_sample` dict, from one pass."""
     preds, refs = _check_lists(predictions, references)
-    if bleu_tokenize not in BLEU_TOKENIZERS:
-        raise ValueError(f"bleu_tokenize={bleu_tokenize!r}; choose one of {list(BLEU_TOKENIZERS)}")
+    settings = settings or MetricSettings()
     if json_target is None:
         json_target = all(_parse_json(r) is not None for r in refs)
     norm = normalizer(normalization)
@@ -194,7 +273,7 @@ def score_detailed(
     json_tot = [0] * 4  # valid, matched, predicted, reference fields
     samples = []
     for i, (h, r) in enumerate(zip(hyps, refs_n)):
-        counts = _counts(h, r)
+        counts = _counts(h, r, settings.cer_unit)
         tot = [a + b for a, b in zip(tot, counts)]
         sample = _stats(h, r, counts)
         if json_target:
@@ -213,8 +292,8 @@ def score_detailed(
         "char_recall": r,
         "char_f1": f1,
         "mean_char_f1": sum(s["f1"] for s in samples) / n,
-        "bleu": _bleu(hyps, refs_n, bleu_tokenize),
-        "ter": _ter(hyps, refs_n, bleu_tokenize),
+        "bleu": float(_bleu_metric(settings).corpus_score(hyps, [refs_n]).score),
+        "ter": float(_ter_metric(settings).corpus_score(hyps, [refs_n]).score),
         "exact_match": sum(s["exact_match"] for s in samples) / n,
         "ned": sum(s["ned"] for s in samples) / n,
         "degenerate_rate": sum(s["degenerate"] for s in samples) / n,
@@ -227,25 +306,22 @@ def score_detailed(
     return out, samples
 
 
-def _bleu(hyps: list[str], refs: list[str], tokenize: str) -> float:
+def _bleu_metric(settings: MetricSettings):
     from sacrebleu.metrics import BLEU
 
-    return float(BLEU(tokenize=tokenize).corpus_score(hyps, [refs]).score)
+    return BLEU(tokenize=settings.bleu_tokenize, lowercase=settings.bleu_lowercase)
 
 
-def _ter(hyps: list[str], refs: list[str], tokenize: str) -> float:
-    """sacrebleu TER, always case-sensitive (case folding is the normalization's job).
-
-    TER has no tokenizer option, so the BLEU choice is mapped onto TER's own options:
-    ``none`` = whitespace tokens; ``13a`` = tercom's punctuation-splitting normalization;
-    ``zh`` and ``char`` = that plus ``asian_support``, which makes each CJK character a token
-    (Latin words stay words). A fully character-level TER was rejected: TER's shift search is
-    built for word sequences and took ~9 s per 10k lines here against ~1 s.
-    """
+def _ter_metric(settings: MetricSettings):
+    """sacrebleu's TER with its own defaults unless set otherwise: case-insensitive, plain
+    whitespace tokens. (ocrft used to score TER case-sensitive with tercom
+    normalization, derived from bleu_tokenize; on six Tesseract lines that read 60.0 where
+    sacrebleu and HF evaluate say 75.0. For CJK, ``eval.ter_normalized`` +
+    ``eval.ter_asian_support`` make each CJK character a token.)"""
     from sacrebleu.metrics import TER
 
-    metric = TER(case_sensitive=True, normalized=tokenize != "none", asian_support=tokenize in ("zh", "char"))
-    return float(metric.corpus_score(hyps, [refs]).score)
+    return TER(case_sensitive=settings.ter_case_sensitive, normalized=settings.ter_normalized,
+               no_punct=settings.ter_no_punct, asian_support=settings.ter_asian_support)  # fmt: skip
 
 
 def _parse_json(text: str) -> Any:

@@ -4,6 +4,13 @@ The flags are those of :class:`ocrft.config.NormalizationConfig`; the dict that
 :func:`normalization_dict` returns is stored with every result so a score can always be
 traced back to the normalization it was computed under. Raw text is never overwritten:
 normalization happens only inside scoring.
+
+The default is NFC + whitespace collapse: it folds only what no transcription convention
+distinguishes (a precomposed "é" and "e" + U+0301 are the same text; so are runs of spaces).
+NFKC (opt-in) would also fold ſ->s, ﬁ->fi, ² -> 2, which historical ground truth keeps apart.
+
+A dict read back from a results file is a record of what *was* applied: read it with
+:func:`stored_normalization`, not :func:`normalization_dict` (see there for why).
 """
 
 from __future__ import annotations
@@ -60,10 +67,30 @@ def _punctuation_table() -> dict[int, None]:
     return {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")}
 
 
+def stored_normalization(stored: Any) -> dict[str, bool]:
+    """The flags a results file's ``normalization`` dict records, for re-use on that file.
+
+    Unlike :func:`normalization_dict`, a flag *missing* from a stored dict is False: the
+    file was written before that step existed, so it was not applied. This matters for
+    ``nfc``: files written before it was added (when the default was ``nfkc=true``) lack
+    it; one with ``nfkc=false`` was scored without any composition, and its diffs are
+    redrawn that way. Gemma-OCR seed files (no dict, or an empty one) mean raw text.
+    Re-scoring such a file (``report.rescore=true``) ignores this dict altogether and uses
+    the current ``eval.normalization``; the stored one goes to ``rescored_from``.
+
+    Raises:
+        ValueError: on a key that is not a normalization flag.
+    """
+    if not stored:
+        return normalization_dict(None)
+    return normalization_dict({**normalization_dict(None), **dict(stored)})
+
+
 def normalize(text: str, cfg: Any) -> str:
     """Normalize ``text`` with the flags of ``cfg`` (see :func:`normalization_dict`).
 
-    The steps run in a fixed order: NFKC, full-width to half-width, lowercase, punctuation
+    The steps run in a fixed order: NFC (or NFKC when ``nfkc`` is on: NFKC composes
+    canonically too, so it replaces NFC), full-width to half-width, lowercase, punctuation
     removal, whitespace collapse (last, so removed punctuation leaves no double spaces).
     ``lowercase`` uses ``str.lower`` rather than ``casefold`` so that a character never turns
     into two (``ß`` stays ``ß``) and lengths, hence CER denominators, stay comparable.
@@ -74,6 +101,8 @@ def normalize(text: str, cfg: Any) -> str:
 def _apply(text: str, flags: Mapping[str, bool]) -> str:
     if flags["nfkc"]:
         text = unicodedata.normalize("NFKC", text)
+    elif flags["nfc"]:
+        text = unicodedata.normalize("NFC", text)
     if flags["fullwidth_to_halfwidth"]:
         text = text.translate(_FULLWIDTH)
     if flags["lowercase"]:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from ocrft import atomic
-from ocrft.normalize import normalizer
+from ocrft.metrics import MetricSettings, metric_tags
+from ocrft.normalize import normalizer, stored_normalization
 from ocrft.results import load_results, rescore_results, write_results
 from ocrft.runner import RunContext, TaskResult
 from ocrft.validate import ConfigError
@@ -216,7 +217,7 @@ def render_report_html(results: dict, base_dirs: Sequence[Path] = ()) -> str:
     filterable row per sample with its image, label, prediction and character diff (over
     the normalized text that was scored). Relative image paths are looked up under the
     current directory, then under ``base_dirs``."""
-    norm = normalizer(results.get("normalization") or None)
+    norm = normalizer(stored_normalization(results.get("normalization")))
     samples = results["samples"]
     metrics = _summary_metrics(results)
     summary = "".join(
@@ -288,7 +289,7 @@ def render_comparison_html(a: dict, b: dict, base_dirs: Sequence[Path] = ()) -> 
     """One self-contained HTML page comparing two results dicts sample by sample: CER of A
     and B, delta (B - A, negative = B better), both predictions' diffs; sorted by delta,
     B's worst regressions first."""
-    norm_a, norm_b = normalizer(a.get("normalization") or None), normalizer(b.get("normalization") or None)
+    norm_a, norm_b = (normalizer(stored_normalization(r.get("normalization"))) for r in (a, b))
     key, pairs, only_a, only_b = match_samples(a["samples"], b["samples"])
     counts = compare_counts(a, b)
     ma, mb = _summary_metrics(a), _summary_metrics(b)
@@ -362,7 +363,7 @@ def run_report(cfg, ctx: RunContext) -> TaskResult:
     rc = cfg.report
     if not rc.results:
         raise ConfigError("report.results is not set: pass report.results=path/to/results.json")
-    score_kwargs = {"bleu_tokenize": cfg.eval.bleu_tokenize, "json_target": cfg.eval.json_target}
+    settings = MetricSettings.from_eval(cfg.eval)  # CER unit and sacrebleu options of the re-score
     paths: dict[str, str] = {}
     loaded = []
     for name, path in (("results", rc.results), ("compare_results", rc.compare)):
@@ -371,7 +372,7 @@ def run_report(cfg, ctx: RunContext) -> TaskResult:
         results = load_results(path)
         if rc.rescore:
             log.info("re-scoring %s with normalization %s", path, dict(cfg.eval.normalization))
-            results = rescore_results(results, cfg.eval.normalization, **score_kwargs)
+            results = rescore_results(results, cfg.eval.normalization, settings, cfg.eval.json_target)
             paths[name] = str(write_results(ctx.run_dir / f"{name}.json", results))
         else:
             paths[name] = str(path)
@@ -390,6 +391,8 @@ def run_report(cfg, ctx: RunContext) -> TaskResult:
     paths["report"] = str(atomic.write_text(output, page))
     log.info("report: %s (%.1f MB)", output, len(page) / 1e6)
     ctx.tracker.log_metrics(metrics)
+    if rc.rescore:  # the re-scored numbers' CER unit and BLEU/TER signatures
+        ctx.tracker.set_tags(metric_tags(settings, "report/"))
     for p in paths.values():
         ctx.tracker.log_artifact(p)
     return TaskResult(metrics=metrics, paths=paths)

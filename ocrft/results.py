@@ -2,12 +2,16 @@
 
     {"overall_cer", "overall_f1", "total_samples", "timestamp", "model_name",
      "metrics": {...}, "normalization": {...},
+     "metric_settings": {"cer_unit", "bleu_tokenize", ...}, "signatures": {"bleu", "ter"},
      "samples": [{"id", "image_path", "label", "prediction", "cer_score", "f1_score",
                   "wer_score", "ned", "exact_match", "degenerate", "error"?, ...}], ...extra}
 
 ``overall_cer`` is the corpus CER and ``overall_f1`` the corpus (micro) character F1; the
-sample means are in ``metrics``. Files written by the Gemma-OCR seed (no ``metrics``,
-``normalization`` or ``id``) load unchanged.
+sample means are in ``metrics``. ``metric_settings`` (:class:`ocrft.metrics.MetricSettings`)
+and sacrebleu's ``signatures`` say how the scores were counted. Files written by the
+Gemma-OCR seed (no ``metrics``, ``normalization`` or ``id``) and by ocrft before
+``metric_settings`` existed load unchanged; a stored ``normalization`` dict is read with
+:func:`ocrft.normalize.stored_normalization` (a missing flag was not applied).
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ocrft import atomic
-from ocrft.metrics import score_detailed
+from ocrft.metrics import MetricSettings, score_detailed
 from ocrft.normalize import normalization_dict
 
 CORE_KEYS = (
-    "overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "metrics", "normalization", "samples"
-)
+    "overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "metrics", "normalization",
+    "metric_settings", "signatures", "samples",
+)  # fmt: skip
 # Per-sample score fields (results key -> score_sample key); re-scoring overwrites them.
 SAMPLE_SCORES = {
     "cer_score": "cer",
@@ -37,14 +42,17 @@ SAMPLE_SCORES = {
 
 
 def score_samples(
-    rows: list[dict], normalization_cfg: Any, **score_kwargs: Any
+    rows: list[dict],
+    normalization_cfg: Any,
+    settings: Optional[MetricSettings] = None,
+    json_target: Optional[bool] = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Score result rows; rows carrying an ``error`` are left out of the scores but counted.
 
     Args:
         rows: dicts with id, image_path, label, prediction and optionally error.
         normalization_cfg: NormalizationConfig / DictConfig / dict (None = raw text).
-        **score_kwargs: bleu_tokenize, json_target (see :func:`ocrft.metrics.score`).
+        settings, json_target: see :func:`ocrft.metrics.score` (None = defaults, detect).
 
     Returns:
         (metrics including ``num_errors``, copies of the rows with per-sample scores; rows
@@ -66,7 +74,7 @@ def score_samples(
     per_sample: dict[int, dict] = {}
     if ok:
         metrics, sample_scores = score_detailed(
-            [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg, **score_kwargs
+            [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg, settings, json_target
         )
         per_sample = dict(zip(ok, sample_scores))
     else:
@@ -91,8 +99,12 @@ def build_results(
     normalization: dict,
     metrics: dict,
     extra: Optional[dict] = None,
+    settings: Optional[MetricSettings] = None,
 ) -> dict:
     """Assemble a results dict (see the module docstring); ``extra`` adds top-level keys.
+
+    ``settings`` must be those the metrics were scored with (None = the defaults, as for
+    :func:`score_samples`); they and their sacrebleu signatures are recorded.
 
     Raises:
         ValueError: when ``extra`` would overwrite one of the core keys.
@@ -100,6 +112,7 @@ def build_results(
     clash = sorted(set(extra or {}) & set(CORE_KEYS))
     if clash:
         raise ValueError(f"extra keys {clash} would overwrite core results keys")
+    settings = settings or MetricSettings()
     return {
         "overall_cer": metrics.get("cer"),
         "overall_f1": metrics.get("char_f1"),
@@ -108,26 +121,38 @@ def build_results(
         "model_name": model_name,
         "metrics": metrics,
         "normalization": normalization_dict(normalization),
+        "metric_settings": settings.as_dict(),
+        "signatures": settings.signatures(),
         "samples": samples,
         **(extra or {}),
     }
 
 
-def rescore_results(results: dict, normalization_cfg: Any, **score_kwargs: Any) -> dict:
-    """``results`` re-scored under ``normalization_cfg`` (what the seed's count_score.py did).
+def rescore_results(
+    results: dict,
+    normalization_cfg: Any,
+    settings: Optional[MetricSettings] = None,
+    json_target: Optional[bool] = None,
+) -> dict:
+    """``results`` re-scored under ``normalization_cfg`` and ``settings`` (what the seed's
+    count_score.py did).
 
-    Raw labels and predictions are kept; scores, metrics and normalization are replaced, and
-    the previous normalization and headline scores are kept under ``rescored_from``.
+    Raw labels and predictions are kept; scores, metrics, normalization, metric settings and
+    signatures are replaced, and the previous ones (None where the file had none) and the
+    headline scores are kept under ``rescored_from``.
     """
-    metrics, rows = score_samples(results["samples"], normalization_cfg, **score_kwargs)
+    settings = settings or MetricSettings()
+    metrics, rows = score_samples(results["samples"], normalization_cfg, settings, json_target)
     extra = {k: v for k, v in results.items() if k not in CORE_KEYS}
     extra["rescored_from"] = {
         "timestamp": results.get("timestamp"),
         "overall_cer": results.get("overall_cer"),
         "overall_f1": results.get("overall_f1"),
         "normalization": results.get("normalization"),
+        "metric_settings": results.get("metric_settings"),
+        "signatures": results.get("signatures"),
     }
-    return build_results(rows, results.get("model_name") or "unknown", normalization_cfg, metrics, extra)
+    return build_results(rows, results.get("model_name") or "unknown", normalization_cfg, metrics, extra, settings)
 
 
 def write_results(path: str | Path, results: dict) -> Path:
@@ -177,7 +202,7 @@ def validate_results(results: Any, where: str = "results") -> None:
     for key in ("overall_cer", "overall_f1"):
         if not isinstance(results.get(key), (int, float, type(None))):
             raise ValueError(f"{where}: '{key}' must be a number or null, got {results[key]!r:.60}")
-    for key in ("metrics", "normalization"):
+    for key in ("metrics", "normalization", "metric_settings", "signatures"):
         if not isinstance(results.get(key, {}), dict):
             raise ValueError(f"{where}: '{key}' must be an object")
     for i, sample in enumerate(results["samples"]):

@@ -22,6 +22,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.datasets_hf import TrainCollator, to_train_dataset
     from ocrft.evaluate import evaluate_records
     from ocrft.generation import Generator
+    from ocrft.metrics import metric_tags
     from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
     from ocrft.sharding import check_supported_sharding, is_sharded
@@ -77,6 +78,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         metrics.update({f"eval_before/{k}": v for k, v in before.items() if isinstance(v, (int, float))})
         paths.update(p)
         ctx.tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith("eval_before/")}, step=0)
+        ctx.tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures
     # 7. train (resuming from the last checkpoint of an interrupted run)
     if resume:
         log.info("resuming from %s", resume)
@@ -110,6 +112,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         metrics.update({f"eval/{k}": v for k, v in after.items() if isinstance(v, (int, float))})
         paths.update(p)
         ctx.tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith("eval/")})
+        ctx.tracker.set_tags(metric_tags(cfg.eval))
         for key in ("results", "results_report", "results_before", "results_before_report"):
             if key in paths:
                 ctx.tracker.log_artifact(paths[key])

@@ -109,14 +109,15 @@ def make_validate(generator, records: Sequence[Record], prompt: str, batch_size:
     """A closure scoring the generator on a fixed subset (no files written)."""
     from ocrft.datasets_hf import image_loaders, prompts_for
     from ocrft.generation import generate_all
-    from ocrft.metrics import score
+    from ocrft.metrics import MetricSettings, score
 
+    settings = MetricSettings.from_eval(eval_cfg)
     loaders = image_loaders(records)
     prompts = prompts_for(records, prompt)
     references = [r.text for r in records]
 
     def validate() -> dict:
         predictions = generate_all(generator, loaders, prompts, batch_size)
-        return score(predictions, references, normalization=eval_cfg.normalization, bleu_tokenize=eval_cfg.bleu_tokenize)
+        return score(predictions, references, normalization=eval_cfg.normalization, settings=settings)
 
     return validate

@@ -6,9 +6,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from ocrft.config import NormalizationConfig
-from ocrft.normalize import normalization_dict, normalize, normalizer
+from ocrft.normalize import normalization_dict, normalize, normalizer, stored_normalization
 
-OFF = {"nfkc": False, "collapse_whitespace": False, "lowercase": False, "remove_punctuation": False,
+OFF = {"nfc": False, "nfkc": False, "collapse_whitespace": False, "lowercase": False, "remove_punctuation": False,
        "fullwidth_to_halfwidth": False}
 
 
@@ -25,6 +25,22 @@ def test_nfkc_turns_fullwidth_digits_and_letters_into_ascii():
 def test_nfkc_composes_decomposed_accents():
     # "e" + COMBINING ACUTE ACCENT (2 code points) becomes the single code point "é".
     assert normalize("e\u0301", only(nfkc=True)) == "\u00e9"
+
+
+def test_nfc_composes_but_keeps_long_s_ligatures_and_superscripts():
+    # NFC: canonical composition only. ſ (U+017F), ﬁ (U+FB01), ² and full-width digits are
+    # distinct characters in historical and typeset ground truth, and stay.
+    text = "e\u0301 Berlini\u017fche \ufb01n x\u00b2 \uff11"
+    assert normalize(text, only(nfc=True)) == "\u00e9 Berlini\u017fche \ufb01n x\u00b2 \uff11"
+    assert normalize(text, only(nfkc=True)) == "\u00e9 Berlinische fin x2 1"
+    # nfkc replaces nfc (it composes too): both on is NFKC.
+    assert normalize(text, only(nfc=True, nfkc=True)) == normalize(text, only(nfkc=True))
+    # a + COMBINING LATIN SMALL LETTER E has no precomposed form: NFC keeps both code points.
+    assert normalize("a\u0364", only(nfc=True)) == "a\u0364"
+
+
+def test_default_config_is_nfc_and_whitespace_only():
+    assert normalize("  Berlini\u017fche   \ufb01nden e\u0301 ", NormalizationConfig()) == "Berlini\u017fche \ufb01nden \u00e9"
 
 
 def test_fullwidth_to_halfwidth_maps_only_fullwidth_forms():
@@ -61,7 +77,7 @@ def test_all_flags_apply_in_documented_order():
 def test_accepts_dataclass_dictconfig_dict_and_none():
     dc = NormalizationConfig(lowercase=True)
     dcfg = OmegaConf.structured(dc)
-    expected = {"nfkc": True, "collapse_whitespace": True, "lowercase": True, "remove_punctuation": False,
+    expected = {"nfc": True, "nfkc": False, "collapse_whitespace": True, "lowercase": True, "remove_punctuation": False,
                 "fullwidth_to_halfwidth": False}
     assert normalization_dict(dc) == expected
     assert normalization_dict(dcfg) == expected
@@ -77,6 +93,24 @@ def test_unknown_flag_is_rejected_with_valid_names():
         normalization_dict({"lowercse": True})
     with pytest.raises(TypeError):
         normalization_dict(42)
+
+
+def test_stored_dict_missing_flags_were_not_applied():
+    # A results file from before `nfc` existed, scored with the old default nfkc=true:
+    # its diffs are redrawn with NFKC, as it was scored; no flag switches on by itself.
+    old = {"nfkc": True, "collapse_whitespace": True, "lowercase": False, "remove_punctuation": False,
+           "fullwidth_to_halfwidth": False}
+    assert stored_normalization(old) == {**old, "nfc": False}
+    assert normalize("\u017f", stored_normalization(old)) == "s"
+    # ... and one that opted out of NFKC was scored without composition: it stays so.
+    raw = stored_normalization({**old, "nfkc": False})
+    assert normalize("e\u0301", raw) == "e\u0301"
+    assert normalization_dict({**old, "nfkc": False})["nfc"] is True  # a *config* dict takes the new default
+    # Seed files (no dict or an empty one) were scored on raw text; a full dict reads as written.
+    assert stored_normalization(None) == stored_normalization({}) == OFF
+    assert stored_normalization(normalization_dict(NormalizationConfig())) == normalization_dict(NormalizationConfig())
+    with pytest.raises(ValueError, match="valid flags"):
+        stored_normalization({"nfd": True})
 
 
 def test_normalizer_matches_normalize():

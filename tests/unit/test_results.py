@@ -6,7 +6,11 @@ import json
 from datetime import datetime
 
 import pytest
+import sacrebleu
+from omegaconf import OmegaConf
 
+from ocrft.config import EvalConfig, NormalizationConfig, ReportConfig
+from ocrft.metrics import MetricSettings
 from ocrft.results import build_results, load_results, rescore_results, score_samples, write_results
 
 # The example from the Gemma-OCR seed's README ("Output Format"), verbatim.
@@ -79,7 +83,11 @@ def test_build_results_has_the_seed_keys_and_ours():
         assert key in res
     assert res["overall_cer"] == metrics["cer"] and res["overall_f1"] == metrics["char_f1"]
     assert res["total_samples"] == 3 and res["model_name"] == "tiny" and res["split"] == "test"
-    assert res["normalization"]["lowercase"] is True and res["normalization"]["nfkc"] is True
+    assert res["normalization"]["lowercase"] is True and res["normalization"]["nfc"] is True
+    assert res["normalization"]["nfkc"] is False
+    # How the scores were counted: the default settings, with sacrebleu's signatures.
+    assert res["metric_settings"] == MetricSettings().as_dict() and res["metric_settings"]["cer_unit"] == "codepoint"
+    assert res["signatures"] == MetricSettings().signatures()
     datetime.fromisoformat(res["timestamp"])
     with pytest.raises(ValueError, match="overwrite core"):
         build_results(scored, "tiny", None, metrics, {"samples": []})
@@ -101,13 +109,91 @@ def test_seed_results_file_loads_and_rescores(tmp_path):
     path.write_text(json.dumps(SEED_RESULTS))
     loaded = load_results(path)
     assert loaded["overall_cer"] == 0.0234
-    res = rescore_results(loaded, {"lowercase": True}, bleu_tokenize="13a")
+    res = rescore_results(loaded, {"lowercase": True})
     # "ground truth text" -> "predicted text": scores recomputed from the raw text.
     assert res["samples"][0]["cer_score"] == pytest.approx(res["metrics"]["cer"])
     assert res["samples"][0]["prediction"] == "predicted text"
     assert res["model_name"] == "mistralai3"
     assert res["rescored_from"]["overall_cer"] == 0.0234 and res["rescored_from"]["normalization"] is None
     assert res["normalization"]["lowercase"] is True
+
+
+def test_settings_are_recorded_and_rescoring_replaces_them(tmp_path):
+    hist = [{"id": "1", "label": "Schu\u0364ler", "prediction": "Schuler"},
+            {"id": "2", "label": "The Man.", "prediction": "the man"}]  # fmt: skip
+    grapheme = MetricSettings(cer_unit="grapheme", ter_case_sensitive=True)
+    metrics, scored = score_samples(hist, None, grapheme)
+    res = build_results(scored, "tiny", None, metrics, None, grapheme)
+    assert scored[0]["cer_score"] == pytest.approx(1 / 7)  # graphemes: "uͤ" is one character
+    assert res["metric_settings"]["cer_unit"] == "grapheme" and res["metric_settings"]["ter_case_sensitive"] is True
+    assert "case:mixed" in res["signatures"]["ter"]
+    hyps, refs = [r["prediction"] for r in hist], [r["label"] for r in hist]
+    assert metrics["ter"] == pytest.approx(sacrebleu.corpus_ter(hyps, [refs], case_sensitive=True).score)
+    path = write_results(tmp_path / "r.json", res)
+
+    again = rescore_results(load_results(path), None)  # defaults: code points, TER ignores case
+    assert again["samples"][0]["cer_score"] == pytest.approx(1 / 8)
+    assert again["metrics"]["ter"] == pytest.approx(sacrebleu.corpus_ter(hyps, [refs]).score)
+    assert again["metric_settings"]["cer_unit"] == "codepoint" and "case:lc" in again["signatures"]["ter"]
+    assert again["rescored_from"]["metric_settings"]["cer_unit"] == "grapheme"
+    assert again["rescored_from"]["signatures"] == res["signatures"]
+
+
+def test_file_from_before_nfc_loads_and_rescores_under_the_current_convention(tmp_path):
+    # Written by ocrft when nfkc=true was the default: no nfc flag, no metric_settings.
+    old = {**SEED_RESULTS, "metrics": {"cer": 0.0}, "overall_cer": 0.0,
+           "normalization": {"nfkc": True, "collapse_whitespace": True, "lowercase": False,
+                             "remove_punctuation": False, "fullwidth_to_halfwidth": False},
+           "samples": [{"id": "a", "image_path": "a.png", "label": "Berlini\u017fche", "prediction": "Berlinische",
+                        "cer_score": 0.0, "f1_score": 1.0}]}  # fmt: skip
+    loaded = load_results(_write(tmp_path, json.dumps(old)))
+    res = rescore_results(loaded, NormalizationConfig())
+    assert res["overall_cer"] == pytest.approx(1 / 11)  # ſ/s is an error now
+    assert res["rescored_from"]["normalization"] == old["normalization"]
+    assert res["rescored_from"]["metric_settings"] is None and res["normalization"]["nfc"] is True
+
+
+class _TagRecorder:
+    """A tracker that keeps what it is given (the NullTracker's interface)."""
+
+    def __init__(self):
+        self.tags, self.metrics = {}, {}
+
+    def set_tags(self, tags):
+        self.tags.update(tags)
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.update(metrics)
+
+    def log_artifact(self, path, artifact_path=None):
+        pass
+
+
+def test_eval_and_report_thread_the_settings_from_cfg_eval(tmp_path):
+    from ocrft.data.record import Record
+    from ocrft.evaluate import score_and_write
+    from ocrft.report import run_report
+    from ocrft.runner import RunContext
+
+    eval_cfg = OmegaConf.structured(EvalConfig(cer_unit="grapheme", ter_no_punct=True))
+    records = [Record(id="1", image="none.png", text="Schu\u0364ler."), Record(id="2", image="none.png", text="Band")]
+    metrics, paths = score_and_write(records, ["Schuler", "Band"], eval_cfg, "tiny", tmp_path)
+    written = load_results(paths["results"])
+    assert metrics["cer"] == pytest.approx(2 / (8 + 4))  # graphemes: "uͤ" one character, "." dropped
+    assert written["metric_settings"] == MetricSettings(cer_unit="grapheme", ter_no_punct=True).as_dict()
+    assert "punct:no" in written["signatures"]["ter"] and written["metrics"]["ter"] == pytest.approx(
+        sacrebleu.corpus_ter(["Schuler", "Band"], [["Schu\u0364ler.", "Band"]], no_punct=True).score)
+
+    # task=report re-scores under the report run's eval settings and tags their signatures.
+    cfg = OmegaConf.create({"report": OmegaConf.structured(ReportConfig(results=paths["results"])),
+                            "eval": OmegaConf.structured(EvalConfig())})  # fmt: skip
+    tracker = _TagRecorder()
+    result = run_report(cfg, RunContext(run_dir=tmp_path / "report", tracker=tracker))
+    rescored = load_results(result.paths["results"])
+    assert rescored["metric_settings"]["cer_unit"] == "codepoint"
+    assert rescored["overall_cer"] == pytest.approx(2 / (9 + 4))  # code points this time
+    assert tracker.tags["report/cer_unit"] == "codepoint"
+    assert tracker.tags["report/ter_signature"] == rescored["signatures"]["ter"]
 
 
 def _write(tmp_path, text: str):
