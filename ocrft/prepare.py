@@ -87,9 +87,13 @@ def _sample_loader(fmt: str):
     def load(data: DictConfig, source: Path, work: Path) -> Imported:
         from ocrft.data.readers import get_reader
 
-        if not source.is_file():
+        reader = get_reader(fmt)
+        if not source.is_file() and reader.read_splits is None:
             raise DataError(f"data.path (or data.input_dir) must name a {fmt} file", source)
-        read = get_reader(fmt).read(source, on_error=data.on_error)
+        # whole-dataset formats (line_folder, hf_dataset) read a folder; images a dataset
+        # embeds are written into the output (OUT/images), so it stands on its own
+        options = {key: data[key] for key in reader.options}
+        read = reader.read(source, on_error=data.on_error, cache_dir=work / "images", **options)
         result = Imported(lines_skipped=Counter(read.skipped), examples={"errors": read.errors} if read.errors else {})
         digests: dict[str, str] = {}
         first: dict[tuple, str] = {}
@@ -101,8 +105,11 @@ def _sample_loader(fmt: str):
             if same_as != r.id:
                 result.duplicates.append({"id": r.id, "same_as": same_as, "removed": 1})
                 continue
-            # the group is the content, so one picture under two names stays in one split
-            result.records.append(dataclasses.replace(r, group=digest, meta={**r.meta, "sha256": digest}))
+            # the group is the content, so one picture under two names stays in one split;
+            # a reader's own group (a line folder's page folder) is kept
+            group = digest if r.group in (None, r.image) else r.group
+            inside = Path(r.image).is_relative_to(work) and {"output_image": Path(r.image).relative_to(work).as_posix()}
+            result.records.append(dataclasses.replace(r, group=group, meta={**r.meta, "sha256": digest, **(inside or {})}))
         result.pages = len(set(digests.values()))
         return result
 
@@ -129,11 +136,19 @@ def _jsonl_vision_row(r: Record, out: Path) -> dict:
     return {**prompt, "image": _rel(r.image, out), "response": r.text}
 
 
+def _source_row(r: Record, out: Path) -> dict:
+    # lines JSONL, which data=line_folder / data=hf_dataset data.path=OUT read back
+    extra = {k: r.meta[k] for k in ("gt_file", "hf_split") if k in r.meta}
+    return {"image": r.meta.get("output_image") or _rel(r.image, out), "text": r.text, "id": r.id, "page": r.group, **extra}
+
+
 IMPORTERS: dict[str, Importer] = {
     "page_xml": Importer(_page_loader(page_xml.read_page_xml, page_xml.MARKER), _line_row, ".jsonl", crops=True),
     "alto": Importer(_page_loader(alto.read_alto, alto.MARKER), _line_row, ".jsonl", crops=True),
     "json_ocr": Importer(_sample_loader("json_ocr"), _json_ocr_row, ".json", crops=False),
     "jsonl_vision": Importer(_sample_loader("jsonl_vision"), _jsonl_vision_row, ".jsonl", crops=False),
+    "line_folder": Importer(_sample_loader("line_folder"), _source_row, ".jsonl", crops=False),
+    "hf_dataset": Importer(_sample_loader("hf_dataset"), _source_row, ".jsonl", crops=False),
 }
 _WRITERS = {".json": atomic.write_json, ".jsonl": atomic.write_jsonl}
 

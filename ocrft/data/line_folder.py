@@ -35,6 +35,7 @@ from ocrft.config import OnError
 from ocrft.data.images import check_image
 from ocrft.data.reading import WHOLE, Collector, ReadResult
 from ocrft.data.record import DataError, Record
+from ocrft.data.splits import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +175,13 @@ def read_line_folder_splits(path: str | os.PathLike, on_error: str | OnError = "
 
     Returns:
         ``{"train": ..., "val": ..., "test": ...}`` (the named split folders present) or
-        ``{WHOLE: ...}``; skips and messages are reported once, with the first split.
+        ``{WHOLE: ...}``; skips and messages are reported once, with the first split present.
     """
     root = Path(path)
     parts, images, gts, col = _collect(root, on_error)
     out: dict[str, ReadResult] = {}
-    for split, stems in parts.items():
-        _read_pairs(root, stems, images, gts, col)
+    for split in [s for s in (*SPLITS, WHOLE) if s in parts]:
+        _read_pairs(root, parts[split], images, gts, col)
         out[split] = ReadResult(records=col.result.records)
         col.result.records = []
     first = next(iter(out.values()), None)
