@@ -156,6 +156,7 @@ def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tup
     from ``<run_dir>/endpoint_checkpoint.jsonl``), then score and write results like a
     local evaluation. Returns (metrics, paths) for :func:`ocrft.evaluate.run_eval`."""
     from ocrft.evaluate import score_and_write
+    from ocrft.provenance import describe_model
 
     provider = load_provider(cfg.model.provider or "ocrft")
     client = build_client(cfg.model)  # a missing key fails here, before any request
@@ -171,7 +172,7 @@ def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tup
                  usage["cost_usd"], provider.pricing_as_of)
     extra = {"endpoint": {"provider": provider.name, "url": client.url, "model": client.model, "stream": client.stream,
                           "pricing_as_of": provider.pricing_as_of, **usage}}
-    metrics, paths = score_and_write(records, [r["prediction"] for r in rows], cfg.eval,
-                                     cfg.model.name or f"{provider.name}:{client.model}", Path(run_dir), "results",
-                                     errors=[r["error"] for r in rows], extra=extra)
+    model = describe_model(cfg.model, provider=provider.name, endpoint=client.url, remote_model=client.model)
+    metrics, paths = score_and_write(records, [r["prediction"] for r in rows], cfg.eval, model["name"], Path(run_dir),
+                                     "results", errors=[r["error"] for r in rows], extra={**extra, "model": model})
     return {**metrics, **usage}, {**paths, "endpoint_checkpoint": str(checkpoint)}

@@ -90,19 +90,23 @@ def score_and_write(
     return metrics, paths
 
 
-def evaluate_records(generator, records: Sequence[Record], cfg, out_dir: Path, name: str, desc: str) -> tuple[dict, dict]:
+def evaluate_records(
+    generator, records: Sequence[Record], cfg, out_dir: Path, name: str, desc: str, model: Optional[dict] = None
+) -> tuple[dict, dict]:
     """Generate and score one split with a local model.
 
-    With sharded weights every rank generates along (see ocrft.sharding); rank 0 alone
-    scores and writes, the others return empty results.
+    ``model`` describes what is evaluated (``ocrft.provenance.describe_model``; default:
+    ``cfg.model``); the results file names it. With sharded weights every rank generates
+    along (see ocrft.sharding); rank 0 alone scores and writes, the others return empty results.
     """
+    from ocrft.provenance import describe_model
     from ocrft.training_setup import world
 
     predictions = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, desc)
     if not world().is_main:
         return {}, {}
-    model_name = cfg.model.name or cfg.model.path
-    return score_and_write(records, predictions, cfg.eval, model_name, out_dir, name)
+    model = model or describe_model(cfg.model)
+    return score_and_write(records, predictions, cfg.eval, model["name"], out_dir, name, extra={"model": model})
 
 
 def generation_fingerprint(cfg) -> str:
@@ -135,6 +139,7 @@ def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict,
     from ocrft.checkpoint import Checkpoint
     from ocrft.data.record import DataError
     from ocrft.generation import build_generator
+    from ocrft.provenance import describe_model
 
     if len({r.id for r in records}) != len(records):
         raise DataError(f"record ids of the {cfg.eval.split} split must be unique: the eval checkpoint is keyed by id")
@@ -159,12 +164,14 @@ def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict,
             texts = generate_with_progress(generator, todo, cfg.prompt.text, cfg.eval.batch_size,
                                            f"eval {cfg.eval.split}", on_batch=save)  # fmt: skip
             done.update((r.id, t) for r, t in zip(todo, texts))
-    model_name = cfg.model.name or cfg.model.path
-    metrics, paths = score_and_write(records, [done[r.id] for r in records], cfg.eval, model_name, Path(run_dir), "results")
+    model = describe_model(cfg.model)
+    metrics, paths = score_and_write(records, [done[r.id] for r in records], cfg.eval, model["name"], Path(run_dir),
+                                     "results", extra={"model": model})  # fmt: skip
     return metrics, {**paths, "eval_checkpoint": str(path)}
 
 
-def load_eval_split(cfg, run_dir: Path) -> list[Record]:
+def load_eval_split(cfg, run_dir: Path, tracker=None) -> list[Record]:
+    """The ``eval.split`` records (the first ``eval.limit``); ``tracker`` logs them as the run's input."""
     from ocrft.data.loading import load_data
     from ocrft.data.record import DataError
 
@@ -173,14 +180,17 @@ def load_eval_split(cfg, run_dir: Path) -> list[Record]:
     if not records:
         raise DataError(f"the {cfg.eval.split!r} split is empty: nothing to evaluate (eval.split={cfg.eval.split})",
                         data.sources.get(cfg.eval.split))  # fmt: skip
-    return records[: cfg.eval.limit] if cfg.eval.limit else records
+    records = records[: cfg.eval.limit] if cfg.eval.limit else records
+    if tracker is not None:
+        tracker.log_datasets(cfg.data, {cfg.eval.split: records}, data.sources)
+    return records
 
 
 def run_eval(cfg, ctx: RunContext) -> TaskResult:
     """task=eval: a base model, a checkpoint, an ocrft run folder, or an endpoint on one split."""
     from ocrft.metrics import metric_tags
 
-    records = load_eval_split(cfg, ctx.run_dir)
+    records = load_eval_split(cfg, ctx.run_dir, ctx.tracker)
     if cfg.model.family == "endpoint":
         from ocrft.endpoint_eval import run_endpoint_eval
 

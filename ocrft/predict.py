@@ -31,6 +31,7 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.data.record import Record
     from ocrft.evaluate import generate_with_progress
     from ocrft.generation import build_generator
+    from ocrft.provenance import describe_model
 
     if not cfg.predict.input:
         raise ConfigError("task=predict needs predict.input=<image or folder>")
@@ -38,7 +39,7 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
     records = [Record(id=str(p), image=str(p), text="") for p in images]
     generator = build_generator(cfg)
-    log.info("transcribing %d image(s) with %s", len(records), cfg.model.path)
+    log.info("transcribing %d image(s) with %s", len(records), describe_model(cfg.model)["name"])
     texts = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, "predict")
     # One line per image: newlines inside a transcription are escaped, so line N is image N.
     lines = [f"{p}\t{t.replace(chr(10), chr(92) + 'n')}" for p, t in zip(images, texts)]

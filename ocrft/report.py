@@ -175,11 +175,21 @@ def _summary_metrics(results: dict) -> dict:
     return m
 
 
+def _model_details(model: Any) -> str:
+    # The structured description beside the display name (ocrft.provenance.describe_model).
+    if not isinstance(model, dict):
+        return ""
+    keys = ("kind", "base", "adapter", "step", "endpoint", "remote_model", "source")
+    details = ", ".join(f"{k} {_e(model[k])}" for k in keys if model.get(k) not in (None, ""))
+    return f" ({details})" if details else ""
+
+
 def _head(results: dict) -> str:
     norm = results.get("normalization") or {}
     flags = ", ".join(f"{_e(k)}={_e(v)}" for k, v in norm.items()) or "not recorded"
     return (
-        f"model <b>{_e(results.get('model_name'))}</b> · {_e(results.get('total_samples', len(results['samples'])))} "
+        f"model <b>{_e(results.get('model_name'))}</b>{_model_details(results.get('model'))} · "
+        f"{_e(results.get('total_samples', len(results['samples'])))} "
         f"samples · {_e(results.get('timestamp'))} · normalization: {flags}"
     )
 

@@ -373,6 +373,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     import uvicorn
 
     from ocrft.generation import load_generator
+    from ocrft.provenance import serve_model_name
     from ocrft.runner import TaskResult
 
     read_server_key(cfg.serve)  # refuse a keyless "protected" server before loading weights
@@ -380,7 +381,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve.api_key_env:
         log.warning("serving on %s without a key: anyone who can reach port %d can use the model", host, port)
     generator = load_generator(cfg)
-    model_name = cfg.model.name or cfg.model.path
+    model_name = serve_model_name(cfg)  # short: the run folder's name or the base's id, never a path
     app = create_app(generator, cfg.serve, model_name)
     url = f"http://{host}:{port}/v1"
     log.info("serving %s at %s (POST /chat/completions, GET /models, GET /health); Ctrl-C stops", model_name, url)
@@ -397,4 +398,4 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     log.info("server stopped")
-    return TaskResult(paths={}, extra={"url": url})
+    return TaskResult(paths={}, extra={"url": url, "model_name": model_name})

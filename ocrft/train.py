@@ -25,6 +25,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.metrics import metric_tags
     from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
+    from ocrft.provenance import describe_model
     from ocrft.sharding import check_supported_sharding, is_sharded
     from ocrft.training_setup import apply_peft, last_checkpoint, make_callbacks, save_model, world
 
@@ -41,6 +42,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels)
     # 3. data
     data = load_data(cfg.data, run_dir)
+    ctx.tracker.log_datasets(cfg.data, data.splits, data.sources)  # MLflow's Dataset column
     train_set = to_train_dataset(data.splits["train"], cfg.prompt.text)
     log.info("data: %s; skipped: %s", {k: len(v) for k, v in data.splits.items()}, data.skipped or "none")
     # 4. model, quantization, adapter
@@ -74,7 +76,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
 
     # 6. score the eval split before training (not again on resume: the first run did)
     if cfg.eval.before_after and eval_records and resume is None and joins():
-        before, p = evaluate_records(generator, eval_records, cfg, run_dir, "results_before", "eval before")
+        base = describe_model(cfg.model, stage="before training")
+        before, p = evaluate_records(generator, eval_records, cfg, run_dir, "results_before", "eval before", base)
         metrics.update({f"eval_before/{k}": v for k, v in before.items() if isinstance(v, (int, float))})
         paths.update(p)
         ctx.tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith("eval_before/")}, step=0)
@@ -108,7 +111,9 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         ctx.tracker.log_artifact(paths["model"], "model") if cfg.tracking.log_model else None
     # 9. score the eval split after training
     if eval_records and joins():
-        after, p = evaluate_records(generator, eval_records, cfg, run_dir, "results", "eval after")
+        best = validation.best_step if validation is not None else None  # the weights restored in step 8
+        trained = describe_model(cfg.model, run_dir=run_dir, step=trainer.state.global_step if best is None else best)
+        after, p = evaluate_records(generator, eval_records, cfg, run_dir, "results", "eval after", trained)
         metrics.update({f"eval/{k}": v for k, v in after.items() if isinstance(v, (int, float))})
         paths.update(p)
         ctx.tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith("eval/")})
