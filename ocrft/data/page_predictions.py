@@ -21,6 +21,9 @@ whose meta holds ``page`` (page id), ``line`` (the original element id), ``bbox`
    - ``auto``: by id where the ids agree and the boxes (when both have one) overlap, the
      rest by position. Tesseract numbers its own lines (``line_1``...), so an id that
      happens to exist in the ground truth is not trusted without the boxes agreeing.
+3. Region and page samples (``data.level=region|page``, or a region whose text exists only
+   at region level): the prediction lines not matched to a line, whose box centre lies in
+   the sample's box (every line for a page), joined with "\n" in the engine's order.
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ _READERS = ((page_xml.MARKER, page_xml.read_page_xml), (alto.MARKER, alto.read_a
 
 @dataclass
 class _GtPage:
-    """One ground-truth page: its names and its lines (record index, line id, box)."""
+    """One ground-truth page: its names, its lines (record index, line id, box) and its
+    region and page samples (record index, level, box)."""
 
     page_id: str
     image: str
     size: Optional[tuple[float, float]]
     lines: list[tuple[int, str, Optional[Box]]] = field(default_factory=list)
+    blocks: list[tuple[int, str, Optional[Box]]] = field(default_factory=list)
 
 
 def is_page_file(path: Path) -> bool:
@@ -98,8 +103,8 @@ def match_pages(records: Sequence[Record], source: Path, match: str = "auto") ->
             continue
         claimed[gt.page_id] = path
         pairs, extra = _match_lines(gt, page, match)
-        for i, line, how in pairs:
-            matched.texts[i], found[i] = line.text, True
+        for i, text, how in pairs:
+            matched.texts[i], found[i] = text, True
             matched.matched_by[how] += 1
         matched.extra_ids += [f"{rel}#{line.id}" for line in extra]
     matched.missing_ids = [r.id for r, ok in zip(records, found) if not ok]
@@ -123,7 +128,11 @@ def _gt_pages(records: Sequence[Record], need_boxes: bool) -> dict[str, _GtPage]
         # the element id; before prepare recorded it, the line name ends the record id
         line_id = str(meta.get("line") or r.id.rsplit("/", 1)[-1])
         box = tuple(float(v) for v in meta["bbox"]) if meta.get("bbox") else None
-        gt.lines.append((i, line_id, box))
+        level = meta.get("level") or "line"
+        if level == "line":
+            gt.lines.append((i, line_id, box))
+        else:
+            gt.blocks.append((i, level, box))
     return pages
 
 
@@ -190,8 +199,15 @@ def _overlap(a: Optional[Box], b: Optional[Box]) -> tuple[float, float]:
     return inter / (_area(a) + _area(b) - inter), inter / min(_area(a), _area(b))
 
 
-def _match_lines(gt: _GtPage, page: PageLines, mode: str) -> tuple[list[tuple[int, Line, str]], list[Line]]:
-    """Pair ground-truth lines with prediction lines; returns ((record index, line, how), unpaired lines)."""
+def _centre_in(a: Optional[Box], b: Optional[Box]) -> bool:
+    if a is None or b is None:
+        return False
+    x, y = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2
+    return b[0] <= x <= b[2] and b[1] <= y <= b[3]
+
+
+def _match_lines(gt: _GtPage, page: PageLines, mode: str) -> tuple[list[tuple[int, str, str]], list[Line]]:
+    """Pair ground-truth samples with prediction lines; returns ((record index, text, how), unpaired lines)."""
     scale = (gt.size[0] / page.size[0], gt.size[1] / page.size[1]) if gt.size and page.size else (1.0, 1.0)
     boxes = [_box(line, scale) for line in page.lines]
     pairs: list[tuple[int, Line, str]] = []
@@ -207,7 +223,7 @@ def _match_lines(gt: _GtPage, page: PageLines, mode: str) -> tuple[list[tuple[in
                 continue
             if mode == "auto" and box is not None and boxes[j] is not None and not _overlap(box, boxes[j])[1]:
                 continue  # same id, another place: numbering that merely coincides
-            pairs.append((i, page.lines[j], "id"))
+            pairs.append((i, page.lines[j].text, "id"))
             used_gt.add(k)
             used_pred.add(j)
     if mode in ("position", "auto"):
@@ -219,7 +235,11 @@ def _match_lines(gt: _GtPage, page: PageLines, mode: str) -> tuple[list[tuple[in
         )
         for _, k, j in candidates:
             if k not in used_gt and j not in used_pred:
-                pairs.append((gt.lines[k][0], page.lines[j], "position"))
+                pairs.append((gt.lines[k][0], page.lines[j].text, "position"))
                 used_gt.add(k)
                 used_pred.add(j)
+    for i, level, box in gt.blocks:
+        inside = [j for j, pbox in enumerate(boxes) if j not in used_pred and (level == "page" or _centre_in(pbox, box))]
+        pairs.append((i, "\n".join(page.lines[j].text for j in inside if page.lines[j].text), level))
+        used_pred.update(inside)
     return pairs, [line for j, line in enumerate(page.lines) if j not in used_pred]

@@ -255,3 +255,20 @@ def test_malformed_prediction_xml_names_file_and_line(tmp_path: Path):
     path.write_text(f'<?xml version="1.0"?>\n<PcGts xmlns="{PAGE_NS}">\n<Page>\n</PcGts>\n')
     with pytest.raises(DataError, match=r"bad.xml:4: malformed XML"):
         match_predictions(scan_records(), tmp_path)
+
+
+def test_region_and_page_samples_join_the_lines_inside_them(tmp_path: Path):
+    def block(page: str, rid: str, level: str, text: str, bbox: list[float]) -> Record:
+        meta = {"page": page, "region": rid, "line": None, "level": level, "bbox": bbox,
+                "page_image": f"{page}.png", "page_size": [400, 300]}  # fmt: skip
+        return Record(id=f"{page}/{rid}" if rid else page, image="x.png", text=text, group=page, meta=meta)
+
+    gt = [block("p", "left", "region", "a\nb", [0, 0, 190, 300]), block("p", "right", "region", "c", [200, 0, 400, 300]),
+          block("q", "", "page", "x\ny", [0, 0, 400, 300])]  # fmt: skip
+    alto_file(tmp_path / "p.xml", "p.png", (400, 300), [
+        ("l1", (10, 10, 150, 20), ["a"]), ("l2", (210, 10, 150, 20), ["c"]), ("l3", (10, 40, 150, 20), ["b"]),
+    ])  # fmt: skip
+    alto_file(tmp_path / "q.xml", "q.png", (800, 600), [("m1", (10, 10, 150, 20), ["x"]), ("m2", (10, 40, 150, 20), ["y"])])
+    matched = match_predictions(gt, tmp_path, match="position")
+    assert matched.texts == ["a\nb", "c", "x\ny"]
+    assert dict(matched.matched_by) == {"region": 2, "page": 1} and not matched.extra_ids
