@@ -21,31 +21,31 @@ from ocrft.data.record import Record
 log = logging.getLogger(__name__)
 
 
-def predictions_name(model_cfg: Any) -> str:
-    """What the results name as the model: ``model.name``, else ``predictions:<folder or file name>``."""
-    return model_cfg.name or f"predictions:{Path(str(model_cfg.path)).expanduser().resolve().name}"
-
-
 def run_predictions_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
     """Read ``model.path``, align it with ``records``, score and write ``results.json``/``.html``.
 
-    The results carry ``unmatched`` (records without a prediction, scored as empty, and
-    predictions without a record, counted and named) and ``predictions`` (source, kind,
-    match mode, lines matched by id and by position). Returns (metrics, paths) for
+    The results name the model ``predictions:<folder or file name>`` (or ``model.name``) and
+    carry ``model`` (:func:`ocrft.provenance.describe_model`), ``unmatched`` (records
+    without a prediction, scored as empty, and predictions without a record, counted and
+    named) and ``predictions`` (source, kind, match mode, samples matched by id, position,
+    region or page). Returns (metrics, paths) for
     :func:`ocrft.evaluate.run_eval`; metrics include ``missing_predictions`` and
     ``extra_predictions``.
     """
     from ocrft.evaluate import score_and_write
+    from ocrft.provenance import describe_model
 
     model = cfg.model
     matched = match_predictions(records, model.path, model.predictions_suffix, model.predictions_match)
     unmatched = matched.unmatched()
+    described = describe_model(model)
     extra = {
+        "model": described,
         "unmatched": unmatched,
         "predictions": {"path": str(model.path), "kind": matched.kind, "match": model.predictions_match,
                         "matched_by": dict(matched.matched_by)},  # fmt: skip
     }
-    metrics, paths = score_and_write(records, matched.texts, cfg.eval, predictions_name(model), Path(run_dir),
+    metrics, paths = score_and_write(records, matched.texts, cfg.eval, described["name"], Path(run_dir),
                                      "results", extra=extra)  # fmt: skip
     counts = {k: unmatched[k] for k in ("missing_predictions", "extra_predictions")}
     return {**metrics, **counts}, paths
