@@ -27,7 +27,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.models.registry import get_family
     from ocrft.provenance import describe_model
     from ocrft.sharding import check_supported_sharding, is_sharded
-    from ocrft.training_setup import apply_peft, last_checkpoint, make_callbacks, save_model, world
+    from ocrft.training_setup import (apply_peft, check_validation_data, last_checkpoint, make_callbacks, save_model,
+                                      world)
 
     from transformers import set_seed
 
@@ -42,6 +43,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels)
     # 3. data
     data = load_data(cfg.data, run_dir)
+    check_validation_data(cfg.eval.every_n_steps, data.splits.get("val", []), cfg.data.format, data.sources.get("val", "-"))
     ctx.tracker.log_datasets(cfg.data, data.splits, data.sources)  # MLflow's Dataset column
     train_set = to_train_dataset(data.splits["train"], cfg.prompt.text)
     log.info("data: %s; skipped: %s", {k: len(v) for k, v in data.splits.items()}, data.skipped or "none")

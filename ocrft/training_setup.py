@@ -9,7 +9,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,25 @@ def last_checkpoint(folder: Path) -> Optional[str]:
             continue
         return str(path)
     return None
+
+
+def check_validation_data(every_n_steps: int, val_records: Sequence, data_format: str, val_source: str) -> None:
+    """Stop a run asked to validate (``eval.every_n_steps > 0``) whose val split is empty.
+
+    Called before the model loads: a run without validation would train blind (no best
+    checkpoint, no early stopping, nothing for a sweep to prune on) and say so only in a log line.
+
+    Raises:
+        ConfigError: naming the data source and the two ways out.
+    """
+    from ocrft.validate import ConfigError
+
+    if every_n_steps and not val_records:
+        raise ConfigError(
+            f"eval.every_n_steps={every_n_steps} validates during training, but the val split is empty "
+            f"(data.format={data_format}; val from {val_source}). Set data.val_from_train=0.1 to move a tenth "
+            "of train (whole pages or images) into val, or eval.every_n_steps=0 to train without validation"
+        )
 
 
 def make_callbacks(cfg, ctx, generator, val_records, processor, family):

@@ -208,3 +208,66 @@ def test_synthetic_invoices(tmp_path):
 def test_plain_dataclass_config_works_too():
     loaded = load_data(DataConfig(format="json_ocr", path=str(TINY / "ocr.json")), splits=("train",))
     assert len(loaded.splits["train"]) == 10
+
+
+# --- empty validation: carved from train, split by line, or a clear stop ------------------
+
+
+def _pages(tmp_path: Path, pages: int, lines: int) -> Path:
+    """A lines JSONL file: ``pages`` pages of ``lines`` lines each (one image per line)."""
+    from PIL import Image
+
+    rows = []
+    for p in range(pages):
+        for n in range(lines):
+            Image.new("L", (16, 6), p * 10 + n).save(tmp_path / f"p{p}_{n}.png")
+            rows.append(json.dumps({"image": f"p{p}_{n}.png", "text": f"page {p} line {n}", "page": f"p{p}"}))
+    (tmp_path / "lines.jsonl").write_text("\n".join(rows) + "\n")
+    return tmp_path / "lines.jsonl"
+
+
+def test_val_from_train_carves_whole_pages_seeded(tmp_path, caplog):
+    path = _pages(tmp_path, pages=10, lines=3)
+    base = dict(format="lines_jsonl", path=str(path), train_ratio=0.9, val_ratio=0.0)
+    with caplog.at_level(logging.WARNING):
+        empty = load_data(data_cfg(**base))
+    assert empty.splits["val"] == []
+    assert any(r.levelno == logging.WARNING and "data val: 0 records" in r.getMessage() for r in caplog.records)
+    carved = load_data(data_cfg(**base, val_from_train=0.2))
+    pages = {s: {r.group for r in v} for s, v in carved.splits.items()}
+    assert len(carved.splits["val"]) == 6 and len(pages["val"]) == 2  # 0.2 of 27 lines: two whole pages
+    assert not pages["val"] & pages["train"] and not pages["val"] & pages["test"]
+    assert carved.splits["test"] == empty.splits["test"]  # test untouched
+    assert {r.id for r in carved.splits["train"] + carved.splits["val"]} == {r.id for r in empty.splits["train"]}
+    assert "data.val_from_train" in carved.sources["val"]
+    again = load_data(data_cfg(**base, val_from_train=0.2))
+    other = load_data(data_cfg(**base, val_from_train=0.2, split_seed=7))
+    assert [r.id for r in again.splits["val"]] == [r.id for r in carved.splits["val"]]
+    assert {r.group for r in other.splits["val"]} != pages["val"]  # the seed chooses the pages
+
+
+def test_val_from_train_leaves_a_real_val_split_alone(split_folder):
+    loaded = load_data(data_cfg(format="json_ocr", path=str(split_folder), val_from_train=0.5))
+    assert {k: len(v) for k, v in loaded.splits.items()} == {"train": 8, "val": 2, "test": 2}
+
+
+def test_split_by_line_splits_one_page(tmp_path, caplog):
+    path = _pages(tmp_path, pages=1, lines=10)
+    by_page = load_data(data_cfg(format="lines_jsonl", path=str(path)))
+    assert {k: len(v) for k, v in by_page.splits.items()} == {"train": 10, "val": 0, "test": 0}
+    with caplog.at_level(logging.WARNING):
+        by_line = load_data(data_cfg(format="lines_jsonl", path=str(path), split_by_line=True))
+    assert {k: len(v) for k, v in by_line.splits.items()} == {"train": 8, "val": 1, "test": 1}
+    assert "split_by_line=true" in caplog.text and "optimistic" in caplog.text
+    assert "by line" in by_line.sources["test"]
+
+
+def test_empty_val_stops_a_validating_run():
+    from ocrft.training_setup import check_validation_data
+    from ocrft.validate import ConfigError
+
+    with pytest.raises(ConfigError, match=r"eval.every_n_steps=5 .*val split is empty.*data.format=line_folder; "
+                                          r"val from LINES \(has no val split\).*data.val_from_train=.*eval.every_n_steps=0"):
+        check_validation_data(5, [], "line_folder", "LINES (has no val split)")
+    check_validation_data(0, [], "line_folder", "LINES")  # not validating: nothing to check
+    check_validation_data(5, ["a record"], "line_folder", "LINES")
