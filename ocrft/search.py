@@ -227,6 +227,39 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = None, existing: b
     raise AssertionError("unreachable")
 
 
+def create_study(
+    storage: Any,
+    study_name: str,
+    direction: str,
+    metric: str,
+    sampler: Optional["optuna.samplers.BaseSampler"] = None,
+    pruner: Optional["optuna.pruners.BasePruner"] = None,
+) -> "optuna.Study":
+    """Create the study, or load it to resume; its objective is named ``metric``.
+
+    The name (``study.set_metric_names``) is what optuna-dashboard and
+    ``trials_dataframe`` show instead of "Objective 0".
+
+    Raises:
+        ValueError: an existing study that optimises in the other direction.
+    """
+    import warnings
+
+    import optuna
+
+    study = optuna.create_study(storage=storage, study_name=study_name, direction=direction, sampler=sampler,
+                                pruner=pruner, load_if_exists=True)  # fmt: skip
+    if study.direction.name.lower() != direction:
+        raise ValueError(f"study {study_name!r} was created to {study.direction.name.lower()}, not {direction}")
+    if study.metric_names != [metric]:
+        if study.metric_names:
+            log.warning("study %s named its objective %s; it is now %s", study_name, study.metric_names[0], metric)
+        with warnings.catch_warnings():  # set_metric_names is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric])
+    return study
+
+
 def absolute_storage_url(url: str, cwd: Optional[Path] = None) -> str:
     """``sqlite:///rel.db`` made absolute, so a job in another directory finds the same file."""
     prefix = "sqlite:///"

@@ -80,11 +80,9 @@ class OptunaSweeper(Sweeper):
     # ------------------------------------------------------------------ the loop
 
     def sweep(self, arguments: list[str]) -> list[Sequence["JobReturn"]]:
-        import optuna
-
         from hydra_plugins.ocrft_optuna_sweeper import summary
         from hydra_plugins.ocrft_optuna_sweeper.study import Tally, build_sampler, grid_space, study_name_for
-        from ocrft.search import PRUNER_ATTR, absolute_storage_url, build_pruner, open_storage
+        from ocrft.search import PRUNER_ATTR, absolute_storage_url, build_pruner, create_study, open_storage
 
         assert self.config is not None and self.launcher is not None
         self.fixed = _fixed_overrides(arguments)
@@ -100,16 +98,8 @@ class OptunaSweeper(Sweeper):
                 self.n_trials = size
         self.seed = self.sampler_spec.get("seed")
         self.build_sampler = lambda seed: build_sampler(self.sampler_spec, self.params, seed)
-        study = optuna.create_study(
-            storage=self.rdb,
-            study_name=self.study_name,
-            direction=self.direction,
-            sampler=self.build_sampler(self.seed),
-            pruner=build_pruner(self.pruner_spec),
-            load_if_exists=True,
-        )
-        if study.direction.name.lower() != self.direction:
-            raise ValueError(f"study {self.study_name!r} was created to {study.direction.name.lower()}, not {self.direction}")
+        study = create_study(self.rdb, self.study_name, self.direction, self.metric,
+                             self.build_sampler(self.seed), build_pruner(self.pruner_spec))  # fmt: skip
         self.study_id = self.rdb.get_study_id_from_name(self.study_name)
         # The job rebuilds the pruner from here (it may run in another process or machine).
         study.set_user_attr(PRUNER_ATTR, self.pruner_spec)

@@ -148,6 +148,7 @@ def test_optuna_dashboard_serves_the_study(pruned_sweep):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", timeout=10) as resp:
             detail = json.loads(resp.read())
         assert len(detail["trials"]) >= 10
+        assert detail["objective_names"] == ["val/cer"]  # the dashboard's header, not "Objective 0"
         assert {"COMPLETE", "PRUNED"} <= {t["state"].upper() for t in detail["trials"]}
     finally:
         proc.terminate()

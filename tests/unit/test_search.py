@@ -189,6 +189,21 @@ def test_absolute_storage_url(tmp_path):
     assert search.absolute_storage_url("postgresql://u@h/db", tmp_path) == "postgresql://u@h/db"
 
 
+def test_create_study_names_its_objective_and_resumes(tmp_path):
+    from optuna_dashboard._named_objectives import get_objective_names
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = search.create_study(search.open_storage(url), "s", "minimize", "val/cer")
+    assert study.metric_names == ["val/cer"]
+    # what optuna-dashboard reads for its column headers (instead of "Objective 0")
+    assert get_objective_names(study._storage.get_study_system_attrs(study._study_id)) == ["val/cer"]
+    _finished_trial(study, [0.5])
+    again = search.create_study(search.open_storage(url, existing=True), "s", "minimize", "val/wer")
+    assert len(again.trials) == 1 and again.metric_names == ["val/wer"]  # resumed, renamed to what it optimises now
+    with pytest.raises(ValueError, match="created to minimize, not maximize"):
+        search.create_study(search.open_storage(url, existing=True), "s", "maximize", "val/cer")
+
+
 # ------------------------------------------------------------------ the job side
 
 
