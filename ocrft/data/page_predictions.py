@@ -99,14 +99,15 @@ def match_pages(records: Sequence[Record], source: Path, match: str = "auto") ->
                 log.warning("%s cannot be read (%s): its lines count as unmatched", rel, page.skip_reason)
             else:
                 log.warning("%s matches no ground-truth page by image name or file name", rel)
-            matched.extra_ids += [f"{rel}#{line.id}" for line in page.lines]
+            matched.extra_ids += [f"{rel}#{line.id}" for line in page.lines if line.text]
             continue
         claimed[gt.page_id] = path
         pairs, extra = _match_lines(gt, page, match)
         for i, text, how in pairs:
             matched.texts[i], found[i] = text, True
             matched.matched_by[how] += 1
-        matched.extra_ids += [f"{rel}#{line.id}" for line in extra]
+        # a line the engine found but read nothing in adds no text: not an extra prediction
+        matched.extra_ids += [f"{rel}#{line.id}" for line in extra if line.text]
     matched.missing_ids = [r.id for r, ok in zip(records, found) if not ok]
     return matched
 

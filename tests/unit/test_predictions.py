@@ -180,6 +180,7 @@ def test_tesseract_alto_is_matched_by_position_scaled_to_the_page(tmp_path: Path
         ("line_1", (44, 164, 300, 56), ["An", "exam-"]),
         ("line_0", (36, 56, 410, 90), ["Hel1o", "world"]),
         ("line_2", (600, 500, 100, 40), ["~"]),
+        ("line_3", (40, 400, 100, 40), []),  # a line found, nothing read in it: no extra prediction
     ])  # fmt: skip
     matched = match_predictions(scan_records(), tmp_path / "tess")
     assert matched.kind == "pages"
