@@ -160,3 +160,41 @@ def test_task_prepare_and_read_back(ocropus_book: Path, tmp_path: Path):
     back = load_data(data_cfg(path=str(out)))
     assert {s: len(v) for s, v in back.splits.items()} == {s: report["lines_written"][s] for s in ("train", "val", "test")}
     assert all(Path(r.image).is_file() for v in back.splits.values() for r in v)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_root: Path, monkeypatch):
+    """The real entry point on a kraken-style folder with train/ and test/ but no val/: asked to
+    validate it stops before loading the model; with data.val_from_train it trains and scores."""
+    import shutil
+
+    from ocrft.models import loading as model_loading
+    from ocrft.validate import ConfigError
+    from tests.conftest import run
+
+    tiny = repo_root / "tests" / "assets" / "tiny_ocr"
+    lines = tmp_path / "lines"
+    for i, row in enumerate(json.loads((tiny / "ocr.json").read_text())):
+        folder = lines / ("test" if i >= 9 else "train") / f"doc{i // 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny / row["img_path"], folder / f"{i:04d}.png")
+        (folder / f"{i:04d}.gt.txt").write_text(row["ocr_results"] + "\n")
+    args = ["task=train", "model=tiny_qwen2_vl", "data=line_folder", f"data.path={lines}", "train.max_steps=2",
+            "train.per_device_train_batch_size=4", "eval.max_new_tokens=4", "eval.before_after=false",
+            "eval.every_n_steps=2", "train.save_steps=100"]
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the empty val split was noticed")
+
+    with monkeypatch.context() as m:
+        m.setattr(model_loading, "load_model", no_model)
+        with pytest.raises(ConfigError, match=r"val split is empty .*lines \(has no val split\)"):
+            run(args, tmp_path / "no_val")
+    record = run([*args, "data.val_from_train=0.34"], tmp_path / "run")
+    assert record["status"] == "finished"
+    metrics = record["metrics"]
+    assert metrics["data/train_samples"] == 6  # 9 train lines, one of 3 documents carved into val
+    assert metrics["val/best_step"] == 2 and 0 <= metrics["val/cer"]
+    results = json.loads(Path(record["paths"]["results"]).read_text())
+    assert sorted(Path(s["image_path"]).name for s in results["samples"]) == ["0009.png", "0010.png", "0011.png"]
