@@ -292,7 +292,7 @@ def test_run_serve_serves_until_signalled(tmp_path, sig):
         if child.poll() is None:
             child.kill()
     assert child.returncode == 0, err.decode()
-    assert f'RESULT {{"url": "http://127.0.0.1:{port}/v1"}}' in out.decode()
+    assert f'RESULT {{"url": "http://127.0.0.1:{port}/v1", "model_name": "tiny-ocr"}}' in out.decode()
     assert f"serving tiny-ocr at http://127.0.0.1:{port}/v1" in err.decode()
 
 

@@ -163,6 +163,40 @@ def test_experiment_name_precedence():
     assert tracking.experiment_name(compose(["experiment_name=demo", "tracking.experiment=mine"])) == "mine"
 
 
+def test_new_experiment_opens_on_the_runs_table(store, tmp_path):
+    # mlflow.experimentKind=custom_model_development: MLflow 3's UI shows the runs table, not
+    # the GenAI traces overview (the values are in mlflow/server/js)
+    run(store, tmp_path / "run", finished, experiment="kind-check")
+    exp = client(store).get_experiment_by_name("kind-check")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+EVAL = ["task=eval", "data=tiny_ocr", "data.train_ratio=0.5", "data.val_ratio=0.25", "eval.limit=2"]
+
+
+def test_eval_split_is_logged_as_a_dataset_input(store, tmp_path):
+    from ocrft.evaluate import load_eval_split
+    from ocrft.mlflow_inputs import records_digest
+
+    seen = []
+
+    def task(cfg, ctx):
+        seen.extend(load_eval_split(cfg, ctx.run_dir, ctx.tracker))
+        return TaskResult()
+
+    run(store, tmp_path / "run", task, *EVAL)
+    (di,) = client(store).get_run(record(tmp_path / "run")["mlflow_run_id"]).inputs.dataset_inputs
+    assert {t.key: t.value for t in di.tags} == {"mlflow.data.context": "test"}
+    assert di.dataset.name == "json_ocr:tests/assets/tiny_ocr/ocr.json"
+    assert di.dataset.digest == records_digest(seen[:2]) and len(seen) == 2
+    assert json.loads(di.dataset.profile) == {"num_rows": 2}
+    assert json.loads(di.dataset.source) == {"uri": str((REPO / "tests/assets/tiny_ocr/ocr.json").resolve())}
+    # the same samples read again (a resumed or repeated eval) are the same dataset: same digest
+    run(store, tmp_path / "again", task, *EVAL)
+    (again,) = client(store).get_run(record(tmp_path / "again")["mlflow_run_id"]).inputs.dataset_inputs
+    assert again.dataset.digest == di.dataset.digest
+
+
 def test_tracking_none_and_non_zero_ranks_log_nothing(tmp_path, monkeypatch):
     assert run("sqlite:///unused.db", tmp_path / "a", finished, "tracking=none")["eval/cer"] == 0.25
     assert record(tmp_path / "a")["mlflow_run_id"] is None
