@@ -151,6 +151,18 @@ def endpoint_metrics(rows: Sequence[dict], pricing: dict, model: str) -> dict[st
     return metrics
 
 
+def served_model_id(client: EndpointClient) -> Optional[str]:
+    """The one model a server lists at ``GET <base>/models`` (what task=serve answers as), or None."""
+    import httpx
+
+    try:
+        r = client._http.get(client.url.rsplit("/chat/completions", 1)[0] + "/models")
+        ids = [m["id"] for m in r.json()["data"]] if r.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return ids[0] if len(ids) == 1 and isinstance(ids[0], str) else None
+
+
 def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
     """task=eval with model=endpoint: transcribe ``records`` through the endpoint (resumable
     from ``<run_dir>/endpoint_checkpoint.jsonl``), then score and write results like a
@@ -160,6 +172,9 @@ def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tup
 
     provider = load_provider(cfg.model.provider or "ocrft")
     client = build_client(cfg.model)  # a missing key fails here, before any request
+    if provider.name == "ocrft" and not cfg.model.remote_model:
+        # task=serve answers under any name: send, and record, the one it serves
+        client.model = served_model_id(client) or client.model
     checkpoint = Path(run_dir) / "endpoint_checkpoint.jsonl"
     try:
         rows = evaluate_endpoint(records, cfg.prompt.text, cfg.prompt.system, client, cfg.eval.workers, checkpoint,

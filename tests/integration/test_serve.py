@@ -219,6 +219,28 @@ def test_endpoint_client_against_served_model(served, tmp_path, stream):
     assert done.usage == {"prompt_tokens": 3, "completion_tokens": 5}
 
 
+def test_endpoint_eval_of_a_served_model_sends_and_records_its_name(served, tmp_path, monkeypatch):
+    import json
+
+    from ocrft.data.record import Record
+    from ocrft.endpoint_eval import run_endpoint_eval
+    from tests.conftest import compose
+
+    url, _ = served
+    monkeypatch.setenv(KEY_ENV, KEY)
+    Image.new("L", (40, 16), 200).save(tmp_path / "a.png")
+    cfg = compose(["task=eval", "model=endpoint", "model.provider=ocrft", f"model.base_url={url}/v1",
+                   f"model.api_key_env={KEY_ENV}", "tracking=none"])  # fmt: skip
+    records = [Record(id="a", image=str(tmp_path / "a.png"), text="40x16")]
+    run_endpoint_eval(cfg, records, tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    # the model id came from the server's /v1/models, not the provider's placeholder "ocrft"
+    assert results["model_name"] == f"ocrft:{MODEL}"
+    assert results["model"] | {"endpoint": None} == {"kind": "endpoint", "provider": "ocrft", "endpoint": None,
+                                                     "remote_model": MODEL, "id": MODEL, "name": f"ocrft:{MODEL}"}
+    assert results["model"]["endpoint"] == f"{url}/v1/chat/completions"
+
+
 def test_refuses_to_start_with_empty_key_variable(monkeypatch):
     monkeypatch.setenv(KEY_ENV, "")
     with pytest.raises(ConfigError, match=KEY_ENV):
