@@ -4,17 +4,27 @@
     python -m ocrft task=prepare data=alto data.input_dir=EXPORT data.output_dir=OUT
     python -m ocrft task=prepare data=json_ocr data.path=labels.json data.output_dir=OUT
 
-PAGE-XML and ALTO exports become line images ``OUT/lines/<page>/<line>.png`` and
-``OUT/{train,val,test}.jsonl`` rows ``{"image", "text", "id", "page", "region"}`` (image
-relative to OUT), which ``data=page_xml data.path=OUT`` reads back. Gemma-OCR JSON and
+PAGE-XML and ALTO exports become sample images and ``OUT/{train,val,test}.jsonl`` rows,
+which ``data=page_xml data.path=OUT`` reads back. ``data.level`` says what a sample is:
+``line`` (``OUT/lines/<page>/<line>.png``, scaled to data.target_height; text that exists
+only at region level becomes ``OUT/regions/<page>/<region>.png``), ``region``
+(``OUT/regions/...``, lines joined with "\n") or ``page`` (``OUT/pages/<page>.png``, all
+lines joined); region and page images keep their aspect ratio within data.max_pixels.
+Every row is ``{"image", "text", "id", "page", "region", "line", "level", "bbox",
+"page_image", "page_size"}``: image relative to OUT; ``line`` the line's element id (null
+for region and page rows); ``bbox`` ``[x0, y0, x1, y1]`` of the sample's polygon in
+page-image pixels; ``page_image`` the page's image relative to the export folder;
+``page_size`` its ``[width, height]`` (see ocrft.data.lines._write_lines). Gemma-OCR JSON and
 vision JSONL files are re-split into ``OUT/{train,val,test}.json`` / ``.jsonl`` in their
 own schema, images left in place and named relative to OUT. ``OUT/prepare_report.json``
 records pages, lines per split, skips by reason, duplicates removed and the settings (for
 JSON files a "page" is a distinct image and a "line" a sample); the run's metrics are
 ``prepare/pages``, ``prepare/lines_written``, ``prepare/<split>/lines`` and so on.
 
-Splits are seeded and by group: the page for exports, the image's SHA-256 for JSON files,
-so one page or one image never lands in two splits. An exact duplicate (same image bytes,
+Splits are seeded and by group: the page for exports (at every level), the image's SHA-256
+for JSON files, so one page or one image never lands in two splits. A one-page export would
+thus be all train: ``data.split_by_line=true`` splits its samples one by one instead, with
+a warning that lines of one page in train and test share a hand and a scan. An exact duplicate (same image bytes,
 same prompt and text) is dropped and reported; an image that still shows up in two splits
 is removed from the later one (test before val; see ``drop_leaks``).
 
@@ -43,7 +53,8 @@ from omegaconf import DictConfig
 from ocrft import atomic
 from ocrft.config import OnError
 from ocrft.data import alto, page_xml
-from ocrft.data.lines import CropSettings, Imported, import_pages
+from ocrft.data.crops import CropSettings
+from ocrft.data.lines import Imported, import_pages
 from ocrft.data.record import DataError, Record
 from ocrft.data.splits import SPLITS, drop_leaks, split_records
 from ocrft.runner import RunContext, TaskResult
@@ -74,8 +85,9 @@ def _page_loader(read_page, marker: bytes):
             raise DataError("data.input_dir must be the export folder holding the page files", source)
         if data.target_height < 1 or data.padding < 0:
             raise ConfigError(f"data.target_height={data.target_height} must be >= 1 and data.padding={data.padding} >= 0")
-        settings = CropSettings(data.target_height, data.preserve_aspect_ratio, data.padding, data.mask)
-        result = import_pages(source, work, read_page, marker, settings, OnError(data.on_error) is OnError.skip)
+        settings = CropSettings(data.target_height, data.preserve_aspect_ratio, data.padding, data.mask, data.max_pixels)
+        skip = OnError(data.on_error) is OnError.skip
+        result = import_pages(source, work, read_page, marker, settings, skip, level=data.level)
         if not result.pages and not result.pages_skipped:
             raise DataError(f"no {data.format} page files found (is data.format right?)", source)
         return result
@@ -124,7 +136,8 @@ def _rel(image: str, out: Path) -> str:
 
 
 def _line_row(r: Record, out: Path) -> dict:
-    return {"image": r.image, "text": r.text, "id": r.id, "page": r.meta["page"], "region": r.meta["region"]}
+    extra = {k: v for k, v in r.meta.items() if k not in ("page", "region", "sha256")}  # line, level, bbox, ...
+    return {"image": r.image, "text": r.text, "id": r.id, "page": r.meta["page"], "region": r.meta["region"], **extra}
 
 
 def _json_ocr_row(r: Record, out: Path) -> dict:
@@ -175,8 +188,9 @@ def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
         if not imported.records:
             skipped = f"lines {dict(imported.lines_skipped)}, pages {dict(imported.pages_skipped)}"
             raise DataError(f"nothing imported; skipped: {skipped}", source)
-        splits = split_records(imported.records, data.train_ratio, data.val_ratio, data.split_seed)
-        splits, leaks = drop_leaks(splits, key=lambda r: r.meta["sha256"])
+        by_line = data.split_by_line
+        splits = split_records(imported.records, data.train_ratio, data.val_ratio, data.split_seed, by_record=by_line)
+        splits, leaks = drop_leaks(splits, key=_leak_key(by_line, importer.crops))
         for name in SPLITS:
             _WRITERS[importer.ext](work / f"{name}{importer.ext}", [importer.row(r, out) for r in splits[name]])
         report = _report(data, importer, source, out, imported, splits, leaks)
@@ -188,6 +202,19 @@ def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
     ctx.tracker.log_metrics(metrics)
     ctx.tracker.log_artifact(out / REPORT)
     return TaskResult(metrics=metrics, paths={"output_dir": str(out), "prepare_report": str(out / REPORT)})
+
+
+def _leak_key(split_by_line: bool, crops: bool) -> Callable[[Record], str]:
+    """What finds one image in two splits. With split_by_line, lines of one page share the
+    page image's hash by design, so for page exports each sample is its own key."""
+    if not split_by_line:
+        return lambda r: r.meta["sha256"]
+    log.warning(
+        "data.split_by_line=true: samples are split one by one, so lines of one page land in train "
+        "and in val/test; they share a hand and a scan, and scores on them overstate how the model "
+        "reads pages it has never seen"
+    )
+    return (lambda r: r.id) if crops else (lambda r: r.meta["sha256"])
 
 
 def _source(data: DictConfig) -> Path:
@@ -230,15 +257,26 @@ def _swap(work: Path, out: Path) -> None:
 
 def _report(data, importer, source, out, imported, splits, leaks) -> dict:
     written = {name: len(splits[name]) for name in SPLITS}
-    for name, n in written.items():
-        if not n:
-            log.warning("the %s split is empty: too few %s for the ratios", name, "pages" if importer.crops else "images")
+    unit = "pages" if importer.crops else "images"
+    pages = len({r.group for split in splits.values() for r in split})
+    empty = [name for name, n in written.items() if not n]
+    if empty and pages == 1 and importer.crops:
+        log.warning(
+            "the %s empty: the export has one page and a page never straddles two splits, so everything is "
+            "in train; add pages, or set data.split_by_line=true to split its lines",
+            " and ".join(empty) + (" splits are" if len(empty) > 1 else " split is"),
+        )
+    else:
+        for name in empty:
+            log.warning("the %s split is empty: too few %s (%d) for the ratios", name, unit, pages)
     duplicates = imported.duplicates + [{**leak, "removed": 1} for leak in leaks]
-    settings = {k: data[k] for k in ("format", "train_ratio", "val_ratio", "split_seed", "on_error")}
+    settings = {k: data[k] for k in ("format", "train_ratio", "val_ratio", "split_seed", "split_by_line", "on_error")}
     if importer.crops:
-        settings.update({k: data[k] for k in ("target_height", "preserve_aspect_ratio", "padding", "mask")})
+        keys = ("level", "target_height", "preserve_aspect_ratio", "padding", "mask", "max_pixels")
+        settings.update({k: data[k] for k in keys})
     return {
         "format": data.format,
+        **({"level": data.level} if importer.crops else {}),
         "input": str(source),
         "output_dir": str(out),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

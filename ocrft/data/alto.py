@@ -9,7 +9,9 @@ hyphen printed at the end of the line, ``-`` when it names none).
 Coordinates in ``mm10`` or ``inch1200`` are scaled to the image through the Page's
 WIDTH/HEIGHT; without those the page is skipped as ``unsupported_measurement_unit``.
 The image is ``sourceImageInformation/fileName``, else an image with the XML's stem.
-Lines are in document order (ALTO has no reading-order element that producers fill in).
+Lines and TextBlocks are in document order (ALTO has no reading-order element that
+producers fill in); a TextBlock's outline is read like a line's, and a block without an
+ID is named ``block<N>`` after its line in the file.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional
 
-from ocrft.data.lines import Line, PageLines, local, namespace, parse_points, parse_xml
+from ocrft.data.lines import Line, PageLines, Region, local, namespace, parse_points, parse_xml
 
 ALTO_NAMESPACES = (
     "http://www.loc.gov/standards/alto/ns-v2#",
@@ -30,7 +32,9 @@ UNITS = ("pixel", "mm10", "inch1200")
 
 
 def read_alto(path: Path) -> Optional[PageLines]:
-    """Read one ALTO file into its image reference, page size and lines.
+    """Read one ALTO file (ground truth or an engine's output, e.g. ``tesseract ... alto``)
+    into its image reference, page size, lines and TextBlocks (regions, without text of
+    their own), in document order.
 
     Returns:
         None for an XML file that is not ALTO (its root is not ``alto``).
@@ -55,11 +59,13 @@ def read_alto(path: Path) -> Optional[PageLines]:
     elif unit not in UNITS or (unit != "pixel" and size is None):
         result.skip_reason = "unsupported_measurement_unit"
     for block in root.iter(q("TextBlock")):
+        block_id = block.get("ID") or f"block{source_lines[block]}"
+        result.regions.append(Region(id=block_id, text="", points=_outline(block, ns), source_line=source_lines[block]))
         for el in block.findall(q("TextLine")):
             result.lines.append(
                 Line(
                     id=el.get("ID") or f"line{source_lines[el]}",
-                    region=block.get("ID", ""),
+                    region=block_id,
                     text=_text(el, ns),
                     points=_outline(el, ns),
                     source_line=source_lines[el],
@@ -76,12 +82,13 @@ def _size(page: ET.Element) -> Optional[tuple[float, float]]:
     return (width, height) if width > 0 and height > 0 else None
 
 
-def _outline(line: ET.Element, ns: str) -> Optional[list[tuple[float, float]]]:
-    polygon = line.find(f"{{{ns}}}Shape/{{{ns}}}Polygon")
+def _outline(el: ET.Element, ns: str) -> Optional[list[tuple[float, float]]]:
+    """A TextLine's or TextBlock's Shape/Polygon, else its HPOS/VPOS/WIDTH/HEIGHT box."""
+    polygon = el.find(f"{{{ns}}}Shape/{{{ns}}}Polygon")
     if polygon is not None:
         return parse_points(polygon.get("POINTS"))
     try:
-        x, y, w, h = (float(line.get(k, "")) for k in ("HPOS", "VPOS", "WIDTH", "HEIGHT"))
+        x, y, w, h = (float(el.get(k, "")) for k in ("HPOS", "VPOS", "WIDTH", "HEIGHT"))
     except ValueError:
         return None
     return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]

@@ -136,3 +136,21 @@ def test_unknown_unit_and_several_pages_are_skipped(tmp_path):
     report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
     assert report["pages_skipped"] == {"multi_page_alto": 1, "unsupported_measurement_unit": 1}
     assert report["lines_written"]["total"] == 4
+
+
+def test_text_blocks_at_region_level_and_the_whole_page(tmp_path):
+    page = read_alto(ALTO / "tesseract" / "scan1.xml")
+    assert [(r.id, r.points[0], r.text) for r in page.regions] == [("block_0", (20, 30), ""), ("block_1", (20, 130), "")]
+    out = tmp_path / "out"
+    prepare(tmp_path, f"data.input_dir={ALTO / 'tesseract'}", f"data.output_dir={out}", "data.level=region")
+    rows = written(out)
+    # a block's lines joined in document order; line_4's box is degenerate but its text is the block's
+    assert {k: (r["text"], r["bbox"], r["line"]) for k, r in rows.items()} == {
+        "scan1/block_0": ("Hello world\nAn exam-", [20, 30, 300, 110], None),
+        "scan1/block_1": ("no gap\na  b\nzero", [20, 130, 170, 280], None),
+    }
+    assert Image.open(out / rows["scan1/block_0"]["image"]).size == (288, 88)  # 280x80 + padding, not squeezed
+    prepare(tmp_path, f"data.input_dir={ALTO / 'tesseract'}", f"data.output_dir={out}", "data.level=page")
+    (row,) = written(out).values()
+    assert row["text"] == "Hello world\nAn exam-\nno gap\na  b\nzero" and row["page_size"] == [400, 300]
+    assert row["image"] == "pages/scan1.png" and Image.open(out / row["image"]).size == (400, 300)

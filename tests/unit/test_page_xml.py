@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ocrft.data.lines import CropSettings, PageSkipped, crop_line, find_page_image
+from ocrft.data.crops import CropSettings, PageSkipped, crop_line, find_page_image
 from ocrft.data.page_xml import read_page_xml
 from ocrft.data.record import DataError
 from ocrft.prepare import run_prepare
@@ -325,13 +325,104 @@ def test_the_same_scan_under_two_names_is_imported_once(tmp_path):
     assert report["duplicates"] == [{"page": "p2", "same_as": "p1", "removed": 2}]
 
 
-def test_unsupported_page_version_is_counted(tmp_path):
+def test_a_page_namespace_without_a_version_is_counted_unsupported(tmp_path):
     export = tmp_path / "export"
     export.mkdir()
     write_image(export / "new.png")
+    write_image(export / "draft.png", gray=31)
     (export / "new.xml").write_text(page("new.png", [("l1", "20,10 70,10 70,30 20,30", "ok")]))
-    old_ns = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2010-03-19"
-    (export / "old.xml").write_text(page("new.png", [("l1", "20,10 70,10 70,30 20,30", "old")], ns=old_ns))
+    draft_ns = "http://schema.primaresearch.org/PAGE/gts/pagecontent/draft"
+    (export / "draft.xml").write_text(page("draft.png", [("l1", "20,10 70,10 70,30 20,30", "draft")], ns=draft_ns))
     prepare(tmp_path, f"data.input_dir={export}", f"data.output_dir={tmp_path / 'out'}")
     report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
     assert report["pages"] == 1 and report["pages_skipped"] == {"unsupported_schema": 1}
+    assert report["lines_skipped"] == {}  # its lines were never read
+
+
+# --- every PAGE version -------------------------------------------------------------------
+
+
+def test_page_2010_with_point_children_reads_unicode_in_reading_order():
+    page = read_page_xml(EXPORTS / "prima_2010" / "pc-00000123.xml")
+    # r2 is written first; ReadingOrder puts r1 first. Unicode, not PlainText ("fi"), is the text.
+    assert [(x.id, x.region, x.text) for x in page.lines] == [
+        ("r1l1", "r1", "Of the \ufb01rst Page"),
+        ("r1l2", "r1", "in its 2010 form"),
+        ("r2l1", "r2", "Second region"),
+    ]
+    assert page.lines[0].points == [(30, 25), (270, 25), (270, 45), (30, 45)]  # from <Point x= y=>
+    # the GraphicRegion holds no text: not a region sample
+    assert [(r.id, r.points[0]) for r in page.regions] == [("r1", (20, 20)), ("r2", (20, 100))]
+    assert page.regions[0].text == "Of the \ufb01rst Page\nin its 2010 form"
+
+
+@pytest.mark.parametrize("version", ["2009-03-16", "2010-01-12", "2016-07-15", "2017-07-15", "2018-07-15", "2024-07-15"])
+@pytest.mark.parametrize("scheme", ["http", "https"])  # kraken writes https://schema.primaresearch.org/...
+def test_every_dated_page_namespace_is_read(tmp_path, version, scheme):
+    ns = f"{scheme}://schema.primaresearch.org/PAGE/gts/pagecontent/{version}"
+    (tmp_path / "p.xml").write_text(page("p.png", [("l1", "20,10 70,10 70,30 20,30", "text")], ns=ns))
+    read = read_page_xml(tmp_path / "p.xml")
+    assert read.skip_reason is None and [(x.id, x.text, len(x.points)) for x in read.lines] == [("l1", "text", 4)]
+
+
+def test_pc_prefix_and_ocrd_workspace_layout(tmp_path):
+    xml = EXPORTS / "ocrd_2018" / "OCR-D-GT-SEG-LINE" / "OCR-D-GT-SEG-LINE_0001.xml"
+    page = read_page_xml(xml)  # <pc:PcGts xmlns:pc=".../2018-07-15">
+    assert [x.text for x in page.lines] == ["Jn \u017feiner Stube \u017fa\u00df", "der Gelehrte."]  # \u017f = long s, kept
+    assert page.image_ref == "OCR-D-IMG/OCR-D-IMG_0001.png"  # relative to the workspace, not the XML
+    out = tmp_path / "out"
+    prepare(tmp_path, f"data.input_dir={EXPORTS / 'ocrd_2018'}", f"data.output_dir={out}", "data.target_height=38")
+    written = sorted((r["id"], r["text"], r["page_image"]) for split in rows(out).values() for r in split)
+    assert written == [  # mets.xml beside the pages is passed over
+        ("OCR-D-GT-SEG-LINE/OCR-D-GT-SEG-LINE_0001/line0001", "Jn \u017feiner Stube \u017fa\u00df", "OCR-D-IMG/OCR-D-IMG_0001.png"),
+        ("OCR-D-GT-SEG-LINE/OCR-D-GT-SEG-LINE_0001/line0002", "der Gelehrte.", "OCR-D-IMG/OCR-D-IMG_0001.png"),
+    ]
+
+
+def test_a_default_namespace_and_a_prefix_read_the_same(tmp_path):
+    plain = page("p.png", [("l1", "20,10 70,10 70,30 20,30", "same")])
+    prefixed = plain.replace("<PcGts xmlns=", "<pc:PcGts xmlns:pc=").replace("</PcGts>", "</pc:PcGts>")
+    for tag in ("Page", "TextRegion", "TextLine", "Coords", "TextEquiv", "Unicode"):
+        prefixed = prefixed.replace(f"<{tag}", f"<pc:{tag}").replace(f"</{tag}>", f"</pc:{tag}>")
+    assert "<pc:Unicode>same</pc:Unicode>" in prefixed
+    (tmp_path / "plain.xml").write_text(plain)
+    (tmp_path / "prefixed.xml").write_text(prefixed)
+    assert read_page_xml(tmp_path / "plain.xml") == read_page_xml(tmp_path / "prefixed.xml")
+
+
+def test_broken_point_coordinates_are_invalid_coords(tmp_path):
+    ns = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2010-03-19"
+    line = '<TextLine id="{}"><Coords>{}</Coords><TextEquiv><Unicode>t</Unicode></TextEquiv></TextLine>'
+    good = '<Point x="1" y="1"/><Point x="9" y="1"/><Point x="9" y="5"/>'
+    body = line.format("ok", good) + line.format("no_y", '<Point x="1"/>' + good) + line.format("nan", good.replace('"9"', '"nan"', 1))
+    (tmp_path / "p.xml").write_text(
+        f'<PcGts xmlns="{ns}"><Page imageFilename="p.png" imageWidth="10" imageHeight="10">'
+        f'<TextRegion id="r1"><Coords/>{body}</TextRegion></Page></PcGts>'
+    )
+    read = read_page_xml(tmp_path / "p.xml")
+    assert {x.id: x.points for x in read.lines} == {"ok": [(1, 1), (9, 1), (9, 5)], "no_y": None, "nan": None}
+    assert read.regions[0].points == []  # <Coords/> with no Point: no polygon (degenerate when cropped)
+
+
+@pytest.mark.parametrize(
+    "xml, message",
+    [
+        # a PAGE-namespace file whose root is the Page itself (a fragment cut out of a PcGts)
+        (f'<Page xmlns="{NS2019}" imageFilename="p.png" imageWidth="100" imageHeight="60"/>', "root element is <Page>, not <PcGts>"),
+        # a PcGts outside the PAGE namespace that still points at PAGE's schema
+        ('<PcGts xmlns="http://example.com/page" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+         f'xsi:schemaLocation="http://example.com/page {NS2019}/pagecontent.xsd"><Page/></PcGts>',
+         "<PcGts> is in namespace 'http://example.com/page', not PAGE's"),
+    ],
+)  # fmt: skip
+def test_a_page_marked_file_that_is_not_page_is_an_error_naming_it(tmp_path, xml, message):
+    export = tmp_path / "export"
+    export.mkdir()
+    write_image(export / "good.png")
+    (export / "good.xml").write_text(page("good.png", [("l1", "20,10 70,10 70,30 20,30", "good")]))
+    (export / "odd.xml").write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + xml)
+    with pytest.raises(DataError, match=rf"odd\.xml:2: .*{message}.*data\.on_error=skip"):
+        prepare(tmp_path, f"data.input_dir={export}", f"data.output_dir={tmp_path / 'out'}")
+    result = prepare(tmp_path, f"data.input_dir={export}", f"data.output_dir={tmp_path / 'out'}", "data.on_error=skip")
+    report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
+    assert report["pages_skipped"] == {"xml_error": 1} and result.metrics["prepare/lines_written"] == 1

@@ -84,6 +84,52 @@ def test_pages_never_straddle_splits_and_the_split_is_seeded(tmp_path):
     assert all((out / f"{s}.jsonl").read_bytes() == (again / f"{s}.jsonl").read_bytes() for s in ("train", "val", "test"))
 
 
+def one_page_export(root: Path, lines: int) -> None:
+    """A one-page Transkribus-style export whose lines are each a distinct gray band."""
+    (root / "page").mkdir(parents=True)
+    image = Image.new("L", (60, 10 * lines), 255)
+    for i in range(lines):
+        image.paste(10 * i, (2, 10 * i + 2, 58, 10 * i + 8))
+    image.save(root / "scan.png")
+    body = "".join(
+        f'<TextLine id="l{i}"><Coords points="2,{10 * i + 2} 58,{10 * i + 2} 58,{10 * i + 8} 2,{10 * i + 8}"/>'
+        f"<TextEquiv><Unicode>line {i}</Unicode></TextEquiv></TextLine>"
+        for i in range(lines)
+    )
+    (root / "page" / "scan.xml").write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?><PcGts xmlns="{NS2013}"><Page imageFilename="scan.png" '
+        f'imageWidth="60" imageHeight="{10 * lines}"><TextRegion id="r1">{body}</TextRegion></Page></PcGts>'
+    )
+
+
+def test_split_by_line_splits_a_one_page_export(tmp_path, caplog):
+    one_page_export(tmp_path / "export", lines=10)
+    paged, by_line = tmp_path / "paged", tmp_path / "by_line"
+    with caplog.at_level("WARNING", logger="ocrft"):
+        prepare(tmp_path, "page_xml", f"data.input_dir={tmp_path / 'export'}", f"data.output_dir={paged}", "data.target_height=8")
+    assert [len(jsonl(paged / f"{s}.jsonl")) for s in ("train", "val", "test")] == [10, 0, 0]  # a page is never split
+    assert "the export has one page" in caplog.text and "set data.split_by_line=true" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ocrft"):
+        result = prepare(
+            tmp_path, "page_xml", f"data.input_dir={tmp_path / 'export'}", f"data.output_dir={by_line}",
+            "data.target_height=8", "data.split_by_line=true",
+        )  # fmt: skip
+    splits = {s: jsonl(by_line / f"{s}.jsonl") for s in ("train", "val", "test")}
+    assert {s: len(rows) for s, rows in splits.items()} == {"train": 8, "val": 1, "test": 1}
+    assert {r["page"] for rows in splits.values() for r in rows} == {"scan"}
+    assert sorted(r["line"] for rows in splits.values() for r in rows) == sorted(f"l{i}" for i in range(10))
+    # every line shares the page image's hash: none of them is taken for a leak
+    assert result.metrics["prepare/duplicates_removed"] == 0
+    report = json.loads((by_line / "prepare_report.json").read_text())
+    assert report["settings"]["split_by_line"] is True and report["pages_per_split"] == {"train": 1, "val": 1, "test": 1}
+    assert "share a hand and a scan" in caplog.text and "splits are empty" not in caplog.text
+    again = tmp_path / "again"  # seeded like the page split
+    overrides = (f"data.input_dir={tmp_path / 'export'}", f"data.output_dir={again}", "data.target_height=8", "data.split_by_line=true")
+    prepare(tmp_path, "page_xml", *overrides)
+    assert all((again / f"{s}.jsonl").read_bytes() == (by_line / f"{s}.jsonl").read_bytes() for s in splits)
+
+
 def test_split_ratios_count_records_and_keep_big_groups_out_of_tiny_splits():
     singles = [Record(id=str(i), image="x", text="t") for i in range(10)]
     assert {k: len(v) for k, v in split_records(singles, 0.8, 0.1, 0).items()} == {"train": 8, "val": 1, "test": 1}
@@ -156,8 +202,8 @@ def test_a_failed_import_keeps_the_previous_output(tmp_path):
 
 
 def test_registry_covers_the_import_formats():
-    assert sorted(IMPORTERS) == ["alto", "json_ocr", "jsonl_vision", "page_xml"]
-    with pytest.raises(ConfigError, match=r"importable: \['alto', 'json_ocr', 'jsonl_vision', 'page_xml'\]"):
+    assert sorted(IMPORTERS) == ["alto", "hf_dataset", "json_ocr", "jsonl_vision", "line_folder", "page_xml"]
+    with pytest.raises(ConfigError, match=r"importable: \['alto', 'hf_dataset', 'json_ocr', 'jsonl_vision', 'line_folder', 'page_xml'\]"):
         get_importer("messages")
 
 
