@@ -176,7 +176,7 @@ def _collect(el, ranks, source_lines, chain, lines, regions, ordinal) -> None:
         elif child.get("id") and (name.endswith("Region") or name == "TableCell"):
             inner = chain + [(child.get("id"), next(ordinal))]
             if name in _TEXT_CONTAINERS or any(local(c.tag) in ("TextLine", "TextEquiv") for c in child):
-                region = Region(child.get("id"), _text(child), _points(child), source_lines[child])
+                region = Region(child.get("id"), _own_text(child), _points(child), source_lines[child])
                 regions.append((_rank(inner, ranks), inner[-1][1], region))
             _collect(child, ranks, source_lines, inner, lines, regions, ordinal)
         elif name not in _NOT_CONTENT:
@@ -186,6 +186,13 @@ def _collect(el, ranks, source_lines, chain, lines, regions, ordinal) -> None:
 def _rank(chain: list[tuple[str, int]], ranks: dict[str, int]) -> float:
     """The innermost enclosing region that the reading order names decides the place."""
     return next((ranks[rid] for rid, _ in reversed(chain) if rid in ranks), _LAST)
+
+
+def _own_text(region: ET.Element) -> str:
+    """A region's TextEquiv, unless a line or region nested in it has text: the innermost
+    text is the transcription, an outer one usually repeats it (and would be read twice)."""
+    nested = (el for el in region.iter() if el is not region and local(el.tag) in ("TextLine", "TextRegion", "TableCell"))
+    return "" if any(_text(el) for el in nested) else _text(region)
 
 
 def _text(el: ET.Element) -> str:

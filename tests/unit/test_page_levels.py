@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 
 from ocrft.data.crops import fit_pixels
+from ocrft.data.page_samples import SAMPLERS
+from ocrft.data.page_xml import read_page_xml
 from ocrft.data.readers import get_reader
 from ocrft.prepare import run_prepare
 from ocrft.runner import RunContext
@@ -96,6 +98,24 @@ def test_text_only_at_region_level_becomes_region_samples(tmp_path, caplog):
     # a one-page export: one warning that names the fix
     assert "the val and test splits are empty: the export has one page" in caplog.text
     assert caplog.text.count("data.split_by_line=true") == 1
+
+
+def test_an_outer_region_repeating_its_inner_text_is_not_read_twice(tmp_path):
+    ns = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
+    box = '<Coords points="1,1 9,1 9,9 1,9"/>'
+    (tmp_path / "p.xml").write_text(
+        f'<PcGts xmlns="{ns}"><Page imageFilename="p.png" imageWidth="10" imageHeight="10">'
+        f'<TextRegion id="outer">{box}'
+        f'<TextRegion id="inner">{box}<TextEquiv><Unicode>inner text</Unicode></TextEquiv></TextRegion>'
+        "<TextEquiv><Unicode>inner text</Unicode></TextEquiv></TextRegion>"
+        f'<TextRegion id="alone">{box}<TextLine id="l">{box}</TextLine>'
+        "<TextEquiv><Unicode>only here</Unicode></TextEquiv></TextRegion></Page></PcGts>"
+    )
+    page = read_page_xml(tmp_path / "p.xml")
+    assert [(r.id, r.text) for r in page.regions] == [("outer", ""), ("inner", "inner text"), ("alone", "only here")]
+    samples, skips = SAMPLERS["line"](page)
+    assert [(s.level, s.id, s.text) for s in samples] == [("region", "inner", "inner text"), ("region", "alone", "only here")]
+    assert skips == [("no_text", 1, "l")]
 
 
 def test_level_region_joins_lines_in_reading_order_within_max_pixels(tmp_path):
