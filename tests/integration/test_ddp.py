@@ -27,9 +27,9 @@ TINY = [
 ]  # fmt: skip
 
 
-def launch(cmd: list[str], cwd: Path, timeout: float = 400) -> str:
+def launch(cmd: list[str], cwd: Path, timeout: float = 400, env: dict[str, str] | None = None) -> str:
     """Run a launcher and its worker processes (one process group); returns their output."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
     try:
@@ -85,6 +85,26 @@ def test_torchrun_two_processes_train_like_one_with_the_same_effective_batch(tmp
     model = load_model(resolve_model("qwen2_vl", str(run_dir)))
     lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "the adapter was trained (LoRA B starts at zero)"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_docs_torchrun_example_runs_on_an_empty_cache_and_builds_the_tiny_model_once(tmp_path):
+    # docs/scale.md's CPU example on a fresh machine. Both ranks need the tiny checkpoint; it
+    # used to be built by both, and rank 1's processor-only folder (save_pretrained writes
+    # weights on rank 0 only) could land in the cache and break every later run.
+    from ocrft.cache_entry import entry_problem
+    from ocrft.models.loading import TINY_FILES
+
+    cache = tmp_path / "cache"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for attempt in ("run", "again"):  # the second run reuses what the first one cached
+        out = launch([*torchrun, "-m", "ocrft", "tracking=none", "train.max_steps=4", "data.num_train=16",
+                      f"run_dir={tmp_path / attempt}"], cwd=tmp_path, timeout=300, env={"OCRFT_CACHE": str(cache)})  # fmt: skip
+        result = record(tmp_path / attempt)
+        assert result["status"] == "finished" and result["metrics"]["train/global_step"] == 4
+        assert out.count("building tiny qwen2_vl checkpoint") == (1 if attempt == "run" else 0), out[-6000:]
+    assert entry_problem(cache / "tiny" / "qwen2_vl", TINY_FILES) is None
 
 
 @pytest.mark.slow
