@@ -1,4 +1,8 @@
-"""Where ocrft keeps what it can rebuild (tiny checkpoints, rendered synthetic data)."""
+"""Where ocrft keeps what it can rebuild (tiny checkpoints, rendered synthetic data).
+
+Each entry is built by one process at a time and published whole (ocrft/cache_entry.py),
+so several runs and torchrun ranks can share one cache.
+"""
 
 from __future__ import annotations
 
