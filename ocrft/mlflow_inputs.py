@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from ocrft.data.record import Record
+if TYPE_CHECKING:
+    from ocrft.data.record import Record
 
 # ocrft split name -> MLflow dataset context (the tag the UI shows beside the dataset)
 CONTEXTS = {"train": "train", "val": "validation", "test": "test"}
@@ -29,7 +30,7 @@ _MAX_NAME = 500  # the datasets table's name column
 DIGEST_CHARS = 10  # MLflow recommends at most 10 (mlflow.data.dataset.Dataset._compute_digest)
 
 
-def records_digest(records: Sequence[Record]) -> str:
+def records_digest(records: Sequence["Record"]) -> str:
     """A hash of the records' ids, texts and image paths, in order."""
     h = hashlib.sha256()
     for r in records:
@@ -54,7 +55,7 @@ def dataset_name(data_cfg: Any, source: str) -> str:
     return (f"{fmt}:{where}" if where else fmt)[:_MAX_NAME]
 
 
-def dataset_inputs(data_cfg: Any, splits: Mapping[str, Sequence[Record]], sources: Mapping[str, str]) -> list:
+def dataset_inputs(data_cfg: Any, splits: Mapping[str, Sequence["Record"]], sources: Mapping[str, str]) -> list:
     """One ``mlflow.entities.DatasetInput`` per non-empty split, tagged with its context."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ocrft import atomic
 from ocrft.redact import scrub_text
-from ocrft.tracking import PARENT_RUN_ENV, PARENT_RUN_FILE, MlflowTracker, base_tags, experiment_id, experiment_name
+from ocrft.mlflow_experiment import experiment_id, experiment_name
+from ocrft.tracking import PARENT_RUN_ENV, PARENT_RUN_FILE, MlflowTracker, base_tags
 
 log = logging.getLogger(__name__)
 

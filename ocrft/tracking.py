@@ -32,6 +32,7 @@ from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from ocrft.mlflow_experiment import experiment_id, experiment_name
 from ocrft.redact import (
     REDACTED,
     is_secret_key,
@@ -64,10 +65,6 @@ _HF_METRIC_NAMES = {
     "epoch": "train/epoch",
     "train_loss": "train/mean_loss",  # the end-of-training average, not a step value
 }
-# The experiment kind MLflow 3's UI reads (mlflow/server/js: "mlflow.experimentKind"): without
-# it an experiment may open on the GenAI traces overview; this one opens on the runs table.
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-EXPERIMENT_KIND = "custom_model_development"
 _TEXT_SUFFIXES = {".txt", ".log", ".json", ".jsonl", ".yaml", ".yml", ".md", ".html", ".csv", ".tsv", ".xml"}
 
 
@@ -288,11 +285,6 @@ def _flatten(obj: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def experiment_name(cfg: DictConfig) -> str:
-    """tracking.experiment, else the +experiment's experiment_name, else the task name."""
-    return cfg.tracking.experiment or OmegaConf.select(cfg, "experiment_name") or str(cfg.task)
-
-
 def _run_name(cfg: DictConfig, job_num: Optional[int]) -> str:
     if cfg.get("run_name"):
         name = cfg.run_name
@@ -300,30 +292,6 @@ def _run_name(cfg: DictConfig, job_num: Optional[int]) -> str:
         model = OmegaConf.select(cfg, "model.name") or str(OmegaConf.select(cfg, "model.path") or "model")
         name = f"{cfg.task}-{model.rstrip('/').rsplit('/', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
     return name if job_num is None else f"{name}-{job_num}"
-
-
-def experiment_id(client, name: str, uri: str) -> str:
-    """Find or create the experiment, marked as model training (EXPERIMENT_KIND). With a
-    SQLite store, artifacts go beside the database file (``<db dir>/mlruns/<experiment>``)
-    rather than under whatever the cwd is."""
-    from mlflow.exceptions import MlflowException
-
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if EXPERIMENT_KIND_TAG not in exp.tags:  # made before ocrft set it, or by hand
-            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        return exp.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :].split("?", 1)[0]).resolve()
-        location = str(db.parent / "mlruns" / re.sub(r"[^\w.-]+", "_", name))
-    try:
-        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-    except MlflowException:  # another job of the sweep created it first
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def _hydra_config():

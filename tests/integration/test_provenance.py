@@ -111,7 +111,7 @@ def test_experiment_is_marked_as_model_training(trained):
 
 
 def test_existing_experiment_without_a_kind_gets_it_and_a_set_kind_is_kept(trained):
-    from ocrft.tracking import experiment_id
+    from ocrft.mlflow_experiment import experiment_id
 
     uri, _, _ = trained
     c = client(uri)
