@@ -81,7 +81,7 @@ CASES = [
     Case("predict_input_missing", ("task=predict", f"predict.input={BAD / 'nope'}"), ("predict.input", "nope")),
     Case("data_format_typo", ("task=eval", "data=json_ocr", "data.format=jsn", f"data.path={BAD / 'broken.json'}"), ("data.format", "jsn")),
     # page exports: the wrong namespace, one PAGE/ALTO knows but ocrft does not, or a foreign one
-    Case("page_old_namespace", prepare("page_xml", "page_old_ns"), ("page_old_ns", "unsupported_schema")),
+    Case("page_undated_namespace", prepare("page_xml", "page_undated_ns"), ("page_undated_ns", "unsupported_schema")),
     Case("page_foreign_namespace", prepare("page_xml", "page_foreign_ns"), ("page_foreign_ns", "no page_xml page files")),
     Case("alto_unknown_namespace", prepare("alto", "alto_unknown_ns"), ("alto_unknown_ns", "unsupported_schema")),
     Case("alto_v1_namespace", prepare("alto", "alto_v1"), ("alto_v1", "no alto page files")),

@@ -17,8 +17,8 @@ For the command-line corpus (tests/integration/test_bad_input_cli.py), see CLI_F
 one_<image>.jsonl (one row naming each bad image, so the CLI stops at that image);
 utf16.json; lines_named.json (JSONL under a .json name); png_named.jsonl (an image given
 as the label file); cut_off.json / cut_off.jsonl (a file cut short mid-record, as a killed
-non-atomic writer leaves it); PAGE/ALTO exports whose namespace is wrong: page_old_ns/
-(PAGE 2010-03-19, not supported), page_foreign_ns/ (PcGts outside the PAGE namespace),
+non-atomic writer leaves it); PAGE/ALTO exports whose namespace is wrong: page_undated_ns/
+(a PAGE namespace without a schema date: no version to read it as), page_foreign_ns/ (PcGts outside the PAGE namespace),
 alto_unknown_ns/ (ALTO ns-v9), alto_v1/ (the old CCS namespace).
 """
 
@@ -147,8 +147,8 @@ def cli_files(good_png: bytes) -> dict[str, bytes]:
         "png_named.jsonl": good_png,
         "cut_off.json": CUT_OFF_JSON,
         "cut_off.jsonl": CUT_OFF_JSONL,
-        "page_old_ns/page.xml": PAGE_XML.format(ns="http://schema.primaresearch.org/PAGE/gts/pagecontent/2010-03-19").encode(),
-        "page_old_ns/good.png": good_png,
+        "page_undated_ns/page.xml": PAGE_XML.format(ns="http://schema.primaresearch.org/PAGE/gts/pagecontent/draft").encode(),
+        "page_undated_ns/good.png": good_png,
         "page_foreign_ns/page.xml": PAGE_XML.format(ns="http://example.com/not-page").encode(),
         "page_foreign_ns/good.png": good_png,
         "alto_unknown_ns/page.xml": ALTO_XML.format(ns="http://www.loc.gov/standards/alto/ns-v9#").encode(),
