@@ -11,14 +11,11 @@ comparisons take it like any other results file.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 from ocrft.data.predictions import match_predictions
 from ocrft.data.record import Record
-
-log = logging.getLogger(__name__)
 
 
 def run_predictions_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:

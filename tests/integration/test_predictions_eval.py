@@ -18,9 +18,6 @@ from tests.unit.test_predictions import alto_file, page_file
 
 pytestmark = pytest.mark.integration
 
-PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
-
-
 def results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
 
