@@ -24,15 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ocrft import paths
+from ocrft.cache_entry import build_once, entry_problem
 from ocrft.config import OnError
 from ocrft.data.readers import READERS, Reader, ReadResult, read_lines_jsonl
 from ocrft.data.record import DataError, Record
@@ -97,24 +95,16 @@ def _generate_cached(fmt: str, cfg: Any, split: str) -> tuple[list[Record], Path
     settings = json.dumps({"format": fmt, "version": GENERATOR_VERSION, **kwargs}, sort_keys=True, default=str)
     base = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else paths.cache_dir() / "synthetic"
     out = base / f"{fmt}-{split}-{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
-    if (out / "manifest.jsonl").is_file():
+    if entry_problem(out, ("manifest.jsonl",)) is None:
         log.info("reusing %s split rendered in %s", split, out)
-    else:
-        if out.is_dir():  # left by hand or an older version: never half-trust it
-            shutil.rmtree(out)
-        base.mkdir(parents=True, exist_ok=True)
-        # Render beside the target and rename: a killed run never leaves a partial cache,
-        # and of two runs rendering at once the second rename fails and its copy is dropped.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=base))
-        try:
-            fn(tmp, **kwargs)
-            (tmp / "settings.json").write_text(settings + "\n")
-            os.rename(tmp, out)
-        except OSError:
-            if not (out / "manifest.jsonl").is_file():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    def render(folder: Path) -> None:
+        fn(folder, **kwargs)
+        (folder / "settings.json").write_text(settings + "\n")
+
+    # One process renders (torchrun ranks, sweep workers wait on a lock); the folder is
+    # published whole, and a broken one is rendered again, never half-trusted.
+    build_once(out, render, ("manifest.jsonl",), f"synthetic {split} split")
     return read_lines_jsonl(out / "manifest.jsonl").records, out
 
 
