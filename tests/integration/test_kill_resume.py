@@ -568,7 +568,7 @@ WRITE_SITES = {
     ("ocrft/atomic.py", "write_bytes"): "the atomic writer itself: temp file, fsync, rename",
     ("ocrft/checkpoint.py", "compact"): "append-only JSONL, reopened after an atomic rewrite; a cut last line is dropped",
     ("ocrft/data/lines.py", "_write_lines"): "line images in task=prepare's work folder, " + SWAPPED,
-    ("ocrft/data/loading.py", "_generate_cached"): "synthetic render folder, " + SWAPPED,
+    ("ocrft/data/loading.py", "render"): "synthetic render folder, " + SWAPPED + " (cache_entry.build_once)",
     ("ocrft/data/synthetic.py", "_save"): "synthetic render folder, " + SWAPPED,
     ("ocrft/merge.py", "run_merge"): "merged weights, " + SWAPPED,
     ("ocrft/models/tiny.py", "save"): "tiny checkpoints, " + SWAPPED + " (ensure_tiny)",
