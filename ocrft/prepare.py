@@ -55,6 +55,7 @@ from ocrft.config import OnError
 from ocrft.data import alto, page_xml
 from ocrft.data.crops import CropSettings
 from ocrft.data.lines import Imported, import_pages
+from ocrft.data.reading import ReadResult
 from ocrft.data.record import DataError, Record
 from ocrft.data.splits import SPLITS, drop_leaks, split_records
 from ocrft.runner import RunContext, TaskResult
@@ -105,7 +106,7 @@ def _sample_loader(fmt: str):
         # whole-dataset formats (line_folder, hf_dataset) read a folder; images a dataset
         # embeds are written into the output (OUT/images), so it stands on its own
         options = {key: data[key] for key in reader.options}
-        read = reader.read(source, on_error=data.on_error, cache_dir=work / "images", **options)
+        read = _read_keeping_splits(reader, source, data.on_error, work / "images", options)
         result = Imported(lines_skipped=Counter(read.skipped), examples={"errors": read.errors} if read.errors else {})
         digests: dict[str, str] = {}
         first: dict[tuple, str] = {}
@@ -126,6 +127,29 @@ def _sample_loader(fmt: str):
         return result
 
     return load
+
+
+def _read_keeping_splits(reader, source: Path, on_error, cache_dir: Path, options: dict):
+    """Read ``source`` whole; a dataset's own train/val/test (line folder sub-folders, a hub
+    dataset's named splits) are kept as ``meta["split"]`` so run_prepare does not re-split them."""
+    if reader.read_splits is None or not source.is_dir():
+        return reader.read(source, on_error=on_error, cache_dir=cache_dir, **options)
+    merged = ReadResult()
+    for name, part in reader.read_splits(source, on_error, cache_dir, **options).items():
+        tag = {"split": name} if name in SPLITS else {}
+        merged.records += [dataclasses.replace(r, meta={**r.meta, **tag}) for r in part.records]
+        merged.skipped.update(part.skipped)
+        merged.errors += part.errors
+    return merged
+
+
+def _split(records: list[Record], data: DictConfig) -> dict[str, list[Record]]:
+    """The dataset's own splits when every record names one, else seeded ratios by group."""
+    if all(r.meta.get("split") in SPLITS for r in records):
+        log.info("keeping the dataset's own train/val/test splits (data.train_ratio/val_ratio unused)")
+        return {name: [r for r in records if r.meta["split"] == name] for name in SPLITS}
+    by_line = data.split_by_line
+    return split_records(records, data.train_ratio, data.val_ratio, data.split_seed, by_record=by_line)
 
 
 # --- rows: what one record becomes in OUT/<split>.<ext> -------------------------------------
@@ -188,9 +212,8 @@ def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
         if not imported.records:
             skipped = f"lines {dict(imported.lines_skipped)}, pages {dict(imported.pages_skipped)}"
             raise DataError(f"nothing imported; skipped: {skipped}", source)
-        by_line = data.split_by_line
-        splits = split_records(imported.records, data.train_ratio, data.val_ratio, data.split_seed, by_record=by_line)
-        splits, leaks = drop_leaks(splits, key=_leak_key(by_line, importer.crops))
+        splits = _split(imported.records, data)
+        splits, leaks = drop_leaks(splits, key=_leak_key(data.split_by_line, importer.crops))
         for name in SPLITS:
             _WRITERS[importer.ext](work / f"{name}{importer.ext}", [importer.row(r, out) for r in splits[name]])
         report = _report(data, importer, source, out, imported, splits, leaks)

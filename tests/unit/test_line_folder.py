@@ -198,3 +198,23 @@ def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_ro
     assert metrics["val/best_step"] == 2 and 0 <= metrics["val/cer"]
     results = json.loads(Path(record["paths"]["results"]).read_text())
     assert sorted(Path(s["image_path"]).name for s in results["samples"]) == ["0009.png", "0010.png", "0011.png"]
+
+
+def test_task_prepare_keeps_the_split_folders(tmp_path: Path):
+    """train/ validation/ test/ folders are the dataset's own splits: prepare writes them as they
+    are instead of pooling and re-splitting them by the ratios."""
+    from tests.conftest import run
+
+    src = tmp_path / "src"
+    for k, (split, n) in enumerate((("train", 5), ("validation", 2), ("test", 3))):
+        for i in range(n):
+            line(src / split / "doc" / f"{i}.png", f"{split} {i}", shade=10 * k + i)
+    out = tmp_path / "prepared"
+    run(["task=prepare", "data=line_folder", f"data.path={src}", f"data.output_dir={out}", "data.train_ratio=0.34"],
+        tmp_path / "run")
+    ids = {s: [json.loads(x)["id"] for x in (out / f"{s}.jsonl").read_text().splitlines()] for s in ("train", "val", "test")}
+    assert ids == {
+        "train": [f"train/doc/{i}" for i in range(5)],
+        "val": ["validation/doc/0", "validation/doc/1"],
+        "test": [f"test/doc/{i}" for i in range(3)],
+    }
