@@ -80,7 +80,7 @@ class Importer:
 # --- loaders: (cfg.data, source, work dir) -> Imported --------------------------------------
 
 
-def _page_loader(read_page, marker: bytes):
+def _page_loader(read_page, markers: tuple[bytes, ...]):
     def load(data: DictConfig, source: Path, work: Path) -> Imported:
         if not source.is_dir():
             raise DataError("data.input_dir must be the export folder holding the page files", source)
@@ -88,7 +88,7 @@ def _page_loader(read_page, marker: bytes):
             raise ConfigError(f"data.target_height={data.target_height} must be >= 1 and data.padding={data.padding} >= 0")
         settings = CropSettings(data.target_height, data.preserve_aspect_ratio, data.padding, data.mask, data.max_pixels)
         skip = OnError(data.on_error) is OnError.skip
-        result = import_pages(source, work, read_page, marker, settings, skip, level=data.level)
+        result = import_pages(source, work, read_page, markers, settings, skip, level=data.level)
         if not result.pages and not result.pages_skipped:
             raise DataError(f"no {data.format} page files found (is data.format right?)", source)
         return result
@@ -180,8 +180,8 @@ def _source_row(r: Record, out: Path) -> dict:
 
 
 IMPORTERS: dict[str, Importer] = {
-    "page_xml": Importer(_page_loader(page_xml.read_page_xml, page_xml.MARKER), _line_row, ".jsonl", crops=True),
-    "alto": Importer(_page_loader(alto.read_alto, alto.MARKER), _line_row, ".jsonl", crops=True),
+    "page_xml": Importer(_page_loader(page_xml.read_page_xml, page_xml.MARKERS), _line_row, ".jsonl", crops=True),
+    "alto": Importer(_page_loader(alto.read_alto, alto.MARKERS), _line_row, ".jsonl", crops=True),
     "json_ocr": Importer(_sample_loader("json_ocr"), _json_ocr_row, ".json", crops=False),
     "jsonl_vision": Importer(_sample_loader("jsonl_vision"), _jsonl_vision_row, ".jsonl", crops=False),
     "line_folder": Importer(_sample_loader("line_folder"), _source_row, ".jsonl", crops=False),

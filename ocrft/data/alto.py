@@ -1,4 +1,8 @@
-"""ALTO v2-v4 page files, as eScriptorium and Tesseract write them.
+"""ALTO v1-v4 page files, as eScriptorium, Tesseract and ABBYY/docWORKS write them.
+
+ALTO 1.x files (the US newspaper programme's and other docWORKS output) use the namespace
+``http://schema.ccs-gmbh.com/ALTO`` or ``http://www.loc.gov/standards/alto/ns-v1#``; their
+TextBlock / TextLine / String / SP / HYP elements are those of v2, so one reader serves all.
 
 A TextLine's outline is its ``Shape/Polygon`` when it has one (eScriptorium), else its
 HPOS/VPOS/WIDTH/HEIGHT box (Tesseract). Its text is its Strings' CONTENT in order: each
@@ -23,11 +27,13 @@ from typing import Optional
 from ocrft.data.lines import Line, PageLines, Region, local, namespace, parse_points, parse_xml
 
 ALTO_NAMESPACES = (
+    "http://schema.ccs-gmbh.com/ALTO",
+    "http://www.loc.gov/standards/alto/ns-v1#",
     "http://www.loc.gov/standards/alto/ns-v2#",
     "http://www.loc.gov/standards/alto/ns-v3#",
     "http://www.loc.gov/standards/alto/ns-v4#",
 )
-MARKER = b"www.loc.gov/standards/alto/"
+MARKERS = (b"www.loc.gov/standards/alto/", b"schema.ccs-gmbh.com/ALTO")
 UNITS = ("pixel", "mm10", "inch1200")
 
 

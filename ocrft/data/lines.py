@@ -166,11 +166,12 @@ def namespace(tag: str) -> str:
     return tag[1:].partition("}")[0] if tag.startswith("{") else ""
 
 
-def sniff(path: Path, marker: bytes) -> bool:
-    """Whether the first 4 KiB of ``path`` mention ``marker`` (a namespace), so that
+def sniff(path: Path, markers: tuple[bytes, ...]) -> bool:
+    """Whether the first 4 KiB of ``path`` mention one of ``markers`` (namespaces), so that
     mets.xml, metadata.xml and other XML beside the pages are passed over unparsed."""
     with path.open("rb") as f:
-        return marker in f.read(4096)
+        head = f.read(4096)
+    return any(marker in head for marker in markers)
 
 
 def parse_points(text: Optional[str]) -> Optional[list[tuple[float, float]]]:
@@ -208,7 +209,7 @@ def import_pages(
     input_dir: Path,
     work_dir: Path,
     read_page: Callable[[Path], Optional[PageLines]],
-    marker: bytes,
+    markers: tuple[bytes, ...],
     settings: CropSettings,
     skip_bad_xml: bool,
     level: str = "line",
@@ -217,7 +218,7 @@ def import_pages(
 
     Args:
         read_page: the format's reader; None for an XML file of another kind.
-        marker: bytes every page file of the format has near its top (its namespace).
+        markers: one of them is near the top of every page file of the format (its namespaces).
         skip_bad_xml: count an unreadable page file as ``xml_error`` instead of raising.
         level: ``line``, ``region`` or ``page``: what one sample is (see page_samples).
 
@@ -226,7 +227,7 @@ def import_pages(
         meta: see :func:`_write_lines`), pages in path order, samples in reading order.
     """
     root = input_dir.resolve()
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".xml" and p.is_file() and sniff(p, marker))
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".xml" and p.is_file() and sniff(p, markers))
     result, used, seen = Imported(), set(), {}
     log.info("importing %d page files from %s (one sample per %s)", len(files), root, level)
     for n, xml_path in enumerate(files, 1):

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 MIN_OVERLAP = 0.5  # of the smaller box: adjacent lines share far less than half a line's height
 Box = tuple[float, float, float, float]
-_READERS = ((page_xml.MARKER, page_xml.read_page_xml), (alto.MARKER, alto.read_alto))
+_READERS = ((page_xml.MARKERS, page_xml.read_page_xml), (alto.MARKERS, alto.read_alto))
 
 
 @dataclass
@@ -60,13 +60,13 @@ class _GtPage:
 
 def is_page_file(path: Path) -> bool:
     """Whether ``path`` looks like a PAGE-XML or ALTO file (its namespace near the top)."""
-    return any(sniff(path, marker) for marker, _ in _READERS)
+    return any(sniff(path, markers) for markers, _ in _READERS)
 
 
 def read_prediction_page(path: Path) -> Optional[PageLines]:
     """Read one engine file with the PAGE or ALTO reader; None for other XML."""
-    for marker, read in _READERS:
-        if sniff(path, marker):
+    for markers, read in _READERS:
+        if sniff(path, markers):
             return read(path)
     return None
 

@@ -49,7 +49,7 @@ PAGE_NAMESPACE = "http://schema.primaresearch.org/PAGE/gts/pagecontent/<version 
 _PAGE_FAMILY = re.compile(r"https?://schema\.primaresearch\.org/PAGE/gts/pagecontent/")
 _PAGE_VERSION = re.compile(r"https?://schema\.primaresearch\.org/PAGE/gts/pagecontent/\d{4}-\d{2}-\d{2}")
 # What every PAGE file has near its top, so import finds page files among other XML.
-MARKER = b"primaresearch.org/PAGE/gts/pagecontent/"
+MARKERS = (b"primaresearch.org/PAGE/gts/pagecontent/",)
 
 _CUSTOM_INDEX = re.compile(r"readingOrder\s*\{[^}]*?index\s*:\s*(\d+)")
 _GROUP_MEMBERS = {
@@ -78,7 +78,7 @@ def read_page_xml(path: Path) -> Optional[PageLines]:
     root, source_lines = parse_xml(path)
     ns = namespace(root.tag)
     if local(root.tag) != "PcGts":
-        if _PAGE_FAMILY.match(ns) or sniff(path, MARKER):
+        if _PAGE_FAMILY.match(ns) or sniff(path, MARKERS):
             msg = f"the root element is <{local(root.tag)}>, not <PcGts>: not a PAGE-XML page file"
             raise DataError(msg, path, source_lines[root])
         return None

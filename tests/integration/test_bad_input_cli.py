@@ -84,7 +84,6 @@ CASES = [
     Case("page_undated_namespace", prepare("page_xml", "page_undated_ns"), ("page_undated_ns", "unsupported_schema")),
     Case("page_foreign_namespace", prepare("page_xml", "page_foreign_ns"), ("page_foreign_ns", "no page_xml page files")),
     Case("alto_unknown_namespace", prepare("alto", "alto_unknown_ns"), ("alto_unknown_ns", "unsupported_schema")),
-    Case("alto_v1_namespace", prepare("alto", "alto_v1"), ("alto_v1", "no alto page files")),
     # config values: Hydra refuses what does not compose, ocrft what composes but cannot work
     Case("learning_rate_not_a_number", ("train.learning_rate=abc",), ("train.learning_rate", "abc"), COMPOSE),
     Case("misspelt_key", ("train.lr=0.1",), ("train.lr",), COMPOSE),

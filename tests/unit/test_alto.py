@@ -154,3 +154,48 @@ def test_text_blocks_at_region_level_and_the_whole_page(tmp_path):
     (row,) = written(out).values()
     assert row["text"] == "Hello world\nAn exam-\nno gap\na  b\nzero" and row["page_size"] == [400, 300]
     assert row["image"] == "pages/scan1.png" and Image.open(out / row["image"]).size == (400, 300)
+
+
+ALTO_V1 = """<?xml version="1.0" encoding="UTF-8"?>
+<alto xmlns="http://schema.ccs-gmbh.com/ALTO">
+  <Description>
+    <MeasurementUnit>inch1200</MeasurementUnit>
+    <sourceImageInformation>
+      <fileName>
+        \\\\libdpsrv1\\storage\\root\\projects\\NDNP\\batch_1\\ocr\\0070.tif
+      </fileName>
+    </sourceImageInformation>
+  </Description>
+  <Layout>
+    <Page ID="P1" PHYSICAL_IMG_NR="1" HEIGHT="3600" WIDTH="4800">
+      <PrintSpace HEIGHT="3600" WIDTH="4800" HPOS="0" VPOS="0">
+        <TextBlock ID="P1_TB00001" HPOS="240" VPOS="360" WIDTH="2400" HEIGHT="480">
+          <TextLine HEIGHT="480" WIDTH="2400" HPOS="240" VPOS="360">
+            <String STYLEREFS="TXT_0" HEIGHT="480" WIDTH="1000" HPOS="240" VPOS="360" CONTENT="WINCHESTER" WC="0.91"/>
+            <SP WIDTH="60" HPOS="1240" VPOS="360"/>
+            <String HEIGHT="480" WIDTH="1000" HPOS="1300" VPOS="360" CONTENT="NEWS" WC="0.88"/>
+          </TextLine>
+        </TextBlock>
+      </PrintSpace>
+    </Page>
+  </Layout>
+</alto>
+"""
+
+
+def test_alto_v1_docworks_newspaper_page(tmp_path: Path):
+    """ALTO 1.x as the US newspaper programme's docWORKS output writes it: the CCS namespace,
+    inch1200 units and a Windows share path as the image name (only its file name helps)."""
+    export = tmp_path / "batch"
+    export.mkdir()
+    (export / "0070.xml").write_text(ALTO_V1)
+    Image.new("RGB", (400, 300), "white").save(export / "0070.tif")
+    page = read_alto(export / "0070.xml")
+    assert page.skip_reason is None and [line.text for line in page.lines] == ["WINCHESTER NEWS"]
+    out = tmp_path / "out"
+    result = prepare(tmp_path, f"data.input_dir={export}", f"data.output_dir={out}", "data.padding=0")
+    assert result.metrics["prepare/lines_written"] == 1
+    (row,) = written(out).values()
+    # 4800 x 3600 inch1200 on a 400 x 300 image: a factor of 1/12
+    assert row["text"] == "WINCHESTER NEWS" and row["bbox"] == [20, 30, 220, 70]
+    assert row["page_image"] == "0070.tif"

@@ -19,7 +19,7 @@ utf16.json; lines_named.json (JSONL under a .json name); png_named.jsonl (an ima
 as the label file); cut_off.json / cut_off.jsonl (a file cut short mid-record, as a killed
 non-atomic writer leaves it); PAGE/ALTO exports whose namespace is wrong: page_undated_ns/
 (a PAGE namespace without a schema date: no version to read it as), page_foreign_ns/ (PcGts outside the PAGE namespace),
-alto_unknown_ns/ (ALTO ns-v9), alto_v1/ (the old CCS namespace).
+alto_unknown_ns/ (ALTO ns-v9).
 """
 
 from __future__ import annotations
@@ -153,8 +153,6 @@ def cli_files(good_png: bytes) -> dict[str, bytes]:
         "page_foreign_ns/good.png": good_png,
         "alto_unknown_ns/page.xml": ALTO_XML.format(ns="http://www.loc.gov/standards/alto/ns-v9#").encode(),
         "alto_unknown_ns/good.png": good_png,
-        "alto_v1/page.xml": ALTO_XML.format(ns="http://schema.ccs-gmbh.com/ALTO").encode(),
-        "alto_v1/good.png": good_png,
     })
     return files
 
