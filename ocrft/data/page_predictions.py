@@ -9,7 +9,9 @@ whose meta holds ``page`` (page id), ``line`` (the original element id), ``bbox`
 1. Pages: a prediction file belongs to the ground-truth page whose image has the same
    file name (the name it declares, ``imageFilename`` / ``sourceImageInformation``), else
    the same place in a parallel tree (its path without suffix is the page id), else the
-   same stem (image stem or file stem against image stem or the page id's last part). A
+   same stem (image stem or file stem against image stem or the page id's last part), else
+   the same base name up to the first dot (``X.gt.page.xml`` with ``X.ocr.tesseract.alto.xml``
+   and ``X.tif``, as dinglehopper's and OCR-D's examples are named). A
    key two ground-truth pages share decides nothing.
 2. Lines (``model.predictions_match``):
    - ``id``: a prediction line belongs to the ground-truth line with its id (kraken and
@@ -146,6 +148,11 @@ def _stem(name: str) -> str:
     return PurePosixPath(name).stem
 
 
+def _base(name: str) -> str:
+    # dinglehopper's and OCR-D's naming: X.gt.page.xml, X.ocr.tesseract.alto.xml, X.tif
+    return PurePosixPath(name).name.split(".", 1)[0]
+
+
 def _page_key(rel: str) -> str:
     """A prediction file's place as a page id (``Doc/page/0001.xml`` -> ``Doc/0001``), as
     task=prepare names the pages of an export."""
@@ -156,21 +163,29 @@ def _page_key(rel: str) -> str:
 
 
 def _page_index(pages: dict[str, _GtPage]) -> list[dict[str, set[str]]]:
-    """Lookup tables, most specific first: image name, page id, stems."""
-    tiers: list[dict[str, set[str]]] = [defaultdict(set) for _ in range(3)]
+    """Lookup tables, most specific first: image name, page id, stems, base names (up to
+    the first dot)."""
+    tiers: list[dict[str, set[str]]] = [defaultdict(set) for _ in range(4)]
     for page_id, gt in pages.items():
-        name = _name(gt.image)
+        name, last = _name(gt.image), page_id.rsplit("/", 1)[-1]
         if name:
             tiers[0][name].add(page_id)
             tiers[2][_stem(name)].add(page_id)
+            tiers[3][_base(name)].add(page_id)
         tiers[1][page_id].add(page_id)
-        tiers[2][page_id.rsplit("/", 1)[-1]].add(page_id)
+        tiers[2][last].add(page_id)
+        tiers[3][_base(last)].add(page_id)
     return tiers
 
 
 def _find_page(rel: str, page: PageLines, index, pages: dict[str, _GtPage]) -> Optional[_GtPage]:
     name = _name(page.image_ref or "")
-    keys = ([name] if name else [], [_page_key(rel)], ([_stem(name)] if name else []) + [_stem(rel)])
+    keys = (
+        [name] if name else [],
+        [_page_key(rel)],
+        ([_stem(name)] if name else []) + [_stem(rel)],
+        ([_base(name)] if name else []) + [_base(rel)],
+    )
     for tier, candidates in zip(index, keys):
         for key in candidates:
             hits = tier.get(key, set())

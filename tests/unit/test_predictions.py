@@ -242,6 +242,17 @@ def test_pages_are_found_by_image_name_then_parallel_path_then_stem(tmp_path: Pa
     assert matched.extra_ids == ["flat/unknown.xml#l"] and not matched.missing_ids
 
 
+
+def test_pages_named_like_dinglehopper_and_ocrd_match_by_base_name(tmp_path: Path):
+    """X.gt.page.xml ground truth, Tesseract's X.ocr.tesseract.alto.xml with an empty fileName
+    (as in dinglehopper's own test data): only the base name up to the first dot connects them."""
+    gt = [gt_line("lorem.gt.page", "l1", "Lorem ipsum", [10, 10, 200, 40], image="lorem.tif"),
+          gt_line("other.gt.page", "l1", "dolor", [10, 10, 200, 40], image="other.tif")]
+    alto_file(tmp_path / "lorem.ocr.tesseract.alto.xml", "", (400, 300), [("line_0", (10, 12, 190, 28), ["Lorem", "ipsvm"])])
+    matched = match_predictions(gt, tmp_path)
+    assert matched.texts == ["Lorem ipsvm", ""] and matched.missing_ids == ["other.gt.page/l1"]
+    assert not matched.extra_ids
+
 def test_page_predictions_need_page_ground_truth(tmp_path: Path):
     page_file(tmp_path / "p.xml", "p.png", (400, 300), [("l", "0,0 10,0 10,10 0,10", "x")])
     with pytest.raises(DataError, match="record 'x' has no page and bbox meta.*task=prepare data=page_xml"):
