@@ -96,8 +96,14 @@ def _suffix(raw: bytes, name: Optional[str]) -> str:
 
 
 def _image(value: Any, base: Optional[Path], cache_dir: Path) -> str:
-    """An image cell (Image feature undecoded, or a path string) -> a checked file path."""
-    raw, name = (value.get("bytes"), value.get("path")) if isinstance(value, dict) else (None, value)
+    """An image cell (Image feature undecoded, raw encoded bytes as pandas and webdataset
+    exports hold them, or a path string) -> a checked file path."""
+    if isinstance(value, dict):
+        raw, name = value.get("bytes"), value.get("path")
+    elif isinstance(value, (bytes, bytearray)):
+        raw, name = value, None
+    else:
+        raw, name = None, value
     if raw:
         path = Path(cache_image_bytes(bytes(raw), _suffix(bytes(raw), name), cache_dir))
     elif isinstance(name, str) and name:

@@ -142,3 +142,17 @@ def test_task_prepare_writes_images_into_the_output(tmp_path: Path):
     assert len(rows) == 10 and all(r["image"].startswith("images/") and (out / r["image"]).is_file() for r in rows)
     back = load_data(data_cfg(path=str(out)))
     assert sum(len(v) for v in back.splits.values()) == 10
+
+
+def test_a_plain_binary_column_of_encoded_images(tmp_path: Path):
+    """pandas.to_parquet and webdataset conversions store the encoded file as raw bytes,
+    with no Image feature: those are images too."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = [png(i) for i in range(4)]
+    pq.write_table(pa.table({"image": pa.array(images, pa.binary()), "text": [f"t{i}" for i in range(4)]}),
+                   tmp_path / "plain.parquet")
+    (part,) = read_hf_splits(tmp_path / "plain.parquet", cache_dir=tmp_path / "cache").values()
+    assert [Path(r.image).read_bytes() for r in part.records] == images
+    assert [r.text for r in part.records] == ["t0", "t1", "t2", "t3"]
