@@ -223,6 +223,8 @@ def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
         shutil.rmtree(work, ignore_errors=True)  # gone already after a successful swap
     metrics = _metrics(report)
     ctx.tracker.log_metrics(metrics)
+    # the splits as written (MLflow's Dataset column), so later runs on OUT show the same files
+    ctx.tracker.log_datasets(data, splits, {name: str(out / f"{name}{importer.ext}") for name in SPLITS})
     ctx.tracker.log_artifact(out / REPORT)
     return TaskResult(metrics=metrics, paths={"output_dir": str(out), "prepare_report": str(out / REPORT)})
 

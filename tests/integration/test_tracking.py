@@ -197,6 +197,24 @@ def test_eval_split_is_logged_as_a_dataset_input(store, tmp_path):
     assert again.dataset.digest == di.dataset.digest
 
 
+
+def test_analyze_and_prepare_log_the_splits_they_read_and_wrote(store, tmp_path):
+    from ocrft.analyze import run_analyze
+    from ocrft.prepare import run_prepare
+
+    def contexts(run_dir: Path) -> dict[str, int]:
+        run_id = record(run_dir)["mlflow_run_id"]
+        inputs = client(store).get_run(run_id).inputs.dataset_inputs
+        return {di.tags[0].value: json.loads(di.dataset.profile)["num_rows"] for di in inputs}
+
+    run(store, tmp_path / "analyze", run_analyze, "task=analyze", "data=tiny_ocr")
+    assert set(contexts(tmp_path / "analyze")) == {"train", "validation", "test"}
+    out = tmp_path / "prepared"
+    run(store, tmp_path / "prepare", run_prepare, "task=prepare", "data=tiny_ocr", f"data.output_dir={out}")
+    written = {s: len(json.loads((out / f"{s}.json").read_text())) for s in ("train", "val", "test")}
+    assert contexts(tmp_path / "prepare") == {
+        {"val": "validation"}.get(s, s): n for s, n in written.items() if n}
+
 def test_tracking_none_and_non_zero_ranks_log_nothing(tmp_path, monkeypatch):
     assert run("sqlite:///unused.db", tmp_path / "a", finished, "tracking=none")["eval/cer"] == 0.25
     assert record(tmp_path / "a")["mlflow_run_id"] is None
