@@ -28,8 +28,7 @@ from typing import Any, Optional
 
 from ocrft import paths
 from ocrft.config import OnError
-from ocrft.data.images import check_image
-from ocrft.data.reading import WHOLE, BadRecord, Collector, ReadResult, cache_image_bytes
+from ocrft.data.reading import WHOLE, BadRecord, Collector, ReadResult, cache_image_bytes, checked_image
 from ocrft.data.record import DataError, Record
 from ocrft.validate import ConfigError
 
@@ -110,15 +109,9 @@ def _image(value: Any, base: Optional[Path], cache_dir: Path) -> str:
         path = Path(name)
         if not path.is_absolute() and base is not None:
             path = base / path
-        if not path.is_file():
-            raise BadRecord("missing_image", f"image not found: {path}")
     else:
         raise BadRecord("missing_image", f"no image bytes or path: {value!r:.60}")
-    try:
-        check_image(path)
-    except DataError as e:
-        raise BadRecord("unreadable_image", str(e)) from e
-    return str(path)
+    return checked_image(path)
 
 
 def _read_one(ds: Any, split: str, base: Optional[Path], col: Collector, image_column: str, text_column: str) -> None:

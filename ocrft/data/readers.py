@@ -23,9 +23,8 @@ from typing import Callable, Iterator, Optional
 
 from ocrft.config import OnError
 from ocrft.data import hf_dataset, line_folder
-from ocrft.data.images import check_image
 from ocrft.data.reading import MAX_ERRORS, ReadResult, Reader  # noqa: F401 (re-exported)
-from ocrft.data.reading import BadRecord as _BadRecord, Collector as _Collector, cache_image_bytes
+from ocrft.data.reading import BadRecord as _BadRecord, Collector as _Collector, cache_image_bytes, checked_image
 from ocrft.data.record import DataError
 
 log = logging.getLogger(__name__)
@@ -63,14 +62,7 @@ def _image(value: object, base: Path) -> str:
         raise _BadRecord("missing_image", f"image path must be a non-empty string, got {value!r:.40}")
     path = Path(value)
     # normpath, not resolve(): keep symlinked dataset folders as the user named them
-    path = Path(os.path.normpath(path if path.is_absolute() else base / path))
-    if not path.is_file():
-        raise _BadRecord("missing_image", f"image not found: {path}")
-    try:
-        check_image(path)
-    except DataError as e:
-        raise _BadRecord("unreadable_image", str(e)) from e
-    return str(path)
+    return checked_image(Path(os.path.normpath(path if path.is_absolute() else base / path)))
 
 
 def _field(row: dict, key: str) -> object:

@@ -58,6 +58,23 @@ class BadRecord(Exception):
         self.reason = reason
 
 
+def checked_image(path: Path) -> str:
+    """``path`` as a string once it is a file that decodes as an image.
+
+    Raises:
+        BadRecord: ``missing_image`` or ``unreadable_image``.
+    """
+    from ocrft.data.images import check_image
+
+    if not path.is_file():
+        raise BadRecord("missing_image", f"image not found: {path}")
+    try:
+        check_image(path)
+    except DataError as e:
+        raise BadRecord("unreadable_image", str(e)) from e
+    return str(path)
+
+
 def skip_mode(on_error: str | OnError) -> bool:
     """True for ``data.on_error=skip``; a clear error for an unknown value."""
     try:
