@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from ocrft import conf_dir
 from ocrft.config import register_configs
 
 log = logging.getLogger("ocrft")
@@ -40,8 +40,9 @@ def resolve_task(name: str):
 register_configs()
 
 
-# Absolute, so Hydra finds conf/ however this module is started (python -m, console script, import).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# Absolute, so Hydra finds conf/ however this module is started (python -m, console script, import),
+# from a checkout or an installed wheel (ocrft/conf_dir.py).
+CONF_DIR = str(conf_dir.CONF_DIR)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
