@@ -2,8 +2,10 @@
 
     python -m ocrft task=analyze data=json_ocr data.path=data/ocr.json tracking=none
 
-Writes ``analysis.json`` (everything), ``analysis.md`` (tables) and ``analysis.png``
-(text-length histograms, top character frequencies) into the run folder. Characters of the
+Writes ``analysis.json`` (everything), ``analysis.md`` (tables), ``analysis.png``
+(text-length histograms, top character frequencies), and the tables for pandas, spreadsheets
+and notebooks: ``analysis.csv`` / ``.parquet`` (one row per split) and ``analysis_chars.csv`` /
+``.parquet`` (one row per split and character) into the run folder. Characters of the
 test (and val) split that never occur in train are the first thing to check when a
 fine-tune plateaus: the model cannot learn to emit what it never saw.
 """
@@ -16,6 +18,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+import pandas as pd
 
 from ocrft import atomic
 from ocrft.data.record import Record
@@ -86,6 +90,45 @@ def analyze_splits(splits: dict[str, list[Record]]) -> dict:
         out["unseen_chars"][name] = dict(unseen.most_common())
         out["samples_with_unseen_chars"][name] = sum(1 for r in records if any(c in unseen for c in r.text))
     return out
+
+
+def splits_frame(analysis: dict) -> pd.DataFrame:
+    """One row per split (index ``split``): sizes, text length and image size min/mean/median/max,
+    unreadable images, characters, and (for non-train splits) the unseen characters."""
+    rows = []
+    for name, s in analysis["splits"].items():
+        row = {"split": name, "num_samples": s["num_samples"]}
+        for key in ("text_length", "image_width", "image_height"):
+            row.update({f"{key}_{stat}": (s[key] or {}).get(stat) for stat in ("min", "mean", "median", "max")})
+        row.update({k: s[k] for k in ("unreadable_images", "num_chars", "distinct_chars")})
+        row["unseen_chars"] = len(analysis["unseen_chars"][name]) if name in analysis["unseen_chars"] else None
+        row["samples_with_unseen_chars"] = analysis["samples_with_unseen_chars"].get(name)
+        rows.append(row)
+    # A count that does not apply (unseen chars of train itself) is <NA>, not a float NaN.
+    counts = {"unseen_chars": "Int64", "samples_with_unseen_chars": "Int64"}
+    return pd.DataFrame(rows).set_index("split").astype(counts)
+
+
+def chars_frame(analysis: dict) -> pd.DataFrame:
+    """One row per split and character: ``split, char, code_point, count, seen_in_train``
+    (most common first within a split; ``seen_in_train`` is True for the train split itself)."""
+    rows = [
+        {"split": name, "char": c, "code_point": f"U+{ord(c):04X}", "count": n,
+         "seen_in_train": c not in analysis["unseen_chars"].get(name, {})}
+        for name, s in analysis["splits"].items()
+        for c, n in s["char_freq"].items()
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["split", "char", "code_point", "count", "seen_in_train"])
+
+
+def write_tables(analysis: dict, run_dir: Path) -> dict[str, str]:
+    """analysis.csv/.parquet (:func:`splits_frame`) and analysis_chars.csv/.parquet (:func:`chars_frame`)."""
+    paths = {}
+    for stem, frame in (("analysis", splits_frame(analysis)), ("analysis_chars", chars_frame(analysis))):
+        index = stem == "analysis"  # the split names are the index of the per-split table
+        paths[f"{stem}_csv"] = str(atomic.write_text(run_dir / f"{stem}.csv", frame.to_csv(index=index)))
+        paths[f"{stem}_parquet"] = str(atomic.write_bytes(run_dir / f"{stem}.parquet", frame.to_parquet(index=index)))
+    return paths
 
 
 def _char_label(c: str) -> str:
@@ -177,7 +220,7 @@ def plot_analysis(analysis: dict, path: Path) -> Path:
 
 
 def run_analyze(cfg, ctx: RunContext) -> TaskResult:
-    """task=analyze: load the configured data, write analysis.json, analysis.md, analysis.png."""
+    """task=analyze: load the configured data, write analysis.json, .md, .png, .csv and .parquet."""
     from ocrft.data.loading import load_data
 
     data = load_data(cfg.data, ctx.run_dir)
@@ -188,6 +231,7 @@ def run_analyze(cfg, ctx: RunContext) -> TaskResult:
         "analysis": str(atomic.write_json(ctx.run_dir / "analysis.json", analysis)),
         "analysis_md": str(atomic.write_text(ctx.run_dir / "analysis.md", analysis_markdown(analysis))),
         "analysis_plot": str(plot_analysis(analysis, ctx.run_dir / "analysis.png")),
+        **write_tables(analysis, ctx.run_dir),
     }
     metrics: dict[str, float] = {}
     for name, s in analysis["splits"].items():

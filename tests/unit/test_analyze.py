@@ -92,3 +92,41 @@ def test_run_analyze_writes_its_files(tmp_path):
     assert result.metrics["analyze/test/unseen_chars"] == 2 and result.metrics["analyze/train/num_samples"] == 2
     assert (run_dir / "analysis.md").read_text().startswith("# Dataset analysis")
     assert Path(result.paths["analysis_plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run_dir / "analysis.csv").read_text().startswith("split,num_samples,")
+    assert {"analysis_parquet", "analysis_chars_csv", "analysis_chars_parquet"} <= set(result.paths)
+
+
+def test_tables_hold_the_numbers_of_the_analysis(splits, tmp_path):
+    import pandas as pd
+
+    from ocrft.analyze import chars_frame, splits_frame, write_tables
+
+    a = analyze_splits(splits)
+    table = splits_frame(a)
+    assert list(table.index) == ["train", "val", "test"]
+    train, test = table.loc["train"], table.loc["test"]
+    assert (train["num_samples"], train["text_length_min"], train["text_length_mean"], train["text_length_max"]) == (3, 1, 3.0, 5)
+    assert train["image_width_median"] == 200 and pd.isna(train["unseen_chars"])
+    assert (test["unreadable_images"], test["unseen_chars"], test["samples_with_unseen_chars"]) == (1, 2, 1)
+    chars = chars_frame(a)
+    zhe = chars[(chars.split == "test") & (chars.char == "Ж")].iloc[0]
+    assert (zhe["code_point"], zhe["count"], zhe["seen_in_train"]) == ("U+0416", 2, False)
+    assert chars[chars.split == "train"].set_index("char")["count"].to_dict() == {"b": 4, "a": 3, "c": 2}
+    assert chars[chars.split == "train"]["seen_in_train"].all()
+
+    paths = write_tables(a, tmp_path)
+    assert pd.read_csv(paths["analysis_csv"], index_col="split").loc["test", "num_samples"] == 3
+    back = pd.read_parquet(paths["analysis_parquet"])
+    pd.testing.assert_frame_equal(back, table)  # the parquet file round-trips exactly
+    assert len(pd.read_parquet(paths["analysis_chars_parquet"])) == len(chars) == sum(len(s["char_freq"]) for s in a["splits"].values())
+
+
+def test_tables_of_an_empty_split(tmp_path):
+    import pandas as pd
+
+    from ocrft.analyze import splits_frame
+
+    a = analyze_splits({"test": [], "val": [Record("v", image(tmp_path / "v.png", (4, 4)), "q")]})
+    table = splits_frame(a)
+    assert table.loc["test", "num_samples"] == 0 and pd.isna(table.loc["test", "text_length_mean"])
+    assert table.loc["val", "unseen_chars"] == 1  # nothing was seen without a train split
