@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from ocrft.report import render_comparison_html, render_report_html
+from ocrft.evaluation.html import render_comparison_html, render_report_html
 from ocrft.results import build_results, score_samples
 from tests.browser import Browser
 

@@ -1,4 +1,4 @@
-"""HTML reports: diff markup, escaping, embedded thumbnails, comparison, and task=report."""
+"""HTML reports: diff markup, escaping, embedded thumbnails, confusions, comparison, and task=report."""
 
 from __future__ import annotations
 
@@ -14,16 +14,9 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from ocrft.config import EvalConfig, NormalizationConfig, ReportConfig
-from ocrft.report import (
-    THUMB_MAX_H,
-    THUMB_MAX_W,
-    compare_counts,
-    diff_html,
-    match_samples,
-    render_comparison_html,
-    render_report_html,
-    run_report,
-)
+from ocrft.evaluation.comparison import compare_counts, match_samples
+from ocrft.evaluation.html import THUMB_MAX_H, THUMB_MAX_W, diff_html, render_comparison_html, render_report_html
+from ocrft.report import run_report
 from ocrft.results import build_results, load_results, score_samples, write_results
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
@@ -89,7 +82,7 @@ def test_report_escapes_text_and_embeds_thumbnails(results_files):
     # One <script> (ours, without src), no element or handler injected from a label.
     assert [t for t, _ in tags].count("script") == 1 and all("src" not in at for t, at in tags if t == "script")
     assert not any(k.startswith("on") for _, at in tags for k in at)
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page  # markupsafe writes " as &#34;
     # Self-contained: no external URL anywhere.
     assert not re.search(r"(src|href)=\"(https?:)?//", page)
     rows = [at for t, at in tags if t == "tr" and "data-idx" in at]
@@ -126,6 +119,32 @@ def test_seed_file_without_metrics_renders(tmp_path):
             "samples": [{"image_path": "x.png", "label": "ab", "prediction": "a", "cer_score": 0.5, "f1_score": 0.6}]}
     page = render_report_html(seed)
     assert "0.5000" in page and "not recorded" in page and "a<del>b</del>" in page
+
+
+def test_report_tabulates_character_confusions_from_the_scored_text():
+    rows = [{"id": "1", "image_path": None, "label": "a<b  c", "prediction": "a>b c"},
+            {"id": "2", "image_path": None, "label": "x<y", "prediction": "x>y z"},
+            {"id": "3", "image_path": None, "label": "q", "prediction": None, "error": "timeout"}]
+    metrics, scored = score_samples(rows, NormalizationConfig())  # collapse: "a<b  c" is scored as "a<b c"
+    page = render_report_html(build_results(scored, "m", NormalizationConfig(), metrics))
+    table = page.split('<table class="confusions">')[1].split("</table>")[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", table)
+    assert [cells[i : i + 4] for i in range(0, len(cells), 4)] == [
+        ["substitute", "&lt;", "&gt;", "2"],
+        ["insert", "", "␣", "1"],  # a space made visible
+        ["insert", "", "z", "1"],
+    ]
+    # 4 edits over 8 scored label characters: the corpus CER the page reports.
+    assert "4 character edits in all" in page and metrics["cer"] == pytest.approx(4 / 8)
+
+
+def test_comparison_tabulates_confusions_of_both_files(results_files):
+    a, b = (load_results(p) for p in results_files)
+    page = render_comparison_html(a, b)
+    tables = page.split('<table class="confusions">')[1:]
+    assert len(tables) == 2
+    assert "<td>delete</td><td class=\"c\">o</td>" in tables[0]  # A: "hello wrld"
+    assert "<td>insert</td><td class=\"c\"></td><td class=\"c\">!</td>" in tables[1]  # B: XSS + "!"
 
 
 def test_match_samples_by_id_else_image_path():
