@@ -71,7 +71,7 @@ def score_and_write(
     from ocrft import atomic
     from ocrft.metrics import MetricSettings
     from ocrft.normalize import normalization_dict
-    from ocrft.report import render_report_html
+    from ocrft.evaluation.html import render_report_html
     from ocrft.results import build_results, score_samples, write_results
 
     rows = []
