@@ -189,6 +189,7 @@ def load_eval_split(cfg, run_dir: Path, tracker=None) -> list[Record]:
 def run_eval(cfg, ctx: RunContext) -> TaskResult:
     """task=eval: a base model, a checkpoint, an ocrft run folder, or an endpoint on one split."""
     from ocrft.metrics import metric_tags
+    from ocrft.results import load_results, to_frame
 
     records = load_eval_split(cfg, ctx.run_dir, ctx.tracker)
     if cfg.model.family == "endpoint":
@@ -206,4 +207,6 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
     ctx.tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures
     for path in paths.values():
         ctx.tracker.log_artifact(path)
+    if "results" in paths:  # the per-sample scores, sortable in MLflow's table view
+        ctx.tracker.log_table(to_frame(load_results(paths["results"])), "results_table.json")
     return TaskResult(metrics=metrics, paths=paths)

@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+import pandas as pd
+
 from ocrft import atomic
 from ocrft.metrics import MetricSettings, score_detailed
 from ocrft.normalize import normalization_dict
@@ -153,6 +155,16 @@ def rescore_results(
         "signatures": results.get("signatures"),
     }
     return build_results(rows, results.get("model_name") or "unknown", normalization_cfg, metrics, extra, settings)
+
+
+def to_frame(results: dict) -> pd.DataFrame:
+    """The samples of ``results`` as a table: one row per sample, one column per key.
+
+    Columns keep the file's order (id, image_path, label, prediction, the scores, then any
+    key a later sample adds, such as ``error``); a score a failed sample lacks is NaN.
+    The numbers are those of the file: nothing is re-scored.
+    """
+    return pd.DataFrame.from_records(results["samples"])
 
 
 def write_results(path: str | Path, results: dict) -> Path:

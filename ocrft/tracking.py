@@ -91,6 +91,9 @@ class NullTracker:
     def log_datasets(self, data_cfg: Any, splits: dict, sources: dict) -> None:
         pass
 
+    def log_table(self, frame, artifact_file: str) -> None:
+        pass
+
     def trainer_callback(self):
         return None
 
@@ -212,6 +215,25 @@ class MlflowTracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         """Log ``text`` (scrubbed) as the artifact ``artifact_file``."""
         self.client.log_text(self.run_id, self._scrub(text), artifact_file)
+
+    def log_table(self, frame, artifact_file: str) -> None:
+        """Log a pandas DataFrame as the MLflow table ``artifact_file`` (.json), text cells scrubbed.
+
+        Written as ``MlflowClient.log_table`` writes it (``mlflow.load_table`` and the run page
+        read it), except that logging it again replaces it: the client appends, which would
+        double the rows each time a run folder is re-run (a re-run continues its MLflow run).
+        """
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        folder, _, name = artifact_file.rpartition("/")
+        frame = frame.map(lambda v: self._scrub(v) if isinstance(v, str) else v)
+        with tempfile.TemporaryDirectory(prefix="ocrft-table-") as tmp:
+            frame.to_json(Path(tmp) / name, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(self.run_id, str(Path(tmp) / name), folder or None)
+        tables = json.loads(self.client.get_run(self.run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        if {"path": artifact_file, "type": "table"} not in tables:
+            tables.append({"path": artifact_file, "type": "table"})
+            self.client.set_tag(self.run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps(tables))
 
     def set_terminal_status(self, status: str) -> None:
         """How the run ends if no exception escapes: finished, failed, pruned or killed."""

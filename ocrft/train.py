@@ -26,6 +26,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
     from ocrft.provenance import describe_model
+    from ocrft.results import load_results, to_frame
     from ocrft.sharding import check_supported_sharding, is_sharded
     from ocrft.training_setup import (apply_peft, check_validation_data, last_checkpoint, make_callbacks, save_model,
                                       world)
@@ -123,6 +124,9 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         for key in ("results", "results_report", "results_before", "results_before_report"):
             if key in paths:
                 ctx.tracker.log_artifact(paths[key])
+        for key in ("results_before", "results"):  # the per-sample scores, as MLflow tables
+            if key in paths:
+                ctx.tracker.log_table(to_frame(load_results(paths[key])), f"{key}_table.json")
     return TaskResult(metrics=metrics, paths=paths)
 
 
