@@ -159,19 +159,79 @@ def test_study_name_follows_the_command():
 # ------------------------------------------------------------------ samplers and pruners
 
 
-def test_build_sampler_and_pruner():
+def test_build_sampler():
     space = [{"path": "a", "type": "categorical", "choices": [1, 2]}]
     assert isinstance(study_mod.build_sampler({"type": "tpe", "n_startup_trials": 3}, space, 1), optuna.samplers.TPESampler)
     assert isinstance(study_mod.build_sampler({"type": "random"}, space, 1), optuna.samplers.RandomSampler)
     assert isinstance(study_mod.build_sampler({"type": "grid"}, space, 1), optuna.samplers.GridSampler)
     with pytest.raises(ValueError, match="choose one of"):
         study_mod.build_sampler({"type": "bayes"}, space, 1)
-    median = search.build_pruner({"type": "median", "n_startup_trials": 2, "n_warmup_steps": 3, "min_resource": 9})
-    assert isinstance(median, optuna.pruners.MedianPruner) and median._n_warmup_steps == 3
-    assert isinstance(search.build_pruner({"type": "hyperband", "n_startup_trials": 5, "max_resource": 8}), optuna.pruners.HyperbandPruner)
-    assert isinstance(search.build_pruner({"type": "successive_halving"}), optuna.pruners.SuccessiveHalvingPruner)
-    assert isinstance(search.build_pruner({"type": "none"}), optuna.pruners.NopPruner)
-    assert isinstance(search.build_pruner(None), optuna.pruners.NopPruner)
+
+
+def _sweep_study(url: str, pruner_overrides: list[str]):
+    """The study OptunaSweeper.sweep creates for ``hydra/sweeper=optuna`` with these overrides:
+    its pruner built from the composed ``hydra.sweeper.pruner`` and recorded on the study,
+    where the job (another process) rebuilds it from. (The sampler plays no part here.)"""
+    cfg = compose(["hydra/sweeper=optuna", *pruner_overrides], return_hydra_config=True)
+    spec = OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True)
+    study = search.create_study(search.open_storage(url), "s", "minimize", "val/cer",
+                                optuna.samplers.RandomSampler(seed=0), search.build_pruner(spec))  # fmt: skip
+    study.set_user_attr(search.PRUNER_ATTR, spec)
+    return study
+
+
+VALIDATION_STEPS = list(range(2, 20, 2))  # eval.every_n_steps=2 over 18 training steps
+
+
+def _job_pruned_at(url: str, number: int, values: list[float]):
+    """What a job does (ValidationCallback): report each validation, ask whether to stop.
+    The training step it was pruned at, or None if it ran to the end."""
+    reporter = search.TrialReporter.from_config(OmegaConf.create({"storage": url, "study_name": "s", "trial_number": number}))
+    for step, value in zip(VALIDATION_STEPS, values):
+        reporter.report(value, step)
+        if reporter.should_prune():
+            return step
+    return None
+
+
+@pytest.mark.parametrize(
+    "overrides, bad_pruned_at",
+    [
+        ([], {2}),  # the shipped default: median once 5 trials are complete, from the first report
+        # not before step 5; min_resource is hyperband's, and median ignores it
+        (["hydra.sweeper.pruner.n_warmup_steps=5", "hydra.sweeper.pruner.min_resource=9"], {6}),
+        (["hydra.sweeper.pruner.n_startup_trials=9"], {None}),  # too few complete trials to judge by
+        (["hydra.sweeper.pruner.type=successive_halving", "hydra.sweeper.pruner.min_resource=4"], {4}),  # first rung
+        # at the first rung of whichever bracket the trial falls in
+        (["hydra.sweeper.pruner.type=hyperband", "hydra.sweeper.pruner.min_resource=2",
+          "hydra.sweeper.pruner.max_resource=18"], set(VALIDATION_STEPS)),
+        (["hydra.sweeper.pruner.type=none"], {None}),
+    ],
+)  # fmt: skip
+def test_each_pruner_config_prunes_a_bad_trial_and_spares_a_good_one(tmp_path, overrides, bad_pruned_at):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = _sweep_study(url, overrides)
+    learning = [0.6 - 0.4 * i / (len(VALIDATION_STEPS) - 1) for i in range(len(VALIDATION_STEPS))]  # 0.6 -> 0.2
+    for _ in range(6):  # six trials that learnt, ran to the end and were told their last value
+        number = study.ask().number
+        assert _job_pruned_at(url, number, learning) is None
+        study.tell(number, learning[-1])
+    # A trial asked by the sweeper and run as a job; val/cer stays at 1.0 (nothing learnt) ...
+    bad = _job_pruned_at(url, study.ask().number, [1.0] * len(VALIDATION_STEPS))
+    # ... and one that is better than every finished trial at every step.
+    good = _job_pruned_at(url, study.ask().number, [0.1] * len(VALIDATION_STEPS))
+    assert bad in bad_pruned_at
+    assert good is None
+    states = {t.number: t.state for t in optuna.load_study(study_name="s", storage=url).trials}
+    assert list(states.values())[-2:] == [TrialState.RUNNING, TrialState.RUNNING]  # the sweeper, not the job, ends them
+
+
+def test_a_study_without_a_recorded_pruner_never_prunes(tmp_path):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(storage=search.open_storage(url), study_name="s")  # not made by our sweeper
+    for _ in range(6):
+        _finished_trial(study, [0.2] * len(VALIDATION_STEPS))
+    assert _job_pruned_at(url, study.ask().number, [1.0] * len(VALIDATION_STEPS)) is None
 
 
 def test_cmaes_without_the_package_says_what_to_install():
@@ -242,12 +302,14 @@ def test_trial_reporter_from_config_outside_a_sweep():
 def test_pruning_callback_stops_the_trainer(tmp_path):
     from transformers import TrainerControl, TrainerState
 
+    from ocrft.training.callbacks import PruningCallback
+
     url = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(storage=search.open_storage(url), study_name="s")
     study.set_user_attr(search.PRUNER_ATTR, {"type": "median", "n_startup_trials": 1})
     _finished_trial(study, [0.4, 0.2])
     reporter = search.TrialReporter(url, "s", study.ask().number)
-    callback = search.PruningCallback(reporter, metric="eval/cer")
+    callback = PruningCallback(reporter, metric="eval/cer")
     state, control = TrainerState(), TrainerControl()
     state.global_step = 0
     callback.on_log(None, state, control, logs={"loss": 2.0})  # no metric: nothing to report
