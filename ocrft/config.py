@@ -55,11 +55,9 @@ class ModelConfig:
     max_tokens: int = 1024
     timeout: float = 60.0
     stream: bool = False
+    # Retries per sample; the openai SDK paces them (0.5 s doubling to 8 s, with jitter) and
+    # honours a server's Retry-After up to 2 minutes (docs/endpoints.md).
     max_retries: int = 5
-    # Exponential backoff with full jitter between retries: wait ~U(0, min(backoff_max,
-    # backoff_base * 2**attempt)) seconds; a server's Retry-After wins, capped at backoff_max.
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
     # Another engine's output (model=predictions): model.path is a line folder holding
     # X<predictions_suffix> beside X.gt.txt, a folder of PAGE/ALTO files, or a JSONL of
     # {"id", "text"}; PAGE/ALTO lines are matched to the ground truth by line id, else by

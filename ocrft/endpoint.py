@@ -6,22 +6,23 @@ endpoints), vLLM, and this project's own ``task=serve``. Providers are plain YAM
 approximate price table); ``model.base_url``, ``model.remote_model`` and
 ``model.api_key_env`` override them.
 
-The client retries 429/5xx/timeouts with backoff and jitter (honouring Retry-After) and
-returns a failed sample's error instead of raising; ocrft.endpoint_eval runs it over a data
-set. Keys come from the environment only and are scrubbed from every error message, so
-they reach no log, result or checkpoint.
+The transport is the official ``openai`` SDK (``OpenAI(base_url=...)``): it retries 408,
+409, 429, 5xx, timeouts and dropped connections with exponential backoff and jitter, and
+honours Retry-After. On top of it this module adds what an evaluation needs: a 200 answer
+that is no chat completion (an HTML error page, no choices, a stream cut short) is retried
+too, and a failed sample's error is returned instead of raised; ocrft.endpoint_eval runs
+the client over a data set. Keys come from the environment only and are scrubbed from
+every error message, so they reach no log, result or checkpoint.
 """
 
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
 import logging
 import os
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -34,7 +35,13 @@ log = logging.getLogger(__name__)
 PROVIDER_DIR = Path(__file__).resolve().parents[1] / "conf" / "provider"
 # Formats every hosted API accepts as-is; anything else (TIFF, BMP, ...) is re-encoded as PNG.
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
-_RETRYABLE_STATUS = {408, 409, 429}  # plus every 5xx
+# What the SDK retries besides every 5xx: an error with one of these statuses after the
+# whole retry budget reads "gave up after N retries".
+_RETRYABLE_STATUS = {408, 409, 429}
+# Sent as the key where none is configured: the SDK refuses to start without one and would
+# otherwise take OPENAI_API_KEY from the environment and send it to any server. Keyless
+# servers (vLLM, task=serve without serve.api_key_env) ignore it; vLLM's docs use the same.
+_NO_KEY = "EMPTY"
 
 
 @dataclass(frozen=True)
@@ -102,41 +109,6 @@ class Completion:
     error: Optional[str] = None
 
 
-class _Retry(Exception):
-    """A failure worth another try (429, 5xx, timeout, connection error, garbage)."""
-
-    def __init__(self, message: str, retry_after: Optional[float] = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _Fatal(Exception):
-    """A failure another try would repeat (400, 401, 403, 404, 422, ...)."""
-
-
-def parse_retry_after(headers: Any, cap: float) -> Optional[float]:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date),
-    clamped to ``[0, cap]``; None when absent or unreadable."""
-    ms = headers.get("retry-after-ms")
-    value = headers.get("retry-after")
-    seconds: Optional[float] = None
-    try:
-        if ms is not None:
-            seconds = float(ms) / 1000
-        elif value is not None:
-            seconds = float(value)
-    except ValueError:
-        seconds = None
-    if seconds is None and value is not None:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    if seconds is None or seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), cap)
-
-
 def image_data_url(image: Any) -> str:
     """``image`` (a path or a PIL image) as a base64 ``data:`` URL.
 
@@ -160,8 +132,25 @@ def image_data_url(image: Any) -> str:
     return f"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
+class _Malformed(Exception):
+    """A 200 answer that is no chat completion (an HTML error page, no choices, a stream cut
+    short or broken): the SDK hands it over as it came, and another try may well succeed."""
+
+    def __init__(self, message: str, retries_taken: int):
+        super().__init__(message)
+        self.retries_taken = retries_taken
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds to wait before re-sending after a malformed answer: the SDK's own curve for
+    its HTTP retries (0.5 s doubling up to 8 s, less up to 25 % jitter), so that both kinds
+    of retry pace alike."""
+    return min(0.5 * 2**retries, 8.0) * (1 - 0.25 * random.random())
+
+
 class EndpointClient:
-    """A thread-safe OpenAI chat-completions client with retry, backoff and streaming."""
+    """A thread-safe chat-completions client on the ``openai`` SDK: one ``OpenAI`` client
+    (one connection pool) shared by all workers."""
 
     def __init__(
         self,
@@ -173,10 +162,8 @@ class EndpointClient:
         temperature: float = 0.0,
         max_tokens: int = 1024,
         stream: bool = False,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
     ):
-        import httpx
+        from openai import OpenAI
 
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
@@ -185,12 +172,9 @@ class EndpointClient:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.stream = stream
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
         self._secrets = [api_key] if api_key else []
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(timeout=timeout, headers=headers)
-        self._stop = threading.Event()  # set by close(): abandon backoff sleeps at once
+        self._openai = OpenAI(base_url=base_url, api_key=api_key or _NO_KEY, timeout=timeout, max_retries=max_retries)
+        self._stop = threading.Event()  # set by close(): abandon retry waits at once
 
     def __repr__(self) -> str:
         auth = "***" if self._secrets else None
@@ -199,127 +183,150 @@ class EndpointClient:
     def close(self) -> None:
         """Stop retrying and close the connection pool."""
         self._stop.set()
-        self._http.close()
+        self._openai.close()
 
-    def backoff(self, attempt: int, retry_after: Optional[float] = None) -> float:
-        """Seconds to wait before retry number ``attempt + 1``: the server's Retry-After if
-        it sent one, else full jitter (uniform in [0, min(max, base * 2**attempt)]), which
-        spreads concurrent workers apart instead of retrying in lockstep."""
-        if retry_after is not None:
-            return retry_after
-        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
+    def model_ids(self) -> list[str]:
+        """The model ids the server lists at ``GET <base_url>/models``; [] when it lists none
+        or does not answer (one try: this only names the model, it is no sample)."""
+        import openai
+
+        try:
+            return [m.id for m in self._openai.with_options(max_retries=0).models.list().data]
+        except (openai.OpenAIError, ValueError, TypeError, AttributeError):
+            return []
 
     def transcribe(self, image: Any, prompt: str, system: Optional[str] = None) -> Completion:
         """Ask the model to transcribe ``image`` (a path or PIL image) with ``prompt``.
 
-        Never raises for server trouble: a failure after ``max_retries`` retries, or a
-        non-retryable HTTP error, is returned in ``Completion.error``.
+        Never raises for server trouble: a failure after ``max_retries`` retries (the SDK's
+        and ours together), or a non-retryable HTTP error, is returned in
+        ``Completion.error``.
         """
+        import openai
+
         content = [{"type": "image_url", "image_url": {"url": image_data_url(image)}}, {"type": "text", "text": prompt}]
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "stream": self.stream,
-        }
-        if self.stream:
-            payload["stream_options"] = {"include_usage": True}
-        attempt = 0
+        retries = 0
         while True:
-            t0 = time.monotonic()
             try:
-                text, usage = self._post_stream(payload) if self.stream else self._post(payload)
-                return Completion(text, usage, time.monotonic() - t0, attempt)
-            except _Fatal as e:
-                return Completion("", no_usage(), time.monotonic() - t0, attempt, self._scrub(str(e)))
-            except _Retry as e:
+                text, usage, latency_s, taken = self._complete(messages, self.max_retries - retries)
+                return Completion(text, usage, latency_s, retries + taken)
+            except openai.APIError as e:  # the SDK gave up, or the error is not worth a retry
+                retries += _retries_taken(e)
+                message, retryable = self._describe(e)
+                if retryable and retries >= self.max_retries:
+                    message += f" (gave up after {retries} retries)"
+                return Completion("", no_usage(), 0.0, retries, message)
+            except _Malformed as e:
+                retries += e.retries_taken
                 message = self._scrub(str(e))
-                if attempt >= self.max_retries:
-                    return Completion("", no_usage(), time.monotonic() - t0, attempt, f"{message} (gave up after {attempt} retries)")
-                delay = self.backoff(attempt, e.retry_after)
-                log.warning("%s: %s; retry %d/%d in %.2f s", self.url, message, attempt + 1, self.max_retries, delay)
+                if retries >= self.max_retries:
+                    return Completion("", no_usage(), 0.0, retries, f"{message} (gave up after {retries} retries)")
+                delay = retry_delay(retries)
+                log.warning("%s: %s; retry %d/%d in %.2f s", self.url, message, retries + 1, self.max_retries, delay)
                 if self._stop.wait(delay):
-                    return Completion("", no_usage(), time.monotonic() - t0, attempt, f"{message} (cancelled)")
-                attempt += 1
+                    return Completion("", no_usage(), 0.0, retries, f"{message} (cancelled)")
+                retries += 1
+
+    def _complete(self, messages: list, max_retries: int) -> tuple[str, dict, float, int]:
+        """One SDK call (with up to ``max_retries`` retries of its own): text, usage, the
+        latency of the answering request (backoff excluded) and the retries it took."""
+        from openai.types.chat import ChatCompletion
+
+        request: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                                   "max_tokens": self.max_tokens, "stream": self.stream}
+        if self.stream:
+            request["stream_options"] = {"include_usage": True}
+        sdk = self._openai.with_options(max_retries=max_retries)
+        raw = sdk.chat.completions.with_raw_response.create(**request)
+        taken = raw.retries_taken
+        try:
+            if not self.stream:
+                completion = raw.parse()
+            elif raw.headers.get("content-type", "").startswith("application/json"):
+                # A server that ignores "stream" and sends one whole completion is fine too.
+                completion = _read_whole(raw, taken)
+            else:
+                text, usage = _read_stream(raw.parse(), taken)
+                return text, usage, raw.elapsed.total_seconds(), taken
+        finally:
+            raw.http_response.close()
+        if not isinstance(completion, ChatCompletion) or not completion.choices:
+            raise _Malformed(f"malformed response (no choices[0].message): {raw.http_response.text[:200]!r}", taken)
+        return _content_text(completion.choices[0].message.content), _usage(completion.usage), raw.elapsed.total_seconds(), taken
+
+    def _describe(self, error: Exception) -> tuple[str, bool]:
+        """A scrubbed message for an SDK error, and whether the SDK retries that kind."""
+        import openai
+
+        if isinstance(error, openai.APIStatusError):
+            status = error.status_code
+            message = f"HTTP {status}: {error.response.text[:300]}"
+            return self._scrub(message), status in _RETRYABLE_STATUS or status >= 500
+        if isinstance(error, openai.APITimeoutError):
+            return f"no answer within {self.timeout} s", True
+        if isinstance(error, openai.APIConnectionError):
+            cause = error.__cause__
+            return self._scrub(f"connection error: {type(cause).__name__}: {cause}"), True
+        return self._scrub(f"{type(error).__name__}: {error}"), False
 
     def _scrub(self, text: str) -> str:
         return scrub_text(text, self._secrets)
 
-    def _post(self, payload: dict) -> tuple[str, dict]:
-        import httpx
 
-        try:
-            r = self._http.post(self.url, json=payload)
-        except httpx.TimeoutException:
-            raise _Retry(f"no answer within {self.timeout} s") from None
-        except httpx.TransportError as e:
-            raise _Retry(f"connection error: {type(e).__name__}: {e}") from None
-        self._check_status(r)
-        return _parse_completion(r)
-
-    def _post_stream(self, payload: dict) -> tuple[str, dict]:
-        import httpx
-
-        parts: list[str] = []
-        usage: dict = no_usage()
-        try:
-            with self._http.stream("POST", self.url, json=payload) as r:
-                if r.status_code != 200:
-                    r.read()
-                    self._check_status(r)
-                if r.headers.get("content-type", "").startswith("application/json"):
-                    r.read()  # a server that ignores "stream": a whole completion is fine too
-                    return _parse_completion(r)
-                for line in r.iter_lines():
-                    if not line.startswith("data:"):
-                        continue  # blank separators, ": keep-alive" comments, event:/id: fields
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return "".join(parts), usage
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError:
-                        raise _Retry(f"malformed stream chunk: {data[:200]!r}") from None
-                    if not isinstance(chunk, dict) or "error" in chunk:
-                        raise _Retry(f"error in stream: {data[:200]!r}")
-                    for choice in chunk.get("choices") or []:
-                        parts.append(_content_text((choice.get("delta") or {}).get("content")))
-                    if chunk.get("usage"):
-                        usage = _usage(chunk["usage"])
-        except httpx.TimeoutException:
-            raise _Retry(f"stream stalled for {self.timeout} s") from None
-        except httpx.TransportError as e:
-            raise _Retry(f"stream broken: {type(e).__name__}: {e}") from None
-        # The server closed the stream without its [DONE]: the text may be cut short.
-        raise _Retry("stream ended before [DONE] (truncated)")
-
-    def _check_status(self, r: Any) -> None:
-        if r.status_code < 400:
-            return
-        message = f"HTTP {r.status_code}: {r.text[:300]}"
-        if r.status_code in _RETRYABLE_STATUS or r.status_code >= 500:
-            raise _Retry(message, parse_retry_after(r.headers, self.backoff_max))
-        raise _Fatal(message)
-
-
-def _parse_completion(r: Any) -> tuple[str, dict]:
+def _retries_taken(error: Any) -> int:
+    # The SDK numbers each attempt in the x-stainless-retry-count request header; an error
+    # carries the request of the last attempt.
+    request = getattr(error, "request", None)
     try:
-        data = r.json()
-        content = data["choices"][0]["message"].get("content")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise _Retry(f"malformed response (no choices[0].message): {r.text[:200]!r}") from None
-    return _content_text(content), _usage(data.get("usage"))
+        return int(request.headers.get("x-stainless-retry-count", 0)) if request is not None else 0
+    except ValueError:
+        return 0
+
+
+def _read_whole(raw: Any, taken: int) -> Any:
+    """The one JSON completion a server sent where a stream was asked for."""
+    from openai.types.chat import ChatCompletion
+
+    try:
+        return ChatCompletion.construct(**json.loads(raw.http_response.read()))
+    except Exception as e:  # noqa: BLE001 - the transport's errors (httpx2's) or bad JSON: a broken answer
+        raise _Malformed(f"malformed response: {type(e).__name__}: {e}", taken) from None
+
+
+def _read_stream(stream: Any, taken: int) -> tuple[str, dict]:
+    """Text and usage of a chat-completion chunk stream; a stream that breaks, stalls,
+    reports an error or ends before a choice's finish_reason raises :class:`_Malformed`."""
+    import openai
+
+    parts: list[str] = []
+    usage, finished = no_usage(), False
+    try:
+        for chunk in stream:
+            for choice in chunk.choices or []:
+                parts.append(_content_text(choice.delta.content if choice.delta else None))
+                finished = finished or choice.finish_reason is not None
+            if chunk.usage:
+                usage = _usage(chunk.usage)
+    except openai.APITimeoutError:
+        raise _Malformed("stream stalled past the timeout", taken) from None
+    except openai.APIError as e:  # a broken connection, or an error event in the stream
+        raise _Malformed(f"stream broken: {type(e).__name__}: {e}", taken) from None
+    except ValueError as e:  # a chunk that is not JSON
+        raise _Malformed(f"malformed stream chunk: {e}", taken) from None
+    if not finished:  # the server closed the stream early: the text may be cut short
+        raise _Malformed("stream ended before its finish_reason (truncated)", taken)
+    return "".join(parts), usage
 
 
 def no_usage() -> dict:
     return {"prompt_tokens": None, "completion_tokens": None}
 
 
-def _usage(raw: Any) -> dict:
-    raw = raw if isinstance(raw, dict) else {}
-    return {k: raw.get(k) if isinstance(raw.get(k), int) else None for k in ("prompt_tokens", "completion_tokens")}
+def _usage(usage: Any) -> dict:
+    # Servers differ: counts may be missing, or not integers; those are unknown (None).
+    counts = {k: getattr(usage, k, None) for k in ("prompt_tokens", "completion_tokens")}
+    return {k: v if isinstance(v, int) else None for k, v in counts.items()}
 
 
 def _content_text(content: Any) -> str:
@@ -350,6 +357,4 @@ def build_client(model_cfg: Any) -> EndpointClient:
         temperature=model_cfg.temperature,
         max_tokens=model_cfg.max_tokens,
         stream=model_cfg.stream,
-        backoff_base=model_cfg.backoff_base,
-        backoff_max=model_cfg.backoff_max,
     )

@@ -153,13 +153,7 @@ def endpoint_metrics(rows: Sequence[dict], pricing: dict, model: str) -> dict[st
 
 def served_model_id(client: EndpointClient) -> Optional[str]:
     """The one model a server lists at ``GET <base>/models`` (what task=serve answers as), or None."""
-    import httpx
-
-    try:
-        r = client._http.get(client.url.rsplit("/chat/completions", 1)[0] + "/models")
-        ids = [m["id"] for m in r.json()["data"]] if r.status_code == 200 else []
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return None
+    ids = client.model_ids()
     return ids[0] if len(ids) == 1 and isinstance(ids[0], str) else None
 
 

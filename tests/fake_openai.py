@@ -6,8 +6,8 @@ Faults are scripted per image: ``script={sha: ["429:1", "500", "ok"]}`` answers 
 image's first request with a 429 (Retry-After: 1), the second with a 500, and every later
 one correctly; concurrency cannot reorder a per-image script.
 
-Faults: ``ok``; ``429`` / ``429:<s>`` (Retry-After seconds) / ``429-date:<s>`` (as an HTTP
-date); ``500``, ``503``; ``400`` (not retryable); ``slow:<s>`` (answer after s seconds);
+Faults: ``ok``; ``429`` / ``429:<s>`` (Retry-After seconds, sent as given) / ``429-date:<s>``
+(as an HTTP date) / ``429-ms:<ms>`` (retry-after-ms, beside a Retry-After of 9 s); ``500``, ``503``; ``400`` (not retryable); ``slow:<s>`` (answer after s seconds);
 ``garbage`` (HTML with status 200); ``nochoices`` (JSON without choices); ``truncated``
 (body or SSE stream cut off, no [DONE]); ``drop`` (close without answering); ``json`` (a
 correct answer as one JSON body even when a stream was asked for, as some servers do).
@@ -145,11 +145,14 @@ class _Handler(BaseHTTPRequestHandler):
             fake._release.wait(60)
             self._json(503, {"error": {"message": "held, then released"}})
             return "released"
-        if name in ("429", "429-date"):
+        if name in ("429", "429-date", "429-ms"):
             headers = {}
-            if arg:
-                secs = float(arg)
-                headers["Retry-After"] = arg if name == "429" else email.utils.formatdate(time.time() + secs, usegmt=True)
+            if name == "429" and arg:
+                headers["Retry-After"] = arg  # as given, readable or not
+            elif name == "429-date":
+                headers["Retry-After"] = email.utils.formatdate(time.time() + float(arg), usegmt=True)
+            elif name == "429-ms":  # OpenAI's own header, beside a much longer Retry-After
+                headers.update({"retry-after-ms": arg, "Retry-After": "9"})
             self._json(429, {"error": {"message": "rate limited"}}, headers)
             return fault
         if name in ("400", "500", "503"):
@@ -194,7 +197,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
             if truncated and i == 0:
-                return  # the stream just stops: no [DONE]
+                return  # the stream just stops: no finish_reason, no [DONE]
+        # As OpenAI and vLLM end a choice: an empty delta with its finish_reason.
+        chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         if include_usage:
             self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 KEY = "sk-test-0123456789abcdefghijklmnop"
 # Quick retries; the timeout leaves room for a loaded 2-core machine (only "slow:" exceeds it).
-FAST = dict(timeout=1.0, backoff_base=0.01, backoff_max=0.05)
+FAST = dict(timeout=1.0)
 
 
 def make_dataset(folder: Path, n: int) -> tuple[list[Record], dict[str, str], list[str]]:
@@ -85,22 +85,29 @@ def test_stream_request_answered_with_plain_json(tmp_path):
 
 
 def test_retry_after_is_honoured_and_capped(tmp_path):
-    records, labels, shas = make_dataset(tmp_path / "img", 3)
-    # seconds; an HTTP date 2 s ahead (1-2 s at one-second resolution); 30 s, over the cap
-    script = {shas[0]: ["429:1"], shas[1]: ["429-date:2"], shas[2]: ["429:30"]}
-    client_kw = dict(timeout=5, backoff_base=0.001, backoff_max=1.2)
+    records, labels, shas = make_dataset(tmp_path / "img", 5)
+    # seconds; an HTTP date 2 s ahead (1-2 s at one-second resolution); OpenAI's milliseconds
+    # header, which wins over a Retry-After of 9 s; an unreadable value; 10 minutes, over the cap
+    script = {shas[0]: ["429:1"], shas[1]: ["429-date:2"], shas[2]: ["429-ms:300"], shas[3]: ["429:soon"],
+              shas[4]: ["429:600"]}
 
-    def timed(record: Record) -> tuple[str, int, float]:
+    def timed(record: Record) -> tuple[str, int, float, str]:
         t0 = time.monotonic()
-        done = EndpointClient(server.url, "m", **client_kw).transcribe(record.image, "read")
-        return done.text, done.retries, time.monotonic() - t0
+        done = EndpointClient(server.url, "m", timeout=5).transcribe(record.image, "read")
+        return done.text, done.retries, time.monotonic() - t0, done.error or ""
 
-    with FakeOpenAI(labels, script=script) as server, ThreadPoolExecutor(3) as pool:
+    with FakeOpenAI(labels, script=script) as server, ThreadPoolExecutor(5) as pool:
         results = list(pool.map(timed, records))
-    assert [(text, retries) for text, retries, _ in results] == [(r.text, 1) for r in records]
-    # Full jitter alone would wait <= 1 ms: these waits are the server's, capped at 1.2 s.
-    waits = [wait for _, _, wait in results]
-    assert waits[0] >= 0.9 and waits[1] >= 0.9 and 1.1 <= waits[2] < 10, waits
+    assert [(text, retries) for text, retries, _, _ in results[:4]] == [(r.text, 1) for r in records[:4]]
+    # The SDK's own backoff before a first retry is 0.375-0.5 s: these waits are the server's.
+    waits = [wait for _, _, wait, _ in results]
+    assert waits[0] >= 0.9 and waits[1] >= 0.9 and 0.25 <= waits[2] < 5 and waits[3] < 5, waits
+    # Over the SDK's cap (2 minutes) a wait is not sat out: the sample fails at once with the
+    # 429 recorded, and a resumed evaluation sends it again.
+    text, retries, wait, error = results[4]
+    assert (text, retries, error[:8]) == ("", 0, "HTTP 429") and wait < 5, results[4]
+    assert [server.faults(sha) for sha in shas] == [["429:1", "ok"], ["429-date:2", "ok"], ["429-ms:300", "ok"],
+                                                    ["429:soon", "ok"], ["429:600"]]
 
 
 def test_failures_are_recorded_then_retried_on_resume(tmp_path):
@@ -150,7 +157,7 @@ def test_key_never_reaches_logs_checkpoint_or_results(tmp_path, monkeypatch, cap
     script = {shas[0]: ["500", "truncated"], shas[1]: ["drop"]}
     with FakeOpenAI(labels, api_key=KEY, script=script) as server:
         cfg = SimpleNamespace(**vars(ModelConfig(family="endpoint", path="e", provider="openai", base_url=server.url,
-                                                 remote_model="m", timeout=2.0, backoff_base=0.01, backoff_max=0.05)))
+                                                 remote_model="m", timeout=2.0)))
         client = build_client(cfg)
         rows = evaluate_endpoint(records, "read", None, client, workers=2, checkpoint_path=tmp_path / "ok.jsonl")
         assert all(r["error"] is None for r in rows)
@@ -176,8 +183,7 @@ from ocrft.endpoint import EndpointClient
 from ocrft.endpoint_eval import evaluate_endpoint
 logging.basicConfig(level=logging.INFO)
 records = [Record(**r) for r in json.loads(Path(sys.argv[1]).read_text())]
-client = EndpointClient(sys.argv[2], "fake", api_key=os.environ["FAKE_KEY"], timeout=60, max_retries=2,
-                        backoff_base=0.01, backoff_max=0.05)
+client = EndpointClient(sys.argv[2], "fake", api_key=os.environ["FAKE_KEY"], timeout=60, max_retries=2)
 rows = evaluate_endpoint(records, "read", None, client, workers=2, checkpoint_path=Path(sys.argv[3]),
                          save_interval=3, progress=False)
 Path(sys.argv[4]).write_text(json.dumps(rows))
@@ -235,7 +241,7 @@ def test_cli_eval_through_endpoint_resumes_in_the_same_run_dir(tmp_path):
     env = {**os.environ, "OCRFT_SERVE_KEY": KEY}
     with FakeOpenAI(labels, api_key=KEY, script={shas[0]: ["500"], shas[3]: ["400"]}) as server:
         cmd = [sys.executable, "-m", "ocrft", "task=eval", "model=endpoint", "model.provider=ocrft",
-               f"model.base_url={server.url}", "model.backoff_base=0.01", "data=json_ocr", f"data.test_file={data}",
+               f"model.base_url={server.url}", "data=json_ocr", f"data.test_file={data}",
                "tracking=none", f"run_dir={run_dir}", "eval.workers=2"]
         first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert first.returncode == 0, first.stderr

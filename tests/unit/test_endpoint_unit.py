@@ -1,15 +1,15 @@
-"""Endpoint client and server pieces that need no server: providers, keys, backoff,
-Retry-After, image encoding, checkpoint recovery, cost, request parsing."""
+"""Endpoint client and server pieces that need no server: providers, keys, the backoff of
+re-sent malformed answers, image encoding, checkpoint recovery, cost, request parsing.
+Retry-After and the SDK's own retries are tested against a real server in
+tests/integration/test_endpoint.py."""
 
 from __future__ import annotations
 
 import base64
-import email.utils
 import io
 import json
 import random
 import struct
-import time
 import zlib
 from types import SimpleNamespace
 
@@ -24,8 +24,8 @@ from ocrft.endpoint import (
     image_data_url,
     known_providers,
     load_provider,
-    parse_retry_after,
     read_api_key,
+    retry_delay,
 )
 from ocrft.endpoint_eval import endpoint_metrics, estimate_cost, sum_usage
 from ocrft.serve import ChatRequest, OcrRequest, RequestError, decode_data_url, decode_image, parse_request, read_server_key
@@ -86,10 +86,10 @@ def test_api_key_from_environment(monkeypatch):
 def test_build_client_overrides(monkeypatch):
     monkeypatch.setenv("MY_GATEWAY_KEY", SECRET)
     cfg = ModelConfig(family="endpoint", path="endpoint", provider="openai", base_url="http://127.0.0.1:9/v1/",
-                      remote_model="gpt-4o-mini", api_key_env="MY_GATEWAY_KEY", stream=True, backoff_max=2.0)
+                      remote_model="gpt-4o-mini", api_key_env="MY_GATEWAY_KEY", stream=True, max_retries=2)
     client = build_client(SimpleNamespace(**vars(cfg)))
     assert client.url == "http://127.0.0.1:9/v1/chat/completions"
-    assert (client.model, client.stream, client.backoff_max) == ("gpt-4o-mini", True, 2.0)
+    assert (client.model, client.stream, client.max_retries) == ("gpt-4o-mini", True, 2)
     assert SECRET not in repr(client) and "api_key=***" in repr(client)
     # An optional key (vllm) may be absent; naming a variable explicitly makes it required.
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
@@ -98,26 +98,20 @@ def test_build_client_overrides(monkeypatch):
         build_client(SimpleNamespace(**vars(ModelConfig(family="endpoint", path="e", provider="vllm", api_key_env="MISSING_KEY_VAR"))))
 
 
-def test_retry_after_parsing():
-    h = lambda **kw: {k.replace("_", "-"): v for k, v in kw.items()}  # noqa: E731
-    assert parse_retry_after(h(retry_after="3"), cap=60) == 3.0
-    assert parse_retry_after(h(retry_after="120"), cap=60) == 60.0  # capped
-    assert parse_retry_after(h(retry_after="-5"), cap=60) == 0.0
-    assert parse_retry_after(h(retry_after_ms="250", retry_after="9"), cap=60) == 0.25  # OpenAI's ms header wins
-    date = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 28 <= parse_retry_after(h(retry_after=date), cap=60) <= 30
-    assert parse_retry_after(h(retry_after="soon"), cap=60) is None
-    assert parse_retry_after({}, cap=60) is None
-
-
-def test_backoff_full_jitter():
-    client = EndpointClient("http://127.0.0.1:9/v1", "m", backoff_base=0.5, backoff_max=4.0)
+def test_retry_delay_doubles_to_a_cap_with_jitter():
     random.seed(0)
-    for attempt, bound in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (10, 4.0)]:
-        waits = [client.backoff(attempt) for _ in range(400)]
-        assert all(0 <= w <= bound for w in waits)
-        assert 0.35 * bound < sum(waits) / len(waits) < 0.65 * bound  # uniform, not fixed
-    assert client.backoff(3, retry_after=1.5) == 1.5
+    for retries, bound in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)]:
+        waits = [retry_delay(retries) for _ in range(400)]
+        assert all(0.75 * bound <= w <= bound for w in waits)
+        assert len({round(w, 6) for w in waits}) > 300  # spread, not fixed: workers fall out of step
+
+
+def test_client_uses_the_given_key_only(monkeypatch):
+    # The SDK would fall back to OPENAI_API_KEY: a keyless server must not receive it.
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    client = EndpointClient("http://127.0.0.1:9/v1", "m")
+    assert client._openai.api_key != SECRET and "api_key=None" in repr(client)
+    assert EndpointClient("http://127.0.0.1:9/v1", "m", api_key="sk-given")._openai.api_key == "sk-given"
 
 
 def test_image_data_url_formats(tmp_path):
@@ -216,9 +210,9 @@ def test_endpoint_config_composes(monkeypatch):
     from tests.conftest import compose
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
-    cfg = compose(["task=eval", "model=endpoint", "model.provider=anthropic", "model.backoff_max=3", "model.stream=true"])
+    cfg = compose(["task=eval", "model=endpoint", "model.provider=anthropic", "model.max_retries=3", "model.stream=true"])
     client = build_client(cfg.model)
     assert client.url == "https://api.anthropic.com/v1/chat/completions"
-    assert (client.model, client.backoff_max, client.stream) == ("claude-3-5-sonnet-20241022", 3.0, True)
+    assert (client.model, client.max_retries, client.stream) == ("claude-3-5-sonnet-20241022", 3, True)
     cfg = compose(["task=serve", "serve.max_new_tokens=12"])
     assert (cfg.serve.host, cfg.serve.port, cfg.serve.max_new_tokens) == ("127.0.0.1", 8000, 12)
