@@ -112,7 +112,7 @@ def run_trl_baseline(args, records, out_dir: Path) -> Result:
     from PIL import Image
     from trl import SFTConfig, SFTTrainer
 
-    from ocrft.builders import build_peft_config
+    from ocrft.training.builders import build_peft_config
     from ocrft.models.loading import load_processor, resolve_model
     from ocrft.models.registry import get_family
 

@@ -99,8 +99,8 @@ def evaluate_records(
     ``cfg.model``); the results file names it. With sharded weights every rank generates
     along (see ocrft.sharding); rank 0 alone scores and writes, the others return empty results.
     """
+    from ocrft.distributed import world
     from ocrft.provenance import describe_model
-    from ocrft.training_setup import world
 
     predictions = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, desc)
     if not world().is_main:

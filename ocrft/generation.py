@@ -131,8 +131,3 @@ def build_generator(cfg, model=None, processor=None) -> Generator:
         repetition_penalty=cfg.eval.repetition_penalty,
         num_beams=cfg.eval.num_beams,
     )
-
-
-def load_generator(cfg) -> Generator:
-    """The generator ``task=serve`` serves."""
-    return build_generator(cfg)

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 _CARD = "ocrft_model.json"
 _ADAPTER = "adapter_config.json"
 _RUN = "run.json"
-# Subfolders of a run folder that hold its saved model (ocrft.training_setup.save_model).
+# Subfolders of a run folder that hold its saved model (ocrft.training.checkpoints.save_model).
 _RUN_MODEL_DIRS = ("adapter", "model", "best")
 
 

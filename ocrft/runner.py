@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from omegaconf import DictConfig, open_dict
 
 from ocrft import atomic
-from ocrft.training_setup import agree_run_dir, world
+from ocrft.distributed import agree_run_dir, world
 
 log = logging.getLogger(__name__)
 

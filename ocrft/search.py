@@ -4,8 +4,9 @@ The sweeper (hydra_plugins/ocrft_optuna_sweeper, which also holds the samplers) 
 study for a trial, turns it into override strings with :func:`suggest` and launches a job with the trial's identity
 (``trial.storage``, ``trial.study_name``, ``trial.trial_number``). Inside the job,
 :class:`TrialReporter` finds that trial in the shared storage, reports the validation
-metric and asks the study's pruner whether to stop; :class:`PruningCallback` does this from
-a transformers ``Trainer``. Nothing here imports Optuna or transformers at module import.
+metric and asks the study's pruner whether to stop (ocrft.training.callbacks does this from
+a transformers ``Trainer``). Nothing here imports Optuna or transformers at module import:
+the sweeper imports this module when Hydra lists its plugins, on every ``--help``.
 """
 
 from __future__ import annotations
@@ -326,47 +327,3 @@ class TrialReporter:
     def has_unchecked_report(self) -> bool:
         """A value was reported since the last :meth:`should_prune`."""
         return self._unchecked
-
-
-def _pruning_callback_class():
-    from transformers import TrainerCallback
-
-    class PruningCallback(TrainerCallback):
-        """Reports ``metric`` to the trial and stops training when the study prunes it.
-
-        The metric is picked up from ``Trainer.log``/``evaluate`` dicts; values reported
-        directly with ``reporter.report`` are checked too (at the next step end). After
-        training, ``pruned`` says whether the run stopped early: return status "pruned".
-        """
-
-        def __init__(self, reporter: TrialReporter, metric: str = "eval/cer") -> None:
-            self.reporter, self.metric, self.pruned = reporter, metric, False
-
-        def _observe(self, values: Optional[Mapping[str, Any]], state, control) -> None:
-            value = (values or {}).get(self.metric)
-            if value is not None:  # NaN too: the median pruner prunes a NaN trial at once
-                self.reporter.report(float(value), state.global_step)
-            if self.reporter.has_unchecked_report and self.reporter.should_prune():
-                self.pruned = True
-                control.should_training_stop = True
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            self._observe(logs, state, control)
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            self._observe(metrics, state, control)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self._observe(None, state, control)
-
-    return PruningCallback
-
-
-def __getattr__(name: str) -> Any:
-    # PEP 562: `PruningCallback` subclasses transformers' TrainerCallback; building it on first
-    # use keeps `import ocrft.search` (done by the sweeper) free of transformers and torch.
-    if name == "PruningCallback":
-        cls = _pruning_callback_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

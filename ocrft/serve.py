@@ -43,7 +43,7 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class Generator(Protocol):
-    """What task=serve serves (ocrft.generation.load_generator returns one).
+    """What task=serve serves (ocrft.generation.build_generator returns one).
 
     ``generate`` gets one image and one prompt per sample and returns one string per
     sample. An optional ``count_tokens(text) -> int`` makes the reported usage exact.
@@ -135,6 +135,8 @@ def decode_image(data: bytes, max_pixels: int) -> Any:
     """
     from PIL import Image, ImageOps
 
+    from ocrft.data.images import flatten_to_rgb
+
     try:
         im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError:
@@ -145,11 +147,7 @@ def decode_image(data: bytes, max_pixels: int) -> Any:
         raise RequestError(413, f"image is {im.width}x{im.height}, over {max_pixels} pixels", "image_too_large")
     try:
         im.load()
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            rgba = im.convert("RGBA")
-            return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-        return im.convert("RGB")
+        return flatten_to_rgb(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError):
         raise RequestError(400, "image is truncated or corrupt", "invalid_image") from None
 
@@ -369,10 +367,10 @@ async def _sse(head: dict, text: str, finish: str, usage: Optional[dict]):
 
 
 def run_serve(cfg: Any, ctx: Any) -> Any:
-    """task=serve: load the model (ocrft.generation.load_generator) and serve it until Ctrl-C."""
+    """task=serve: load the model (ocrft.generation.build_generator) and serve it until Ctrl-C."""
     import uvicorn
 
-    from ocrft.generation import load_generator
+    from ocrft.generation import build_generator
     from ocrft.provenance import serve_model_name
     from ocrft.runner import TaskResult
 
@@ -380,7 +378,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     host, port = cfg.serve.host, cfg.serve.port
     if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve.api_key_env:
         log.warning("serving on %s without a key: anyone who can reach port %d can use the model", host, port)
-    generator = load_generator(cfg)
+    generator = build_generator(cfg)
     model_name = serve_model_name(cfg)  # short: the run folder's name or the base's id, never a path
     app = create_app(generator, cfg.serve, model_name)
     url = f"http://{host}:{port}/v1"

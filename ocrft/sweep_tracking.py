@@ -19,9 +19,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ocrft import atomic
-from ocrft.redact import scrub_text
 from ocrft.mlflow_experiment import experiment_id, experiment_name
-from ocrft.tracking import PARENT_RUN_ENV, PARENT_RUN_FILE, MlflowTracker, base_tags
+from ocrft.mlflow_tags import base_tags
+from ocrft.redact import scrub_text
+from ocrft.tracking import PARENT_RUN_ENV, PARENT_RUN_FILE, MlflowTracker
 
 log = logging.getLogger(__name__)
 

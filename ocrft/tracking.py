@@ -21,7 +21,6 @@ import numbers
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -30,13 +29,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ocrft.mlflow_experiment import experiment_id, experiment_name
+from ocrft.mlflow_tags import base_tags, run_name
 from ocrft.redact import (
     REDACTED,
     is_secret_key,
-    redact_overrides,
     redacted_container,
     redacted_yaml,
     scrub_text,
@@ -57,14 +56,6 @@ _MAX_TAG_LEN = 8000
 _PARAMS_PER_BATCH = 100
 # ocrft run status -> MLflow run status. A pruned trial was stopped on purpose: KILLED.
 _MLFLOW_STATUS = {"finished": "FINISHED", "failed": "FAILED", "pruned": "KILLED", "killed": "KILLED"}
-# Hugging Face Trainer log keys -> our metric names (STYLE.md section 7).
-_HF_METRIC_NAMES = {
-    "loss": "train/loss",
-    "learning_rate": "train/learning_rate",
-    "grad_norm": "train/grad_norm",
-    "epoch": "train/epoch",
-    "train_loss": "train/mean_loss",  # the end-of-training average, not a step value
-}
 _TEXT_SUFFIXES = {".txt", ".log", ".json", ".jsonl", ".yaml", ".yml", ".md", ".html", ".csv", ".tsv", ".xml"}
 
 
@@ -94,8 +85,8 @@ class NullTracker:
     def log_table(self, frame, artifact_file: str) -> None:
         pass
 
-    def trainer_callback(self):
-        return None
+    def flush(self) -> None:
+        pass
 
 
 class MlflowTracker:
@@ -241,10 +232,6 @@ class MlflowTracker:
             raise ValueError(f"status={status!r}; choose one of {sorted(_MLFLOW_STATUS)}")
         self._status = status
 
-    def trainer_callback(self):
-        """A ``transformers.TrainerCallback`` that sends the Trainer's logs to this run."""
-        return _make_trainer_callback(self)
-
     def close(self, error: Optional[BaseException] = None) -> None:
         """Flush and end the run: KILLED on Ctrl-C, FAILED on any other error, else the
         status set by ``set_terminal_status`` (finished by default)."""
@@ -258,35 +245,6 @@ class MlflowTracker:
             self.log_text("".join(traceback.format_exception(error)), "error.txt")
         self.set_tags({"ocrft.status": status})
         self.client.set_terminated(self.run_id, _MLFLOW_STATUS[status])
-
-
-def _make_trainer_callback(tracker: MlflowTracker):
-    from transformers import TrainerCallback
-
-    class OcrftMlflowCallback(TrainerCallback):
-        """Logs the Trainer's logs (loss, learning rate, grad norm, epoch, eval) per logging step."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                tracker.log_metrics({hf_metric_name(k): v for k, v in logs.items()}, step=state.global_step)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            tracker.flush()
-
-    return OcrftMlflowCallback()
-
-
-def hf_metric_name(key: str) -> str:
-    """Our name for a Hugging Face Trainer log key: ``loss`` -> ``train/loss``,
-    ``eval_loss`` -> ``eval/loss``; a key that already has a ``/`` is kept."""
-    if "/" in key:
-        return key
-    if key in _HF_METRIC_NAMES:
-        return _HF_METRIC_NAMES[key]
-    for prefix in ("eval", "train", "test"):
-        if key.startswith(prefix + "_"):
-            return f"{prefix}/{key[len(prefix) + 1:]}"
-    return f"train/{key}"
 
 
 def _metric_key(key: str) -> str:
@@ -307,50 +265,10 @@ def _flatten(obj: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _run_name(cfg: DictConfig, job_num: Optional[int]) -> str:
-    if cfg.get("run_name"):
-        name = cfg.run_name
-    else:
-        model = OmegaConf.select(cfg, "model.name") or str(OmegaConf.select(cfg, "model.path") or "model")
-        name = f"{cfg.task}-{model.rstrip('/').rsplit('/', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return name if job_num is None else f"{name}-{job_num}"
-
-
 def _hydra_config():
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get() if HydraConfig.initialized() else None
-
-
-def _git_commit() -> Optional[str]:
-    # The commit of the ocrft checkout (code and conf/ live together); none outside a repo.
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def base_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
-    from mlflow.tracking.context.registry import resolve_tags
-
-    data_path = OmegaConf.select(cfg, "data.path")
-    data = f"{cfg.data.format}:{data_path}" if data_path else OmegaConf.select(cfg, "data.format")
-    tags = {
-        **resolve_tags(),  # mlflow.user, mlflow.source.name/type: the UI's User and Source columns
-        "ocrft.task": cfg.task,
-        "ocrft.model_family": OmegaConf.select(cfg, "model.family"),
-        "ocrft.model_path": OmegaConf.select(cfg, "model.path"),
-        "ocrft.dataset": data,
-        "ocrft.overrides": " ".join(redact_overrides(overrides)),
-        "ocrft.status": "running",
-    }
-    commit = _git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return {k: "" if v is None else str(v) for k, v in tags.items()}
 
 
 def _resumable_run(client, run_dir: Path):
@@ -408,7 +326,7 @@ def _start_run(cfg: DictConfig, run_dir: Path) -> MlflowTracker:
         parent = _parent_run(client, run_dir)
         job_num = hc.job.num if parent is not None and hc is not None else None
         exp_id = parent.info.experiment_id if parent else experiment_id(client, experiment_name(cfg), cfg.tracking.uri)
-        name = scrub_text(_run_name(cfg, job_num))
+        name = scrub_text(run_name(cfg, job_num))
         parent_tag = {"mlflow.parentRunId": parent.info.run_id} if parent else None  # what nests it in the UI
         run = client.create_run(exp_id, run_name=name, tags=parent_tag)
         tracker = MlflowTracker(client, run.info.run_id)

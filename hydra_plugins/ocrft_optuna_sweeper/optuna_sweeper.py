@@ -29,6 +29,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.ocrft_optuna_sweeper import config as _config  # noqa: F401 - registers the schema
+from ocrft.redact import scrub_text
 
 if TYPE_CHECKING:
     import optuna
@@ -114,7 +115,7 @@ class OptunaSweeper(Sweeper):
         atomic.write_text(sweep_dir / "multirun.yaml", redacted_sweep_yaml(self.config))
         log.info(
             "Optuna study %r in %s: %d trials, %s %s, sampler %s, pruner %s",
-            self.study_name, _scrub(self.job_storage), self.n_trials, self.direction, self.metric,
+            self.study_name, scrub_text(self.job_storage), self.n_trials, self.direction, self.metric,
             self.sampler_spec["type"], self.pruner_spec["type"],
         )
         started = summary.now()
@@ -305,9 +306,3 @@ def _fixed_overrides(arguments: list[str]) -> list[str]:
 
 def _plain(node: Any) -> dict:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
-
-
-def _scrub(url: str) -> str:
-    from ocrft.redact import scrub_text
-
-    return scrub_text(url)

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from ocrft.redact import scrub_text
+
 if TYPE_CHECKING:
     import optuna
 
 log = logging.getLogger(__name__)
 
-PARENT_RUN_FILE = "mlflow_parent_run_id"  # written into the sweep dir by the MLflow sweep callback
 
 
 def now() -> str:
@@ -48,7 +49,7 @@ def finish(sweeper: Any, study: "optuna.Study", sweep_dir: Path, started: str, s
         "end_time": None,
         "study": {
             "name": sweeper.study_name,
-            "storage": _scrub(sweeper.job_storage),
+            "storage": scrub_text(sweeper.job_storage),
             "direction": sweeper.direction,
             "metric": sweeper.metric,
             "n_trials": sweeper.n_trials,
@@ -174,6 +175,8 @@ def tag_child_run(result: Any, run_dir: Optional[str], number: int, state: str) 
 
 def log_to_parent_run(config: DictConfig, sweep_dir: Path, record: dict) -> Optional[str]:
     """Log best.yaml and the plots to the sweep's MLflow parent run, when there is one."""
+    from ocrft.tracking import PARENT_RUN_FILE  # written into the sweep dir by the MLflow sweep callback
+
     parent_file = sweep_dir / PARENT_RUN_FILE
     if not parent_file.exists():
         return None
@@ -191,9 +194,3 @@ def log_to_parent_run(config: DictConfig, sweep_dir: Path, record: dict) -> Opti
     except Exception as err:
         log.warning("could not log the sweep to MLflow run %s: %s", run_id, err)
     return run_id
-
-
-def _scrub(url: str) -> str:
-    from ocrft.redact import scrub_text
-
-    return scrub_text(url)

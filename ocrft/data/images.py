@@ -82,18 +82,27 @@ def open_image(path: str | os.PathLike):
         DataError: naming the file, if it is missing, empty, not an image, truncated, or
             larger than ``MAX_IMAGE_PIXELS``.
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     path = Path(path)
     im = _open_checked(path)
     try:
         with im:
             im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return Image.alpha_composite(white, rgba).convert("RGB")
-            return im.convert("RGB")
+            return flatten_to_rgb(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"corrupt or truncated image: {e}", path) from e
+
+
+def flatten_to_rgb(im):
+    """``im`` as RGB, its transparent pixels composited onto white.
+
+    Scans exported with alpha usually have a transparent background behind dark text:
+    dropping the alpha channel would turn that background black.
+    """
+    from PIL import Image
+
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return im.convert("RGB")

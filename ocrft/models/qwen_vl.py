@@ -53,17 +53,12 @@ def _processor_class(variant: str):
     return ImageOnlyProcessor
 
 
-def _image_processor_class():
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    return Qwen2VLImageProcessorPil
-
-
 def _loader(variant: str):
     def load_processor(path: str, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None):
         from transformers import AutoTokenizer
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-        image_processor = _image_processor_class().from_pretrained(path)
+        image_processor = Qwen2VLImageProcessorPil.from_pretrained(path)
         size = dict(image_processor.size)
         if min_pixels:
             size["shortest_edge"] = min_pixels
@@ -109,8 +104,11 @@ def _tiny_tokenizer():
 
 
 def _tiny_processor(variant: str):
+    # Imported here, not at the top: the registry imports this module for every run's config check.
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
     tokenizer = _tiny_tokenizer()
-    image_processor = _image_processor_class()(
+    image_processor = Qwen2VLImageProcessorPil(
         patch_size=_TINY_PATCH,
         merge_size=2,
         temporal_patch_size=2,

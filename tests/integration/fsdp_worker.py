@@ -42,8 +42,8 @@ def main(out: Path) -> None:
     from ocrft.models.loading import ensure_tiny, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
     from ocrft.sharding import full_state_dict, is_sharded
-    from ocrft.train import load_weights
-    from ocrft.training_setup import apply_peft, save_model
+    from ocrft.training.adapters import apply_peft
+    from ocrft.training.checkpoints import load_weights, save_model
     from tests.conftest import compose
 
     dist.init_process_group("gloo")

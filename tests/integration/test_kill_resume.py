@@ -532,7 +532,7 @@ def test_a_failed_adapter_save_keeps_the_previous_adapter(tmp_path, monkeypatch)
     from safetensors.torch import load_file
 
     from ocrft.models.loading import ResolvedModel
-    from ocrft.training_setup import save_model
+    from ocrft.training.checkpoints import save_model
     from tests.conftest import compose
 
     class Processor:
@@ -577,7 +577,7 @@ WRITE_SITES = {
     ("ocrft/models/qwen_vl.py", "build_tiny"): "tiny checkpoints, " + SWAPPED + " (ensure_tiny)",
     ("ocrft/tracking.py", "log_artifact"): "scrubbed copies in a temporary staging folder",
     ("ocrft/tracking.py", "_scrub_file"): "scrubbed copies in a temporary staging folder",
-    ("ocrft/training_setup.py", "save_model"): "adapter or model, " + SWAPPED,
+    ("ocrft/training/checkpoints.py", "save_model"): "adapter or model, " + SWAPPED,
     # Known gaps, owned by the sweeper: a kill can leave these half-written (docs/failures.md).
     ("hydra_plugins/ocrft_optuna_sweeper/optuna_sweeper.py", "sweep"): "GAP: multirun.yaml via OmegaConf.save",
     ("hydra_plugins/ocrft_optuna_sweeper/summary.py", "save_plots"): "GAP: plot PNGs via savefig(path)",

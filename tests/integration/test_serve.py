@@ -268,7 +268,7 @@ class Generator:
         return [f"{im.width}x{im.height}" for im in images]
 
 # Stand-in for ocrft.generation (the local-model loader) so only the serving is under test.
-sys.modules["ocrft.generation"] = types.SimpleNamespace(load_generator=lambda cfg: Generator())
+sys.modules["ocrft.generation"] = types.SimpleNamespace(build_generator=lambda cfg: Generator())
 from ocrft.serve import run_serve
 
 logging.basicConfig(level=logging.INFO)
@@ -326,10 +326,10 @@ def test_run_serve_checks_the_key_before_loading_the_model(monkeypatch):
 
     from ocrft.serve import run_serve
 
-    def load_generator(cfg):
+    def build_generator(cfg):
         raise AssertionError("the model must not be loaded for a server that cannot start")
 
-    monkeypatch.setitem(sys.modules, "ocrft.generation", types.SimpleNamespace(load_generator=load_generator))
+    monkeypatch.setitem(sys.modules, "ocrft.generation", types.SimpleNamespace(build_generator=build_generator))
     monkeypatch.delenv(KEY_ENV, raising=False)
     cfg = OmegaConf.create({"serve": vars(ServeConfig(api_key_env=KEY_ENV)), "model": {"name": None, "path": "x"}})
     with pytest.raises(ConfigError, match=KEY_ENV):

@@ -123,11 +123,13 @@ def test_run_logs_config_tags_metrics_and_artifacts(store, tmp_path):
 def test_trainer_callback_names_and_batches_metrics(store, tmp_path, monkeypatch):
     from transformers import TrainerControl, TrainerState
 
+    from ocrft.training.callbacks import TrackerCallback
+
     monkeypatch.setattr(tracking, "FLUSH_SECONDS", 3600.0)  # only on_train_end flushes
     seen_before_flush = []
 
     def task(cfg, ctx):
-        callback = ctx.tracker.trainer_callback()
+        callback = TrackerCallback(ctx.tracker)
         state, control = TrainerState(), TrainerControl()
         for step in (1, 2, 3):
             state.global_step = step
@@ -154,7 +156,9 @@ def test_trainer_callback_names_and_batches_metrics(store, tmp_path, monkeypatch
      ("mean_token_accuracy", "train/mean_token_accuracy")],
 )
 def test_hf_metric_names(key, name):
-    assert tracking.hf_metric_name(key) == name
+    from ocrft.training.callbacks import hf_metric_name
+
+    assert hf_metric_name(key) == name
 
 
 def test_experiment_name_precedence():

@@ -74,7 +74,7 @@ def test_cpu_safe_defaults():
 def test_sft_config_turns_bf16_and_checkpointing_off_on_cpu(tmp_path, override, expected):
     import warnings
 
-    from ocrft.builders import build_sft_config
+    from ocrft.training.builders import build_sft_config
 
     cfg = compose([] if override is None else [f"train.gradient_checkpointing={override}"])
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Length-grouped batches in random order (ocrft.sampling)."""
+"""Length-grouped batches in random order (ocrft.training.sampling)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import statistics
 
 import torch
 
-from ocrft.sampling import sampler_class, shuffled_length_grouped_indices
+from ocrft.training.sampling import ShuffledLengthGroupedSampler, shuffled_length_grouped_indices
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:
@@ -52,7 +52,7 @@ def test_a_partial_last_batch_stays_last():
 
 
 def test_sampler_follows_the_seeded_global_rng_so_a_resumed_run_replays_its_order():
-    sampler = sampler_class()(_lengths(640), 16)
+    sampler = ShuffledLengthGroupedSampler(_lengths(640), 16)
     torch.manual_seed(7)
     first = list(sampler)
     torch.manual_seed(7)

@@ -7,13 +7,9 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from ocrft.distributed import on_cuda
+
 log = logging.getLogger(__name__)
-
-
-def on_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def build_bnb_config(quant, dtype: str = "auto"):

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import torch
+from torch.utils.data import Sampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
+from trl import SFTTrainer
+
 
 def shuffled_length_grouped_indices(lengths: Sequence[int], batch_size: int, generator=None) -> list[int]:
     """transformers' length-grouped indices, with every full batch but the first in random order."""
-    import torch
-    from transformers.trainer_pt_utils import get_length_grouped_indices
-
     indices = get_length_grouped_indices(list(lengths), batch_size, generator=generator)
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     # A partial batch stays last: anywhere else it would shift every later batch boundary.
@@ -31,39 +33,30 @@ def shuffled_length_grouped_indices(lengths: Sequence[int], batch_size: int, gen
     return [i for batch in [first, *(rest[j] for j in order), *tail] for i in batch]
 
 
-def sampler_class():
-    from torch.utils.data import Sampler
+class ShuffledLengthGroupedSampler(Sampler):
+    """Yields :func:`shuffled_length_grouped_indices`, reshuffled on every pass."""
 
-    class ShuffledLengthGroupedSampler(Sampler):
-        """Yields :func:`shuffled_length_grouped_indices`, reshuffled on every pass."""
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: Optional[torch.Generator] = None):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
 
-        def __init__(self, lengths: Sequence[int], batch_size: int, generator: Optional[object] = None):
-            self.lengths = list(lengths)
-            self.batch_size = batch_size
-            self.generator = generator
+    def __len__(self) -> int:
+        return len(self.lengths)
 
-        def __len__(self) -> int:
-            return len(self.lengths)
-
-        def __iter__(self):
-            # The global torch RNG when no generator is given, as transformers' sampler: the
-            # Trainer seeds it, so a resumed run replays the same order and skips the seen batches.
-            return iter(shuffled_length_grouped_indices(self.lengths, self.batch_size, self.generator))
-
-    return ShuffledLengthGroupedSampler
+    def __iter__(self):
+        # The global torch RNG when no generator is given, as transformers' sampler: the
+        # Trainer seeds it, so a resumed run replays the same order and skips the seen batches.
+        return iter(shuffled_length_grouped_indices(self.lengths, self.batch_size, self.generator))
 
 
-def trainer_class():
+class OcrftSFTTrainer(SFTTrainer):
     """TRL's SFTTrainer, drawing ``group_by_length`` batches in random order."""
-    from trl import SFTTrainer
 
-    class OcrftSFTTrainer(SFTTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            column = self.args.length_column_name
-            if self.args.train_sampling_strategy != "group_by_length" or column not in getattr(dataset, "column_names", ()):
-                return super()._get_train_sampler(train_dataset)
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return sampler_class()(dataset[column], batch)
-
-    return OcrftSFTTrainer
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        column = self.args.length_column_name
+        if self.args.train_sampling_strategy != "group_by_length" or column not in getattr(dataset, "column_names", ()):
+            return super()._get_train_sampler(train_dataset)
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return ShuffledLengthGroupedSampler(dataset[column], batch)

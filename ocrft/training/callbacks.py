@@ -1,0 +1,115 @@
+"""The Trainer's callbacks: the run's metrics to the tracker, validation (with best-weights
+saving, early stopping and trial pruning), and pruning for a Trainer of one's own."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from transformers import TrainerCallback
+
+from ocrft.distributed import world
+from ocrft.metrics import MetricSettings
+from ocrft.search import TrialReporter
+from ocrft.training.validation import ValidationCallback, make_validate
+
+log = logging.getLogger(__name__)
+
+# Hugging Face Trainer log keys -> our metric names (STYLE.md section 7).
+_HF_METRIC_NAMES = {
+    "loss": "train/loss",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+    "epoch": "train/epoch",
+    "train_loss": "train/mean_loss",  # the end-of-training average, not a step value
+}
+
+
+def hf_metric_name(key: str) -> str:
+    """Our name for a Hugging Face Trainer log key: ``loss`` -> ``train/loss``,
+    ``eval_loss`` -> ``eval/loss``; a key that already has a ``/`` is kept."""
+    if "/" in key:
+        return key
+    if key in _HF_METRIC_NAMES:
+        return _HF_METRIC_NAMES[key]
+    for prefix in ("eval", "train", "test"):
+        if key.startswith(prefix + "_"):
+            return f"{prefix}/{key[len(prefix) + 1:]}"
+    return f"train/{key}"
+
+
+class TrackerCallback(TrainerCallback):
+    """Sends the Trainer's logs (loss, learning rate, grad norm, epoch, eval) to the run's
+    tracker (ocrft.tracking) at each logging step, under our metric names."""
+
+    def __init__(self, tracker) -> None:
+        self.tracker = tracker
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.tracker.log_metrics({hf_metric_name(k): v for k, v in logs.items()}, step=state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.tracker.flush()
+
+
+class PruningCallback(TrainerCallback):
+    """Reports ``metric`` to the trial and stops training when the study prunes it.
+
+    For a Trainer of one's own (ocrft's training reports through ValidationCallback). The
+    metric is picked up from ``Trainer.log``/``evaluate`` dicts; values reported directly
+    with ``reporter.report`` are checked too (at the next step end). After training,
+    ``pruned`` says whether the run stopped early: return status "pruned".
+    """
+
+    def __init__(self, reporter: TrialReporter, metric: str = "eval/cer") -> None:
+        self.reporter, self.metric, self.pruned = reporter, metric, False
+
+    def _observe(self, values: Optional[Mapping[str, Any]], state, control) -> None:
+        value = (values or {}).get(self.metric)
+        if value is not None:  # NaN too: the median pruner prunes a NaN trial at once
+            self.reporter.report(float(value), state.global_step)
+        if self.reporter.has_unchecked_report and self.reporter.should_prune():
+            self.pruned = True
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self._observe(logs, state, control)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self._observe(metrics, state, control)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._observe(None, state, control)
+
+
+def make_callbacks(
+    tracker, generator, val_records: Sequence, prompt: str, eval_cfg, trial_cfg, save_best: Callable[[], Any]
+) -> tuple[Optional[ValidationCallback], list[TrainerCallback]]:
+    """The tracker's callback and, when the run validates, the validation callback (which
+    reports to the sweep's trial, if any, and calls ``save_best`` on each improvement).
+
+    Returns:
+        the validation callback (None without validation) and every callback for the Trainer.
+    """
+    callbacks: list[TrainerCallback] = [TrackerCallback(tracker)]
+    if not (eval_cfg.every_n_steps and val_records):
+        if eval_cfg.every_n_steps:
+            log.warning("eval.every_n_steps=%d but the val split is empty: no validation", eval_cfg.every_n_steps)
+        return None, callbacks
+    subset = list(val_records)[: eval_cfg.val_subset]
+    # rank 0 validates and reports; the others follow its decision
+    reporter = TrialReporter.from_config(trial_cfg) if trial_cfg.storage and world().is_main else None
+    validation = ValidationCallback(
+        validate=make_validate(generator, subset, prompt, eval_cfg.batch_size, eval_cfg.normalization,
+                               MetricSettings.from_eval(eval_cfg)),  # fmt: skip
+        every_n_steps=eval_cfg.every_n_steps,
+        metric=eval_cfg.metric,
+        greater_is_better=eval_cfg.greater_is_better,
+        tracker=tracker,
+        save_best=save_best,
+        patience=eval_cfg.early_stopping_patience,
+        reporter=reporter,
+    )
+    callbacks.append(validation)
+    return validation, callbacks

@@ -1,0 +1,101 @@
+"""Trainer checkpoints and saved weights: find the one to resume from, save atomically, load back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from peft import PeftModel, set_peft_model_state_dict
+from safetensors.torch import load_file
+
+from ocrft.distributed import world
+from ocrft.models.loading import MODEL_CARD, ResolvedModel
+from ocrft.redact import redacted_yaml
+from ocrft.sharding import adapter_keys_to_model_keys, full_state_dict, is_sharded, load_full_state_dict
+
+log = logging.getLogger(__name__)
+
+
+def last_checkpoint(folder: Path) -> Optional[str]:
+    """The newest *complete* Trainer checkpoint in ``folder`` (None if there is none).
+
+    The Trainer writes ``checkpoint-N`` in place, ``trainer_state.json`` last, so a run killed
+    while saving leaves a folder without a readable one; resuming from it would crash, so it
+    is passed over for the previous checkpoint.
+    """
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            log.warning("%s is incomplete (killed while saving?): resuming from an earlier checkpoint", path)
+            continue
+        return str(path)
+    return None
+
+
+def reached_max_steps(checkpoint: Path, max_steps: int) -> bool:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return max_steps > 0 and state["global_step"] >= max_steps
+
+
+def save_model(model, processor, resolved: ResolvedModel, cfg, run_dir: Path, name: Optional[str] = None) -> Optional[Path]:
+    """Save the adapter (or full model) with its processor, model card and config, atomically.
+
+    ``cfg`` is the run's whole config: it is saved beside the weights (redacted) as their record.
+    A kill mid-save leaves the previous copy in place: the new one is written beside it and
+    swapped in by rename. Sharded weights (FSDP) are gathered first, which every rank must
+    join; rank 0 writes and returns the folder, the other ranks return None.
+    """
+    state = full_state_dict(model) if is_sharded(model) else None
+    if not world().is_main:
+        return None
+    is_adapter = isinstance(model, PeftModel)
+    target = run_dir / (name or ("adapter" if is_adapter else "model"))
+    tmp = run_dir / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state} if state is not None else {}))
+    processor.save_pretrained(tmp)
+    card = {"family": cfg.model.family, "base_path": resolved.base_path, "adapter": is_adapter,
+            "source_model_path": cfg.model.path}  # fmt: skip
+    (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2))
+    (tmp / "ocrft_config.yaml").write_text(redacted_yaml(cfg))
+    old = run_dir / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_weights(model, best_dir: Path) -> None:
+    """Load saved weights (the best-validated ones, or a checkpoint's) into ``model``.
+
+    Sharded weights (FSDP): every rank calls this; rank 0 reads the files and the tensors
+    are scattered to the other ranks' shards.
+    """
+
+    def read() -> dict:
+        state: dict = {}
+        for shard in sorted(best_dir.glob("*.safetensors")):
+            state.update(load_file(shard))
+        return state
+
+    if is_sharded(model):
+        state = read() if world().is_main else {}
+        if state and isinstance(model, PeftModel):
+            state = adapter_keys_to_model_keys(model, state)
+        load_full_state_dict(model, state)
+    elif isinstance(model, PeftModel):
+        set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
+    else:
+        result = model.load_state_dict(read(), strict=False)  # tied weights are saved once
+        if result.unexpected_keys:
+            raise RuntimeError(f"{best_dir} does not fit the model: {result.unexpected_keys[:3]} ...")

@@ -1,0 +1,144 @@
+"""Generation-based validation during training: CER on generated text, not loss on logits.
+
+Every ``eval.every_n_steps`` the model transcribes a fixed subset of the val split; the
+metric is logged, reported to an Optuna trial (which may prune), drives best-checkpoint
+selection and early stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable, Optional, Sequence
+
+from transformers import TrainerCallback
+
+from ocrft.data.record import Record
+from ocrft.datasets_hf import image_loaders, prompts_for
+from ocrft.generation import generate_all
+from ocrft.metrics import MetricSettings, score
+from ocrft.sharding import is_sharded
+from ocrft.validate import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class ValidationCallback(TrainerCallback):
+    """Runs validation on step ends and at the end of training.
+
+    Args:
+        validate: scores the model now (``make_validate``), returns metric name -> value.
+        tracker: the run's tracker (ocrft.tracking), which gets ``val/<name>`` at each validation.
+        save_best: saves the current weights as the best ones.
+        reporter: the sweep trial to report to (``ocrft.search.TrialReporter``), or None.
+    """
+
+    def __init__(
+        self,
+        validate: Callable[[], dict],
+        every_n_steps: int,
+        metric: str,
+        greater_is_better: bool,
+        tracker: Any,
+        save_best: Callable[[], Any],
+        patience: Optional[int] = None,
+        reporter: Any = None,
+    ):
+        self.validate = validate
+        self.every = every_n_steps
+        self.metric = metric
+        self.sign = 1 if greater_is_better else -1
+        self.tracker = tracker
+        self.save_best = save_best
+        self.patience = patience
+        self.reporter = reporter
+        self.best: Optional[float] = None
+        self.best_step: Optional[int] = None
+        self.bad_rounds = 0
+        self.pruned = False
+        self.last_step = -1
+        self.history: list[tuple[int, float]] = []
+
+    def _run(self, step: int, control, is_main: bool = True) -> None:
+        """Validate; on a sharded model every rank runs this (they generate together and
+        gather the weights to save them together), and the results are rank 0's."""
+        if step == self.last_step:
+            return
+        self.last_step = step
+        metrics = self.validate()
+        value = metrics[self.metric]
+        self.history.append((step, value))
+        if is_main:
+            self.tracker.log_metrics({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+            log.info("step %d: val/%s = %.4f", step, self.metric, value)
+        if self.best is None or (not math.isnan(value) and self.sign * value > self.sign * self.best):
+            self.best, self.best_step, self.bad_rounds = value, step, 0
+            self.save_best()
+        else:
+            self.bad_rounds += 1
+            if self.patience and self.bad_rounds >= self.patience:
+                log.info("early stopping: no improvement in %d validations", self.bad_rounds)
+                control.should_training_stop = True
+        if self.reporter is not None:
+            self.reporter.report(value, step)
+            if self.reporter.should_prune():
+                log.info("trial pruned at step %d (val/%s = %.4f)", step, self.metric, value)
+                self.pruned = True
+                control.should_training_stop = True
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every and state.global_step % self.every == 0:
+            if state.is_world_process_zero or _sharded(model):
+                self._run(state.global_step, control, state.is_world_process_zero)
+            if args.world_size > 1:
+                self._follow_rank_zero(control)
+        return control
+
+    def _follow_rank_zero(self, control) -> None:
+        # Rank 0 validates while the others wait here for its decision: a rank that stopped
+        # (early stopping, pruning) alone would leave the rest at a mismatched collective.
+        from accelerate.utils import broadcast_object_list
+
+        stop, self.pruned = broadcast_object_list([(control.should_training_stop, self.pruned)])[0]
+        control.should_training_stop = stop
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.every and not self.pruned and (state.is_world_process_zero or _sharded(model)):
+            self._run(state.global_step, control, state.is_world_process_zero)
+        return control
+
+
+def _sharded(model) -> bool:
+    return model is not None and is_sharded(model)
+
+
+def make_validate(
+    generator, records: Sequence[Record], prompt: str, batch_size: int, normalization: Any, settings: MetricSettings
+) -> Callable[[], dict]:
+    """A closure scoring the generator on a fixed subset (no files written)."""
+    loaders = image_loaders(records)
+    prompts = prompts_for(records, prompt)
+    references = [r.text for r in records]
+
+    def validate() -> dict:
+        predictions = generate_all(generator, loaders, prompts, batch_size)
+        return score(predictions, references, normalization=normalization, settings=settings)
+
+    return validate
+
+
+def check_validation_data(every_n_steps: int, val_records: Sequence, data_format: str, val_source: str) -> None:
+    """Stop a run asked to validate (``eval.every_n_steps > 0``) whose val split is empty.
+
+    Called before the model loads: a run without validation would train blind (no best
+    checkpoint, no early stopping, nothing for a sweep to prune on) and say so only in a log line.
+
+    Raises:
+        ConfigError: naming the data source and the two ways out.
+    """
+    if every_n_steps and not val_records:
+        raise ConfigError(
+            f"eval.every_n_steps={every_n_steps} validates during training, but the val split is empty "
+            f"(data.format={data_format}; val from {val_source}). Set data.val_from_train=0.1 to move a tenth "
+            "of train (whole pages or images) into val, or eval.every_n_steps=0 to train without validation"
+        )
