@@ -17,12 +17,47 @@ BASE = ["model=tiny_qwen2_vl", "data=tiny_ocr", "data.train_ratio=0.5", "data.va
         "eval.before_after=false"]  # fmt: skip
 
 
+def _validated_run(tmp_path: Path, overrides: list[str]) -> tuple[dict, list[tuple[int, float]]]:
+    """Train with validation every 2 steps and a checkpoint at each validation (the weights
+    validated at step N are checkpoint-N's: the Trainer saves after the step-end callbacks);
+    returns run.json and the val/cer history as MLflow recorded it, on a real SQLite store."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    record = run([*BASE, *overrides, "eval.every_n_steps=2", "train.save_steps=2", "train.save_total_limit=10",
+                  "tracking=mlflow", f"tracking.uri={uri}"], tmp_path / "run")  # fmt: skip
+    history = MlflowClient(uri).get_metric_history(record["mlflow_run_id"], "val/cer")
+    return record, sorted((m.step, m.value) for m in history)
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+
+    x, y = load_file(a), load_file(b)
+    return x.keys() == y.keys() and all(x[k].equal(y[k]) for k in x)
+
+
+def _assert_saved_weights_are_the_best_validated(record: dict, history: list, run_dir: Path, weights: str) -> None:
+    steps = [s for s, _ in history]
+    assert steps == [2, 4, 6]
+    best_step = min(history, key=lambda sv: sv[1])[0]  # the first of equals: a later tie is no improvement
+    assert best_step != steps[-1], f"this run must not validate best at its last step: {history}"
+    assert record["metrics"]["val/best_step"] == best_step
+    assert record["metrics"]["val/cer"] == min(v for _, v in history)
+    checkpoints = run_dir / "checkpoints"
+    last = checkpoints / f"checkpoint-{steps[-1]}" / weights
+    best = checkpoints / f"checkpoint-{best_step}" / weights
+    assert not _same_weights(best, last)  # training went on after the best step
+    saved = Path(record["paths"]["model"]) / weights
+    assert _same_weights(saved, best), f"saved weights are not step {best_step}'s (val/cer history {history})"
+
+
 def test_validation_logs_val_cer_and_keeps_the_best_model(tmp_path):
-    record = run([*BASE, "train.max_steps=6", "train.learning_rate=5e-3", "eval.every_n_steps=2"], tmp_path)
-    m = record["metrics"]
-    assert 0 <= m["val/cer"] and m["val/best_step"] in (2, 4, 6)
-    best = tmp_path / "best"
-    assert (best / "adapter_model.safetensors").exists() and (best / "ocrft_model.json").exists()
+    # lr 5e-3: val/cer is best at step 2 and worse at 4 and 6 (the tiny model overshoots)
+    record, history = _validated_run(tmp_path, ["train.max_steps=6", "train.learning_rate=5e-3"])
+    _assert_saved_weights_are_the_best_validated(record, history, tmp_path / "run", "adapter_model.safetensors")
+    best = tmp_path / "run" / "best"
+    assert _same_weights(best / "adapter_model.safetensors", Path(record["paths"]["model"]) / "adapter_model.safetensors")
     card = json.loads((best / "ocrft_model.json").read_text())
     assert card["adapter"] is True and card["family"] == "qwen2_vl"
 
@@ -53,12 +88,14 @@ def test_predict_on_a_missing_input_names_it(tmp_path):
         run(["task=predict", "model=tiny_qwen2_vl", f"predict.input={tmp_path / 'nowhere'}"], tmp_path / "run")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="train.load_weights feeds save_pretrained's on-disk key names (visual.*, model.layers.*) to "
+    "model.load_state_dict, whose keys are model.visual.*, model.language_model.*: restoring a full "
+    "fine-tune's best weights fails with 'does not fit the model' whenever the best step is not the last",
+)
 def test_full_finetune_restores_the_best_weights_at_the_end(tmp_path):
-    from safetensors.torch import load_file
-
-    record = run([*BASE, "peft=none", "train.max_steps=6", "train.learning_rate=5e-3", "eval.every_n_steps=2"], tmp_path)
-    best_step = record["metrics"]["val/best_step"]
-    best, final = load_file(tmp_path / "best" / "model.safetensors"), load_file(tmp_path / "model" / "model.safetensors")
-    same = all(best[k].equal(final[k]) for k in best)
-    # the saved model is the best one, whether or not that was the last step
-    assert same, f"saved model differs from the best (step {best_step})"
+    # lr 2e-2: val/cer does not improve after step 2, while the weights keep changing
+    record, history = _validated_run(tmp_path, ["peft=none", "train.max_steps=6", "train.learning_rate=2e-2"])
+    _assert_saved_weights_are_the_best_validated(record, history, tmp_path / "run", "model.safetensors")
