@@ -102,7 +102,7 @@ def evaluate_endpoint(
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
     except BaseException:
-        client.close()  # in-flight retries give up instead of sleeping out their backoff
+        client.close()  # in-flight samples give up at their next retry instead of going on
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
