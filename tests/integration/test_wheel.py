@@ -84,6 +84,7 @@ def installed(tmp_path_factory) -> Path:
     # The dependencies come from the project venv, after the fresh site-packages: a .pth line
     # only appends a folder, so the project's editable-install finder is not loaded.
     (Path(site) / "ocrft_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # pip sees the project's own ocrft through the .pth but leaves it alone ("outside environment").
     pip("--python", str(python), "install", "--no-deps", str(wheel))
     return venv / "bin"
 
