@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ocrft.conf_dir import CONF_DIR
 from ocrft.redact import scrub_text
 from ocrft.validate import ConfigError
 
 log = logging.getLogger(__name__)
 
-PROVIDER_DIR = Path(__file__).resolve().parents[1] / "conf" / "provider"
+PROVIDER_DIR = CONF_DIR / "provider"  # conf/ of the checkout, or the one a wheel ships
 # Formats every hosted API accepts as-is; anything else (TIFF, BMP, ...) is re-encoded as PNG.
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
 # What the SDK retries besides every 5xx: an error with one of these statuses after the
