@@ -91,8 +91,9 @@ def test_predict_on_a_missing_input_names_it(tmp_path):
 @pytest.mark.xfail(
     strict=True,
     raises=RuntimeError,
-    reason="load_weights (restoring the best-validated weights) feeds save_pretrained's on-disk key names (visual.*, model.layers.*) to "
-    "model.load_state_dict, whose keys are model.visual.*, model.language_model.*: restoring a full "
+    reason="load_weights (restoring the best-validated weights) feeds save_pretrained's on-disk key names "
+    "(visual.*, model.layers.*) to model.load_state_dict, whose keys are model.visual.*, model.language_model.*: "
+    "restoring a full "
     "fine-tune's best weights fails with 'does not fit the model' whenever the best step is not the last",
 )
 def test_full_finetune_restores_the_best_weights_at_the_end(tmp_path):
