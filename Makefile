@@ -24,10 +24,12 @@ demo-base: $(STAMP) ## re-create the demo's pretrained OCR base (ocrft/assets/de
 	OMP_NUM_THREADS=1 $(PY) -m ocrft +experiment=demo_pretrain tracking=none run_dir=outputs/demo_pretrain
 	rm -rf ocrft/assets/demo_base && mkdir -p ocrft/assets && cp -r outputs/demo_pretrain/best ocrft/assets/demo_base
 
-test: $(STAMP) ## everything but GPU tests (what CI runs)
+test: $(STAMP) ## the layer rules, then everything but GPU tests (what CI runs)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not gpu" -q
 
-test-fast: $(STAMP) ## the quick edit loop: no slow or GPU tests
+test-fast: $(STAMP) ## the quick edit loop: the layer rules, no slow or GPU tests
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
 test-all: $(STAMP) ## every test, GPU ones included (needs CUDA)

@@ -27,8 +27,8 @@ def main() -> None:
     import torch
 
     from ocrft.data.synthetic import generate_lines
-    from ocrft.datasets_hf import image_loaders
-    from ocrft.generation import Generator, generate_all
+    from ocrft.evaluation.generation import image_loaders
+    from ocrft.evaluation.generation import Generator, generate_all
     from ocrft.models.loading import load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
 

@@ -4,7 +4,7 @@
     python bench/bench_tracking.py --steps 60 --repeats 5
 
 Trains the tiny Qwen2-VL on synthetic lines through the real entry point (ocrft.runner.run_task
-with ocrft.train.run_training), logging every step (train.logging_steps=1) so that the tracker
+with ocrft.tasks.train.run_training), logging every step (train.logging_steps=1) so that the tracker
 is exercised as hard as training ever exercises it. Throughput is measured over trainer.train()
 only (train/global_step / system/train_seconds from the run's metrics), so one-off costs
 outside the loop (opening the store, logging the config) do not count. The runs alternate
@@ -71,7 +71,7 @@ class TrackerClock:
 
 def steps_per_second(tracking: list[str], run_dir: Path, steps: int) -> tuple[float, float]:
     from ocrft.runner import run_task
-    from ocrft.train import run_training
+    from ocrft.tasks.train import run_training
 
     cfg = compose(
         [

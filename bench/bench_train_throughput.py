@@ -10,7 +10,7 @@ rate and schedule. The baseline is the TRL docs' VLM recipe written the straight
 collate_fn that applies the chat template to the whole conversation (prompt and answer), calls
 the processor on the batch with ``padding=True``, and masks only pad and image tokens in the
 labels; batches are drawn at random. ocrft runs through its real entry point
-(``ocrft.runner.run_task`` with ``ocrft.train.run_training``) with its defaults, which batch
+(``ocrft.runner.run_task`` with ``ocrft.tasks.train.run_training``) with its defaults, which batch
 samples of similar length together (``train.train_sampling_strategy=group_by_length``).
 
 Throughput is samples / seconds inside ``trainer.train()`` for both (model loading and data
@@ -89,9 +89,9 @@ def ocrft_overrides(args, run_dir: Path) -> list[str]:
 
 def run_ocrft(args, run_dir: Path) -> Result:
     """ocrft's real training path; counts the tokens its collator produces."""
-    from ocrft import datasets_hf
+    from ocrft.training import datasets as datasets_hf
     from ocrft.runner import run_task
-    from ocrft.train import run_training
+    from ocrft.tasks.train import run_training
 
     tokens = TokenCount()
     original = datasets_hf.TrainCollator.__call__

@@ -21,14 +21,14 @@ log = logging.getLogger("ocrft")
 
 # task name -> "module:function"; imported lazily so `--help` stays fast.
 TASKS = {
-    "train": "ocrft.train:run_training",
-    "eval": "ocrft.evaluate:run_eval",
-    "predict": "ocrft.predict:run_predict",
-    "prepare": "ocrft.prepare:run_prepare",
-    "merge": "ocrft.merge:run_merge",
-    "serve": "ocrft.serve:run_serve",
-    "analyze": "ocrft.analyze:run_analyze",
-    "report": "ocrft.report:run_report",
+    "train": "ocrft.tasks.train:run_training",
+    "eval": "ocrft.tasks.eval:run_eval",
+    "predict": "ocrft.tasks.predict:run_predict",
+    "prepare": "ocrft.tasks.prepare:run_prepare",
+    "merge": "ocrft.tasks.merge:run_merge",
+    "serve": "ocrft.tasks.serve:run_serve",
+    "analyze": "ocrft.tasks.analyze:run_analyze",
+    "report": "ocrft.tasks.report:run_report",
 }
 
 

@@ -16,6 +16,16 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 
+class ConfigError(ValueError):
+    """A config value that composes but cannot work; the message names the key."""
+
+
+# Choices of string-valued keys, checked by ocrft.validate when a run starts.
+LEVELS = ("line", "region", "page")
+CER_UNITS = ("codepoint", "grapheme")
+PREDICTION_MATCHES = ("auto", "id", "position")
+
+
 class Task(str, Enum):
     train = "train"
     eval = "eval"

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ocrft.config import Task
-
-
-class ConfigError(ValueError):
-    """A config value that composes but cannot work; the message names the key."""
+from ocrft.config import CER_UNITS, LEVELS, PREDICTION_MATCHES, ConfigError, Task
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -40,11 +36,6 @@ def validate_config(cfg: DictConfig) -> None:
     fraction = cfg.data.val_from_train
     if fraction is not None and not 0 < fraction < 1:
         raise ConfigError(f"data.val_from_train={fraction} must be a fraction between 0 and 1 (exclusive)")
-
-
-LEVELS = ("line", "region", "page")
-CER_UNITS = ("codepoint", "grapheme")
-PREDICTION_MATCHES = ("auto", "id", "position")
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:

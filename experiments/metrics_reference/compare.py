@@ -91,7 +91,7 @@ def ocrft_scores() -> dict:
     from importlib.metadata import version
 
     from ocrft.config import NormalizationConfig
-    from ocrft.metrics import MetricSettings, score
+    from ocrft.evaluation.metrics import MetricSettings, score
 
     default, nfkc = NormalizationConfig(), NormalizationConfig(nfkc=True)
     grapheme = MetricSettings(cer_unit="grapheme")

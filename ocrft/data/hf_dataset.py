@@ -30,7 +30,7 @@ from ocrft import paths
 from ocrft.config import OnError
 from ocrft.data.reading import WHOLE, BadRecord, Collector, ReadResult, cache_image_bytes, checked_image
 from ocrft.data.record import DataError, Record
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from ocrft.data.readers import READERS, Reader, ReadResult, read_lines_jsonl
 from ocrft.data.record import DataError, Record
 from ocrft.data.reading import WHOLE
 from ocrft.data.splits import SPLITS, carve_val, split_records
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 

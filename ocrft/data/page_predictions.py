@@ -38,7 +38,7 @@ from typing import Optional, Sequence
 
 from ocrft.data import alto, page_xml
 from ocrft.data.lines import Line, PageLines, sniff
-from ocrft.data.predictions import Matched
+from ocrft.data.matched import Matched
 from ocrft.data.record import DataError, Record
 
 log = logging.getLogger(__name__)

@@ -23,44 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ocrft.data.matched import Matched
 from ocrft.data.record import DataError, Record
 
 log = logging.getLogger(__name__)
 
-MAX_NAMED = 20  # ids listed per kind of mismatch in the results file; the counts are exact
-
-
-@dataclass
-class Matched:
-    """Predictions aligned with the records they were matched to.
-
-    Attributes:
-        texts: one prediction per record, in record order; "" where the engine gave none.
-        missing_ids: ids of records without a prediction.
-        extra_ids: predictions that match no record (their id, or ``file#line`` for pages).
-        kind: the key of ``SOURCES`` that read them.
-        matched_by: how many records were matched by id, by position.
-    """
-
-    texts: list[str]
-    missing_ids: list[str] = field(default_factory=list)
-    extra_ids: list[str] = field(default_factory=list)
-    kind: str = ""
-    matched_by: Counter = field(default_factory=Counter)
-
-    def unmatched(self) -> dict:
-        """The mismatch counts and the first ``MAX_NAMED`` ids of each, for the results file."""
-        return {
-            "missing_predictions": len(self.missing_ids),
-            "missing_ids": self.missing_ids[:MAX_NAMED],
-            "extra_predictions": len(self.extra_ids),
-            "extra_ids": self.extra_ids[:MAX_NAMED],
-        }
 
 
 def match_predictions(records: Sequence[Record], path: str | Path, suffix: str = ".pred.txt",

@@ -20,7 +20,7 @@ import jinja2
 
 from ocrft.evaluation.alignment import Segment, align, align_pairs, count_confusions
 from ocrft.evaluation.comparison import SAME_EPS, compare_counts, match_samples
-from ocrft.normalize import normalizer, stored_normalization
+from ocrft.evaluation.normalize import normalizer, stored_normalization
 
 log = logging.getLogger(__name__)
 

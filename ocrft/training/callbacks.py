@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from transformers import TrainerCallback
 
 from ocrft.distributed import world
-from ocrft.metrics import MetricSettings
+from ocrft.evaluation.metrics import MetricSettings
 from ocrft.search import TrialReporter
 from ocrft.training.validation import ValidationCallback, make_validate
 

@@ -35,13 +35,13 @@ def main(out: Path) -> None:
     import torch.distributed as dist
     from PIL import Image
 
-    from ocrft.collate import Collator, Sample
+    from ocrft.models.collate import Collator, Sample
     from ocrft.data.record import Record
-    from ocrft.evaluate import evaluate_records
-    from ocrft.generation import Generator
+    from ocrft.evaluation.local import evaluate_records
+    from ocrft.evaluation.generation import Generator
     from ocrft.models.loading import ensure_tiny, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
-    from ocrft.sharding import full_state_dict, is_sharded
+    from ocrft.models.sharding import full_state_dict, is_sharded
     from ocrft.training.adapters import apply_peft
     from ocrft.training.checkpoints import load_weights, save_model
     from tests.conftest import compose

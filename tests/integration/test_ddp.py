@@ -147,8 +147,8 @@ def accelerate_env(config: Path) -> dict[str, str]:
      ("fsdp_version_1", "FSDP version 1 is not supported")],
 )  # fmt: skip
 def test_accelerate_configs_load_and_unsupported_sharding_is_refused(name, refusal, monkeypatch):
-    from ocrft.sharding import check_supported_sharding
-    from ocrft.validate import ConfigError
+    from ocrft.models.sharding import check_supported_sharding
+    from ocrft.config import ConfigError
 
     env = accelerate_env(REPO / "conf" / "accelerate" / f"{name.replace('_version_1', '')}.yaml")
     for key, value in env.items():
@@ -172,8 +172,8 @@ def test_every_accelerate_config_is_tested():
 
 
 def test_fsdp_with_quantized_weights_is_refused_naming_the_keys(monkeypatch):
-    from ocrft.sharding import check_supported_sharding
-    from ocrft.validate import ConfigError
+    from ocrft.models.sharding import check_supported_sharding
+    from ocrft.config import ConfigError
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "2")

@@ -24,9 +24,9 @@ from PIL import Image, ImageDraw
 
 from ocrft.config import ModelConfig
 from ocrft.data.record import Record
-from ocrft.endpoint import EndpointClient, build_client
-from ocrft.endpoint_eval import evaluate_endpoint
-from ocrft.validate import ConfigError
+from ocrft.evaluation.endpoint import EndpointClient, build_client
+from ocrft.evaluation.endpoint_eval import evaluate_endpoint
+from ocrft.config import ConfigError
 from tests.fake_openai import FakeOpenAI, sha256
 
 pytestmark = pytest.mark.integration
@@ -179,8 +179,8 @@ _CHILD = """
 import json, logging, os, sys
 from pathlib import Path
 from ocrft.data.record import Record
-from ocrft.endpoint import EndpointClient
-from ocrft.endpoint_eval import evaluate_endpoint
+from ocrft.evaluation.endpoint import EndpointClient
+from ocrft.evaluation.endpoint_eval import evaluate_endpoint
 logging.basicConfig(level=logging.INFO)
 records = [Record(**r) for r in json.loads(Path(sys.argv[1]).read_text())]
 client = EndpointClient(sys.argv[2], "fake", api_key=os.environ["FAKE_KEY"], timeout=60, max_retries=2)

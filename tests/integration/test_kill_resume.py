@@ -358,7 +358,7 @@ def test_killed_sweep_resumes_and_loses_no_trial(tmp_path):
 
 
 class FakeGenerator:
-    """Stands in for ocrft.generation.Generator: answers ``pred-<n>``, can crash mid-run."""
+    """Stands in for ocrft.evaluation.generation.Generator: answers ``pred-<n>``, can crash mid-run."""
 
     def __init__(self, crash_after: int | None = None):
         self.crash_after, self.batches, self.samples = crash_after, 0, 0
@@ -384,13 +384,14 @@ def eval_cfg(tmp_path):
 
 
 def test_local_eval_checkpoint_skips_finished_ids_and_redoes_stale_ones(eval_cfg, tmp_path, monkeypatch):
-    import ocrft.generation
-    from ocrft.evaluate import load_eval_split, run_local_eval
+    import ocrft.evaluation.generation
+    from ocrft.tasks.eval import load_eval_split
+    from ocrft.evaluation.local import run_local_eval
 
     run_dir = tmp_path / "run"
     records = load_eval_split(eval_cfg, run_dir)
     fake = FakeGenerator(crash_after=2)
-    monkeypatch.setattr(ocrft.generation, "build_generator", lambda cfg: fake)
+    monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", lambda cfg: fake)
     with pytest.raises(RuntimeError, match="crashed"):
         run_local_eval(eval_cfg, records, run_dir)
     rows, _ = checkpoint_rows(run_dir / "eval_checkpoint.jsonl")
@@ -406,14 +407,14 @@ def test_local_eval_checkpoint_skips_finished_ids_and_redoes_stale_ones(eval_cfg
     def no_model(cfg):
         raise AssertionError("all samples are done: the model must not be loaded")
 
-    monkeypatch.setattr(ocrft.generation, "build_generator", no_model)
+    monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", no_model)
     metrics_again, _ = run_local_eval(eval_cfg, records, run_dir)
     assert metrics_again == metrics
 
     # Another prompt, or new weights at the same path: every checkpointed row is stale.
     (Path(eval_cfg.model.path) / "model.safetensors").write_bytes(b"weights v2, retrained")
     fake = FakeGenerator()
-    monkeypatch.setattr(ocrft.generation, "build_generator", lambda cfg: fake)
+    monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", lambda cfg: fake)
     run_local_eval(eval_cfg, records, run_dir)
     assert fake.samples == len(records)
 
@@ -427,10 +428,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ocrft import atomic
-from ocrft.checkpoint import Checkpoint
+from ocrft.evaluation.checkpoint import Checkpoint
 from ocrft.redact import redacted_yaml
-from ocrft.report import render_report_html
-from ocrft.results import build_results, score_samples, write_results
+from ocrft.tasks.report import render_report_html
+from ocrft.evaluation.results import build_results, score_samples, write_results
 from ocrft.runner import write_run_record
 
 out, naive = Path(sys.argv[1]), sys.argv[2] == "naive"
@@ -499,7 +500,7 @@ def test_no_kill_leaves_a_half_written_file(tmp_path, writer, kills):
     prepared splits, a prepare report and the eval checkpoint, ``kills`` times at seeded
     random moments; after each kill every file must be whole. With a plain (naive) writer
     the same checks must catch a torn file, or they prove nothing."""
-    from ocrft.checkpoint import Checkpoint
+    from ocrft.evaluation.checkpoint import Checkpoint
 
     rng = random.Random(7)
     out = tmp_path / "out"
@@ -566,11 +567,11 @@ def test_a_failed_adapter_save_keeps_the_previous_adapter(tmp_path, monkeypatch)
 SWAPPED = "written inside a temporary folder that is renamed into place only when complete"
 WRITE_SITES = {
     ("ocrft/atomic.py", "write_bytes"): "the atomic writer itself: temp file, fsync, rename",
-    ("ocrft/checkpoint.py", "compact"): "append-only JSONL, reopened after an atomic rewrite; a cut last line is dropped",
+    ("ocrft/evaluation/checkpoint.py", "compact"): "append-only JSONL, reopened after an atomic rewrite; a cut last line is dropped",
     ("ocrft/data/lines.py", "_write_lines"): "line images in task=prepare's work folder, " + SWAPPED,
     ("ocrft/data/loading.py", "render"): "synthetic render folder, " + SWAPPED + " (cache_entry.build_once)",
     ("ocrft/data/synthetic.py", "_save"): "synthetic render folder, " + SWAPPED,
-    ("ocrft/merge.py", "run_merge"): "merged weights, " + SWAPPED,
+    ("ocrft/tasks/merge.py", "run_merge"): "merged weights, " + SWAPPED,
     ("ocrft/models/tiny.py", "save"): "tiny checkpoints, " + SWAPPED + " (ensure_tiny)",
     ("ocrft/models/gemma3.py", "build_tiny"): "tiny checkpoints, " + SWAPPED + " (ensure_tiny)",
     ("ocrft/models/paligemma.py", "build_tiny"): "tiny checkpoints, " + SWAPPED + " (ensure_tiny)",
@@ -578,6 +579,8 @@ WRITE_SITES = {
     ("ocrft/tracking.py", "log_artifact"): "scrubbed copies in a temporary staging folder",
     ("ocrft/tracking.py", "_scrub_file"): "scrubbed copies in a temporary staging folder",
     ("ocrft/training/checkpoints.py", "save_model"): "adapter or model, " + SWAPPED,
+    ("ocrft/tasks/analyze.py", "write_tables"): "to_csv()/to_parquet() return the bytes ocrft.atomic writes",
+    ("ocrft/tracking.py", "log_table"): "the table's JSON in a temporary staging folder for the MLflow upload",
     # Known gaps, owned by the sweeper: a kill can leave these half-written (docs/failures.md).
     ("hydra_plugins/ocrft_optuna_sweeper/optuna_sweeper.py", "sweep"): "GAP: multirun.yaml via OmegaConf.save",
     ("hydra_plugins/ocrft_optuna_sweeper/summary.py", "save_plots"): "GAP: plot PNGs via savefig(path)",

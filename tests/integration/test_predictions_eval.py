@@ -24,13 +24,13 @@ def results(run_dir: Path) -> dict:
 
 def no_model_loading(monkeypatch) -> None:
     """Fail the test if anything tries to load a model or build a generator."""
-    import ocrft.generation
+    import ocrft.evaluation.generation
     import ocrft.models.loading
 
     def refuse(*args, **kwargs):
         raise AssertionError("model=predictions must not load a model")
 
-    monkeypatch.setattr(ocrft.generation, "build_generator", refuse)
+    monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", refuse)
     monkeypatch.setattr(ocrft.models.loading, "load_model", refuse)
 
 

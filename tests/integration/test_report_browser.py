@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from ocrft.evaluation.html import render_comparison_html, render_report_html
-from ocrft.results import build_results, score_samples
+from ocrft.evaluation.results import build_results, score_samples
 from tests.browser import Browser
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a real browser: ~5 s per test

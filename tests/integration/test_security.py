@@ -71,7 +71,7 @@ def test_trust_remote_code_and_safetensors_reach_from_pretrained(tmp_path, monke
     import transformers
 
     import ocrft.models.loading as loading
-    from ocrft.generation import build_generator
+    from ocrft.evaluation.generation import build_generator
     from ocrft.models.registry import get_family
 
     folder = tmp_path / "ckpt"

@@ -20,9 +20,9 @@ import pytest
 from PIL import Image
 
 from ocrft.config import ServeConfig
-from ocrft.endpoint import EndpointClient
-from ocrft.serve import create_app
-from ocrft.validate import ConfigError
+from ocrft.evaluation.endpoint import EndpointClient
+from ocrft.tasks.serve import create_app
+from ocrft.config import ConfigError
 from tests.unit.test_endpoint_unit import png_claiming
 
 pytestmark = pytest.mark.integration
@@ -223,7 +223,7 @@ def test_endpoint_eval_of_a_served_model_sends_and_records_its_name(served, tmp_
     import json
 
     from ocrft.data.record import Record
-    from ocrft.endpoint_eval import run_endpoint_eval
+    from ocrft.evaluation.endpoint_eval import run_endpoint_eval
     from tests.conftest import compose
 
     url, _ = served
@@ -267,9 +267,9 @@ class Generator:
     def generate(self, images, prompts, max_new_tokens):
         return [f"{im.width}x{im.height}" for im in images]
 
-# Stand-in for ocrft.generation (the local-model loader) so only the serving is under test.
-sys.modules["ocrft.generation"] = types.SimpleNamespace(build_generator=lambda cfg: Generator())
-from ocrft.serve import run_serve
+# Stand-in for ocrft.evaluation.generation (the local-model loader) so only the serving is under test.
+sys.modules["ocrft.evaluation.generation"] = types.SimpleNamespace(build_generator=lambda cfg: Generator())
+from ocrft.tasks.serve import run_serve
 
 logging.basicConfig(level=logging.INFO)
 cfg = OmegaConf.create({"serve": vars(ServeConfig(port=int(sys.argv[1]))), "model": {"name": "tiny-ocr", "path": "x"}})
@@ -324,12 +324,12 @@ def test_run_serve_checks_the_key_before_loading_the_model(monkeypatch):
 
     from omegaconf import OmegaConf
 
-    from ocrft.serve import run_serve
+    from ocrft.tasks.serve import run_serve
 
     def build_generator(cfg):
         raise AssertionError("the model must not be loaded for a server that cannot start")
 
-    monkeypatch.setitem(sys.modules, "ocrft.generation", types.SimpleNamespace(build_generator=build_generator))
+    monkeypatch.setitem(sys.modules, "ocrft.evaluation.generation", types.SimpleNamespace(build_generator=build_generator))
     monkeypatch.delenv(KEY_ENV, raising=False)
     cfg = OmegaConf.create({"serve": vars(ServeConfig(api_key_env=KEY_ENV)), "model": {"name": None, "path": "x"}})
     with pytest.raises(ConfigError, match=KEY_ENV):

@@ -179,7 +179,7 @@ EVAL = ["task=eval", "data=tiny_ocr", "data.train_ratio=0.5", "data.val_ratio=0.
 
 
 def test_eval_split_is_logged_as_a_dataset_input(store, tmp_path):
-    from ocrft.evaluate import load_eval_split
+    from ocrft.tasks.eval import load_eval_split
     from ocrft.mlflow_inputs import records_digest
 
     seen = []
@@ -203,8 +203,8 @@ def test_eval_split_is_logged_as_a_dataset_input(store, tmp_path):
 
 
 def test_analyze_and_prepare_log_the_splits_they_read_and_wrote(store, tmp_path):
-    from ocrft.analyze import run_analyze
-    from ocrft.prepare import run_prepare
+    from ocrft.tasks.analyze import run_analyze
+    from ocrft.tasks.prepare import run_prepare
 
     def contexts(run_dir: Path) -> dict[str, int]:
         run_id = record(run_dir)["mlflow_run_id"]

@@ -7,8 +7,8 @@ from rapidfuzz.distance import Levenshtein
 
 from ocrft.config import NormalizationConfig
 from ocrft.evaluation.alignment import Segment, align, align_pairs, count_confusions
-from ocrft.normalize import normalizer
-from ocrft.results import score_samples
+from ocrft.evaluation.normalize import normalizer
+from ocrft.evaluation.results import score_samples
 
 PAIRS = [
     ("hello world", "helo wurld!"),

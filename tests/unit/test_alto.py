@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ocrft.data.alto import read_alto
-from ocrft.prepare import run_prepare
+from ocrft.tasks.prepare import run_prepare
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
 from tests.conftest import REPO, compose

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ocrft.analyze import analysis_markdown, analyze_splits, plot_analysis, run_analyze
+from ocrft.tasks.analyze import analysis_markdown, analyze_splits, plot_analysis, run_analyze
 from ocrft.config import DataConfig
 from ocrft.data.record import Record
 from ocrft.runner import RunContext
@@ -99,7 +99,7 @@ def test_run_analyze_writes_its_files(tmp_path):
 def test_tables_hold_the_numbers_of_the_analysis(splits, tmp_path):
     import pandas as pd
 
-    from ocrft.analyze import chars_frame, splits_frame, write_tables
+    from ocrft.tasks.analyze import chars_frame, splits_frame, write_tables
 
     a = analyze_splits(splits)
     table = splits_frame(a)
@@ -124,7 +124,7 @@ def test_tables_hold_the_numbers_of_the_analysis(splits, tmp_path):
 def test_tables_of_an_empty_split(tmp_path):
     import pandas as pd
 
-    from ocrft.analyze import splits_frame
+    from ocrft.tasks.analyze import splits_frame
 
     a = analyze_splits({"test": [], "val": [Record("v", image(tmp_path / "v.png", (4, 4)), "q")]})
     table = splits_frame(a)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from ocrft.collate import SEQUENCE_KEYS, Collator, Sample, SequenceTooLongError
+from ocrft.models.collate import SEQUENCE_KEYS, Collator, Sample, SequenceTooLongError
 from ocrft.models.loading import ensure_tiny, load_processor, resolve_model
 from ocrft.models.registry import get_family
 from tests.conftest import FAMILY_NAMES

@@ -10,7 +10,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from ocrft.config import Task
-from ocrft.validate import ConfigError, validate_config
+from ocrft.config import ConfigError
+from ocrft.validate import validate_config
 from tests.conftest import CONF, REPO, compose
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from ocrft.config import ModelConfig, ServeConfig
-from ocrft.checkpoint import Checkpoint
-from ocrft.endpoint import (
+from ocrft.evaluation.checkpoint import Checkpoint
+from ocrft.evaluation.endpoint import (
     EndpointClient,
     build_client,
     image_data_url,
@@ -27,9 +27,9 @@ from ocrft.endpoint import (
     read_api_key,
     retry_delay,
 )
-from ocrft.endpoint_eval import endpoint_metrics, estimate_cost, sum_usage
-from ocrft.serve import ChatRequest, OcrRequest, RequestError, decode_data_url, decode_image, parse_request, read_server_key
-from ocrft.validate import ConfigError
+from ocrft.evaluation.endpoint_eval import endpoint_metrics, estimate_cost, sum_usage
+from ocrft.tasks.serve import ChatRequest, OcrRequest, RequestError, decode_data_url, decode_image, parse_request, read_server_key
+from ocrft.config import ConfigError
 
 SECRET = "sk-unit-test-secret-0123456789abcdef"
 

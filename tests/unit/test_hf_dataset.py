@@ -16,7 +16,7 @@ from ocrft.data.hf_dataset import read_hf_splits
 from ocrft.data.loading import load_data
 from ocrft.data.reading import WHOLE
 from ocrft.data.record import DataError
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 
 
 def png(shade: int) -> bytes:

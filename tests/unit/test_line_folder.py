@@ -170,7 +170,7 @@ def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_ro
     import shutil
 
     from ocrft.models import loading as model_loading
-    from ocrft.validate import ConfigError
+    from ocrft.config import ConfigError
     from tests.conftest import run
 
     tiny = repo_root / "tests" / "assets" / "tiny_ocr"

@@ -265,7 +265,7 @@ def test_split_by_line_splits_one_page(tmp_path, caplog):
 
 def test_empty_val_stops_a_validating_run():
     from ocrft.training.validation import check_validation_data
-    from ocrft.validate import ConfigError
+    from ocrft.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"eval.every_n_steps=5 .*val split is empty.*data.format=line_folder; "
                                           r"val from LINES \(has no val split\).*data.val_from_train=.*eval.every_n_steps=0"):

@@ -1,4 +1,4 @@
-"""ocrft.metrics against independent references.
+"""ocrft.evaluation.metrics against independent references.
 
 - CER/WER: the known values of jiwer's own test suite (tests/test_cer.py, tests/test_wer.py,
   which cite "From WER and RIL to MER and WIL"), and jiwer itself run as an oracle on seeded
@@ -22,8 +22,8 @@ import sacrebleu
 from sacrebleu.metrics import TER
 
 from ocrft.config import EvalConfig, NormalizationConfig
-from ocrft.metrics import MetricSettings, flatten_json, is_degenerate, longest_repeat, metric_tags, score, score_sample
-from ocrft.validate import ConfigError
+from ocrft.evaluation.metrics import MetricSettings, flatten_json, is_degenerate, longest_repeat, metric_tags, score, score_sample
+from ocrft.config import ConfigError
 
 # ---------------------------------------------------------------- CER / WER vs jiwer
 

@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ocrft.config import NormalizationConfig
-from ocrft.normalize import normalization_dict, normalize, normalizer, stored_normalization
+from ocrft.evaluation.normalize import normalization_dict, normalize, normalizer, stored_normalization
 
 OFF = {"nfc": False, "nfkc": False, "collapse_whitespace": False, "lowercase": False, "remove_punctuation": False,
        "fullwidth_to_halfwidth": False}

@@ -19,13 +19,13 @@ from ocrft.data.crops import fit_pixels
 from ocrft.data.page_samples import SAMPLERS
 from ocrft.data.page_xml import read_page_xml
 from ocrft.data.readers import get_reader
-from ocrft.prepare import run_prepare
+from ocrft.tasks.prepare import run_prepare
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
 from tests.conftest import REPO, compose
 
 EXPORTS = REPO / "tests" / "assets" / "exports"
-# what every prepared row of a page export holds (documented in ocrft/prepare.py)
+# what every prepared row of a page export holds (documented in ocrft/tasks/prepare.py)
 ROW_KEYS = {
     "image", "text", "id", "page", "region",  # read by data=page_xml as record fields + group
     "line", "level", "bbox", "page_image", "page_size",  # kept in the record's meta

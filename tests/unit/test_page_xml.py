@@ -19,7 +19,7 @@ from PIL import Image
 from ocrft.data.crops import CropSettings, PageSkipped, crop_line, find_page_image
 from ocrft.data.page_xml import read_page_xml
 from ocrft.data.record import DataError
-from ocrft.prepare import run_prepare
+from ocrft.tasks.prepare import run_prepare
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
 from tests.conftest import REPO, compose

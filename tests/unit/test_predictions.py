@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ocrft.data.page_predictions import match_pages
-from ocrft.data.predictions import MAX_NAMED, match_predictions, read_text_prediction
+from ocrft.data.matched import MAX_NAMED
+from ocrft.data.predictions import match_predictions, read_text_prediction
 from ocrft.data.record import DataError, Record
 
 PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"

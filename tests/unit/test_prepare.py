@@ -15,10 +15,10 @@ from PIL import Image
 from ocrft.data.readers import get_reader
 from ocrft.data.record import DataError, Record
 from ocrft.data.splits import drop_leaks, split_records
-from ocrft.prepare import IMPORTERS, get_importer, run_prepare
+from ocrft.tasks.prepare import IMPORTERS, get_importer, run_prepare
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 from tests.conftest import REPO, compose
 
 EXPORTS = REPO / "tests" / "assets" / "exports"

@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw
 from ocrft.config import EvalConfig, NormalizationConfig, ReportConfig
 from ocrft.evaluation.comparison import compare_counts, match_samples
 from ocrft.evaluation.html import THUMB_MAX_H, THUMB_MAX_W, diff_html, render_comparison_html, render_report_html
-from ocrft.report import run_report
-from ocrft.results import build_results, load_results, score_samples, write_results
+from ocrft.tasks.report import run_report
+from ocrft.evaluation.results import build_results, load_results, score_samples, write_results
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
 

@@ -10,8 +10,8 @@ import sacrebleu
 from omegaconf import OmegaConf
 
 from ocrft.config import EvalConfig, NormalizationConfig, ReportConfig
-from ocrft.metrics import MetricSettings
-from ocrft.results import build_results, load_results, rescore_results, score_samples, write_results
+from ocrft.evaluation.metrics import MetricSettings
+from ocrft.evaluation.results import build_results, load_results, rescore_results, score_samples, write_results
 
 # The example from the Gemma-OCR seed's README ("Output Format"), verbatim.
 SEED_RESULTS = {
@@ -171,8 +171,8 @@ class _TagRecorder:
 
 def test_eval_and_report_thread_the_settings_from_cfg_eval(tmp_path):
     from ocrft.data.record import Record
-    from ocrft.evaluate import score_and_write
-    from ocrft.report import run_report
+    from ocrft.evaluation.scoring import score_and_write
+    from ocrft.tasks.report import run_report
     from ocrft.runner import RunContext
 
     eval_cfg = OmegaConf.structured(EvalConfig(cer_unit="grapheme", ter_no_punct=True))

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from ocrft.results import build_results, load_results, score_samples, to_frame, write_results
+from ocrft.evaluation.results import build_results, load_results, score_samples, to_frame, write_results
 from ocrft.tracking import MlflowTracker, NullTracker
 
 

@@ -5,7 +5,7 @@
 
 No model is loaded and nothing is generated: the engine's output is read and aligned with
 the split's records (:mod:`ocrft.data.predictions`), then goes through the same
-:func:`ocrft.evaluate.score_and_write` as a local model or an endpoint, so reports and
+:func:`ocrft.evaluation.scoring.score_and_write` as a local model or an endpoint, so reports and
 comparisons take it like any other results file.
 """
 
@@ -26,10 +26,10 @@ def run_predictions_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> 
     without a prediction, scored as empty, and predictions without a record, counted and
     named) and ``predictions`` (source, kind, match mode, samples matched by id, position,
     region or page). Returns (metrics, paths) for
-    :func:`ocrft.evaluate.run_eval`; metrics include ``missing_predictions`` and
+    :func:`ocrft.tasks.eval.run_eval`; metrics include ``missing_predictions`` and
     ``extra_predictions``.
     """
-    from ocrft.evaluate import score_and_write
+    from ocrft.evaluation.scoring import score_and_write
     from ocrft.provenance import describe_model
 
     model = cfg.model

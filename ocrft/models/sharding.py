@@ -29,7 +29,7 @@ def sharded_launch() -> Optional[str]:
 def check_supported_sharding(quantized: bool = False) -> None:
     """Refuse the sharded launches ocrft cannot serve, before any model is loaded (a
     ConfigError: ``ocrft: error: ...`` and exit status 2, no traceback)."""
-    from ocrft.validate import ConfigError
+    from ocrft.config import ConfigError
 
     kind = sharded_launch()
     if kind == "fsdp" and quantized:

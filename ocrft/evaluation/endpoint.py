@@ -10,7 +10,7 @@ The transport is the official ``openai`` SDK (``OpenAI(base_url=...)``): it retr
 409, 429, 5xx, timeouts and dropped connections with exponential backoff and jitter, and
 honours Retry-After. On top of it this module adds what an evaluation needs: a 200 answer
 that is no chat completion (an HTML error page, no choices, a stream cut short) is retried
-too, and a failed sample's error is returned instead of raised; ocrft.endpoint_eval runs
+too, and a failed sample's error is returned instead of raised; ocrft.evaluation.endpoint_eval runs
 the client over a data set. Keys come from the environment only and are scrubbed from
 every error message, so they reach no log, result or checkpoint.
 """
@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 from ocrft.conf_dir import CONF_DIR
 from ocrft.redact import scrub_text
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Append-only JSONL checkpoints of finished samples: what makes an evaluation resumable.
 
-Local (``ocrft.evaluate``) and endpoint (``ocrft.endpoint_eval``) evaluations append one JSON line
+Local (``ocrft.evaluation.local``) and endpoint (``ocrft.evaluation.endpoint_eval``) evaluations append one JSON line
 per finished sample and fsync it before the sample counts as done, so a SIGKILL loses at
 most the samples in flight. A kill can cut only the line being written: loading drops an
 unreadable line (with a warning), keeps the last row per id (a retried failure supersedes

@@ -59,7 +59,7 @@ from ocrft.data.reading import ReadResult
 from ocrft.data.record import DataError, Record
 from ocrft.data.splits import SPLITS, drop_leaks, split_records
 from ocrft.runner import RunContext, TaskResult
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional, Sequence
 
-from ocrft.collate import Collator, Sample
+from ocrft.data.record import Record
+from ocrft.models.collate import Collator, Sample
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Generator:
         """Transcribe one batch; returns one string per image."""
         import torch
 
-        from ocrft.sharding import is_sharded, whole_weights
+        from ocrft.models.sharding import is_sharded, whole_weights
 
         samples = [Sample(image=img, prompt=p) for img, p in zip(images, prompts)]
         batch = self.collator(samples, padding_side="left")
@@ -131,3 +132,14 @@ def build_generator(cfg, model=None, processor=None) -> Generator:
         repetition_penalty=cfg.eval.repetition_penalty,
         num_beams=cfg.eval.num_beams,
     )
+
+
+def image_loaders(records: Sequence[Record]):
+    """Per-record callables that open the image when its batch comes up."""
+    from ocrft.data.images import open_image
+
+    return [lambda path=r.image: open_image(path) for r in records]
+
+
+def prompts_for(records: Sequence[Record], prompt: str, limit: Optional[int] = None) -> list[str]:
+    return [r.prompt or prompt for r in records[:limit]]

@@ -34,7 +34,7 @@ from typing import Any, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class Generator(Protocol):
-    """What task=serve serves (ocrft.generation.build_generator returns one).
+    """What task=serve serves (ocrft.evaluation.generation.build_generator returns one).
 
     ``generate`` gets one image and one prompt per sample and returns one string per
     sample. An optional ``count_tokens(text) -> int`` makes the reported usage exact.
@@ -367,10 +367,10 @@ async def _sse(head: dict, text: str, finish: str, usage: Optional[dict]):
 
 
 def run_serve(cfg: Any, ctx: Any) -> Any:
-    """task=serve: load the model (ocrft.generation.build_generator) and serve it until Ctrl-C."""
+    """task=serve: load the model (ocrft.evaluation.generation.build_generator) and serve it until Ctrl-C."""
     import uvicorn
 
-    from ocrft.generation import build_generator
+    from ocrft.evaluation.generation import build_generator
     from ocrft.provenance import serve_model_name
     from ocrft.runner import TaskResult
 

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ocrft.runner import RunContext, TaskResult
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,8 @@ PROCESSOR_FILES = (
 
 
 def run_merge(cfg, ctx: RunContext) -> TaskResult:
-    from ocrft.evaluate import generate_with_progress
-    from ocrft.generation import Generator
+    from ocrft.evaluation.local import generate_with_progress
+    from ocrft.evaluation.generation import Generator
     from ocrft.models.loading import MODEL_CARD, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
-from ocrft.collate import Collator, Sample
 from ocrft.data.record import Record
+from ocrft.models.collate import Collator, Sample
 
 
 def to_train_dataset(records: Sequence[Record], prompt: str):
@@ -36,14 +36,3 @@ class TrainCollator:
 
         samples = [Sample(image=open_image(r["image"]), prompt=r["prompt"], target=r["text"]) for r in rows]
         return self.collator(samples, padding_side="right")
-
-
-def image_loaders(records: Sequence[Record]):
-    """Per-record callables that open the image when its batch comes up."""
-    from ocrft.data.images import open_image
-
-    return [lambda path=r.image: open_image(path) for r in records]
-
-
-def prompts_for(records: Sequence[Record], prompt: str, limit: Optional[int] = None) -> list[str]:
-    return [r.prompt or prompt for r in records[:limit]]

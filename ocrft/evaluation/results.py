@@ -7,11 +7,11 @@
                   "wer_score", "ned", "exact_match", "degenerate", "error"?, ...}], ...extra}
 
 ``overall_cer`` is the corpus CER and ``overall_f1`` the corpus (micro) character F1; the
-sample means are in ``metrics``. ``metric_settings`` (:class:`ocrft.metrics.MetricSettings`)
+sample means are in ``metrics``. ``metric_settings`` (:class:`ocrft.evaluation.metrics.MetricSettings`)
 and sacrebleu's ``signatures`` say how the scores were counted. Files written by the
 Gemma-OCR seed (no ``metrics``, ``normalization`` or ``id``) and by ocrft before
 ``metric_settings`` existed load unchanged; a stored ``normalization`` dict is read with
-:func:`ocrft.normalize.stored_normalization` (a missing flag was not applied).
+:func:`ocrft.evaluation.normalize.stored_normalization` (a missing flag was not applied).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from ocrft import atomic
-from ocrft.metrics import MetricSettings, score_detailed
-from ocrft.normalize import normalization_dict
+from ocrft.evaluation.metrics import MetricSettings, score_detailed
+from ocrft.evaluation.normalize import normalization_dict
 
 CORE_KEYS = (
     "overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "metrics", "normalization",
@@ -54,7 +54,7 @@ def score_samples(
     Args:
         rows: dicts with id, image_path, label, prediction and optionally error.
         normalization_cfg: NormalizationConfig / DictConfig / dict (None = raw text).
-        settings, json_target: see :func:`ocrft.metrics.score` (None = defaults, detect).
+        settings, json_target: see :func:`ocrft.evaluation.metrics.score` (None = defaults, detect).
 
     Returns:
         (metrics including ``num_errors``, copies of the rows with per-sample scores; rows

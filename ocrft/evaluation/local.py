@@ -1,8 +1,8 @@
-"""task=eval and the evaluation step of task=train: generate, score, write results + report.
+"""Evaluating a local model: batched generation with progress, scoring, resumable task=eval.
 
 A local task=eval is resumable: each finished batch is appended to
-``<run_dir>/eval_checkpoint.jsonl`` (``ocrft.checkpoint``), and the same command run again
-in the same run folder generates only the samples not in it.
+``<run_dir>/eval_checkpoint.jsonl`` (``ocrft.evaluation.checkpoint``), and the same command run
+again in the same run folder generates only the samples not in it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ocrft.data.record import Record
-from ocrft.runner import RunContext, TaskResult
+from ocrft.evaluation.scoring import score_and_write
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def generate_with_progress(
     from rapidfuzz.distance import Levenshtein
     from tqdm.auto import tqdm
 
-    from ocrft.datasets_hf import image_loaders, prompts_for
-    from ocrft.generation import generate_all
+    from ocrft.evaluation.generation import image_loaders, prompts_for
+    from ocrft.evaluation.generation import generate_all
 
     edits = chars = 0
     bar = tqdm(total=len(records), desc=desc, unit="sample", dynamic_ncols=True)
@@ -57,39 +57,6 @@ def generate_with_progress(
         bar.close()
 
 
-def score_and_write(
-    records: Sequence[Record],
-    predictions: Sequence[str],
-    eval_cfg,
-    model_name: str,
-    out_dir: Path,
-    name: str = "results",
-    errors: Optional[Sequence[Optional[str]]] = None,
-    extra: Optional[dict] = None,
-) -> tuple[dict, dict[str, str]]:
-    """Score predictions, write ``<name>.json`` and ``<name>.html``; return (metrics, paths)."""
-    from ocrft import atomic
-    from ocrft.metrics import MetricSettings
-    from ocrft.normalize import normalization_dict
-    from ocrft.evaluation.html import render_report_html
-    from ocrft.results import build_results, score_samples, write_results
-
-    rows = []
-    for i, (r, p) in enumerate(zip(records, predictions)):
-        row = {"id": r.id, "image_path": r.image, "label": r.text, "prediction": p, **r.meta}
-        if errors and errors[i]:
-            row["error"] = errors[i]
-        rows.append(row)
-    settings = MetricSettings.from_eval(eval_cfg)
-    metrics, rows = score_samples(rows, eval_cfg.normalization, settings, eval_cfg.json_target)
-    results = build_results(rows, model_name, normalization_dict(eval_cfg.normalization), metrics, extra, settings)
-    paths = {
-        name: str(write_results(out_dir / f"{name}.json", results)),
-        f"{name}_report": str(atomic.write_text(out_dir / f"{name}.html", render_report_html(results))),
-    }
-    return metrics, paths
-
-
 def evaluate_records(
     generator, records: Sequence[Record], cfg, out_dir: Path, name: str, desc: str, model: Optional[dict] = None
 ) -> tuple[dict, dict]:
@@ -97,7 +64,7 @@ def evaluate_records(
 
     ``model`` describes what is evaluated (``ocrft.provenance.describe_model``; default:
     ``cfg.model``); the results file names it. With sharded weights every rank generates
-    along (see ocrft.sharding); rank 0 alone scores and writes, the others return empty results.
+    along (see ocrft.models.sharding); rank 0 alone scores and writes, the others return empty results.
     """
     from ocrft.distributed import world
     from ocrft.provenance import describe_model
@@ -136,9 +103,9 @@ def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict,
     then scores every sample. A checkpointed row counts only if its image, label and
     generation fingerprint match the record and the current config.
     """
-    from ocrft.checkpoint import Checkpoint
+    from ocrft.evaluation.checkpoint import Checkpoint
     from ocrft.data.record import DataError
-    from ocrft.generation import build_generator
+    from ocrft.evaluation.generation import build_generator
     from ocrft.provenance import describe_model
 
     if len({r.id for r in records}) != len(records):
@@ -168,45 +135,3 @@ def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict,
     metrics, paths = score_and_write(records, [done[r.id] for r in records], cfg.eval, model["name"], Path(run_dir),
                                      "results", extra={"model": model})  # fmt: skip
     return metrics, {**paths, "eval_checkpoint": str(path)}
-
-
-def load_eval_split(cfg, run_dir: Path, tracker=None) -> list[Record]:
-    """The ``eval.split`` records (the first ``eval.limit``); ``tracker`` logs them as the run's input."""
-    from ocrft.data.loading import load_data
-    from ocrft.data.record import DataError
-
-    data = load_data(cfg.data, run_dir, splits=(cfg.eval.split,))
-    records = data.splits[cfg.eval.split]
-    if not records:
-        raise DataError(f"the {cfg.eval.split!r} split is empty: nothing to evaluate (eval.split={cfg.eval.split})",
-                        data.sources.get(cfg.eval.split))  # fmt: skip
-    records = records[: cfg.eval.limit] if cfg.eval.limit else records
-    if tracker is not None:
-        tracker.log_datasets(cfg.data, {cfg.eval.split: records}, data.sources)
-    return records
-
-
-def run_eval(cfg, ctx: RunContext) -> TaskResult:
-    """task=eval: a base model, a checkpoint, an ocrft run folder, or an endpoint on one split."""
-    from ocrft.metrics import metric_tags
-    from ocrft.results import load_results, to_frame
-
-    records = load_eval_split(cfg, ctx.run_dir, ctx.tracker)
-    if cfg.model.family == "endpoint":
-        from ocrft.endpoint_eval import run_endpoint_eval
-
-        metrics, paths = run_endpoint_eval(cfg, records, ctx.run_dir)
-    elif cfg.model.family == "predictions":  # another engine's output: nothing is loaded
-        from ocrft.predictions_eval import run_predictions_eval
-
-        metrics, paths = run_predictions_eval(cfg, records, ctx.run_dir)
-    else:
-        metrics, paths = run_local_eval(cfg, records, ctx.run_dir)
-    metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
-    ctx.tracker.log_metrics(metrics)
-    ctx.tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures
-    for path in paths.values():
-        ctx.tracker.log_artifact(path)
-    if "results" in paths:  # the per-sample scores, sortable in MLflow's table view
-        ctx.tracker.log_table(to_frame(load_results(paths["results"])), "results_table.json")
-    return TaskResult(metrics=metrics, paths=paths)

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ocrft.runner import RunContext, TaskResult
-from ocrft.validate import ConfigError
+from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     """Write ``results.txt`` (``path<TAB>text`` per image) and ``predictions.jsonl``."""
     from ocrft import atomic
     from ocrft.data.record import Record
-    from ocrft.evaluate import generate_with_progress
-    from ocrft.generation import build_generator
+    from ocrft.evaluation.local import generate_with_progress
+    from ocrft.evaluation.generation import build_generator
     from ocrft.provenance import describe_model
 
     if not cfg.predict.input:

@@ -1,7 +1,7 @@
-"""Evaluate a data set through an endpoint client (ocrft.endpoint), resumably.
+"""Evaluate a data set through an endpoint client (ocrft.evaluation.endpoint), resumably.
 
 Reliability contract of :func:`evaluate_endpoint`: every finished sample is appended to a
-JSONL checkpoint (``ocrft.checkpoint``) and fsync'd before the next one is counted, so a
+JSONL checkpoint (``ocrft.evaluation.checkpoint``) and fsync'd before the next one is counted, so a
 killed run loses at most the requests in flight; re-running with the same checkpoint never
 re-sends a finished sample and retries the failed ones.
 """
@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ocrft.checkpoint import Checkpoint
+from ocrft.evaluation.checkpoint import Checkpoint
 from ocrft.data.record import DataError, Record
-from ocrft.endpoint import Completion, EndpointClient, build_client, load_provider, no_usage
+from ocrft.evaluation.endpoint import Completion, EndpointClient, build_client, load_provider, no_usage
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ def _transcribe_record(client: EndpointClient, record: Record, prompt: str, syst
 
 
 def _sample_cer() -> Optional[Any]:
-    """``f(prediction, label) -> CER`` of one sample (raw text) from ocrft.metrics, or None
+    """``f(prediction, label) -> CER`` of one sample (raw text) from ocrft.evaluation.metrics, or None
     where that module is missing; only the progress bar uses it."""
     try:
-        from ocrft.metrics import score_sample
+        from ocrft.evaluation.metrics import score_sample
     except ImportError:
         return None
     return lambda prediction, label: score_sample(prediction, label)["cer"]
@@ -160,8 +160,8 @@ def served_model_id(client: EndpointClient) -> Optional[str]:
 def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
     """task=eval with model=endpoint: transcribe ``records`` through the endpoint (resumable
     from ``<run_dir>/endpoint_checkpoint.jsonl``), then score and write results like a
-    local evaluation. Returns (metrics, paths) for :func:`ocrft.evaluate.run_eval`."""
-    from ocrft.evaluate import score_and_write
+    local evaluation. Returns (metrics, paths) for :func:`ocrft.tasks.eval.run_eval`."""
+    from ocrft.evaluation.scoring import score_and_write
     from ocrft.provenance import describe_model
 
     provider = load_provider(cfg.model.provider or "ocrft")

@@ -1,0 +1,55 @@
+"""task=eval: a base model, a checkpoint, an ocrft run folder, an endpoint or another engine's
+output, scored on one split.
+
+    python -m ocrft task=eval model.path=outputs/train/<run> data=... eval.split=test
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ocrft.data.record import Record
+from ocrft.evaluation.local import run_local_eval
+from ocrft.runner import RunContext, TaskResult
+
+
+def load_eval_split(cfg, run_dir: Path, tracker=None) -> list[Record]:
+    """The ``eval.split`` records (the first ``eval.limit``); ``tracker`` logs them as the run's input."""
+    from ocrft.data.loading import load_data
+    from ocrft.data.record import DataError
+
+    data = load_data(cfg.data, run_dir, splits=(cfg.eval.split,))
+    records = data.splits[cfg.eval.split]
+    if not records:
+        raise DataError(f"the {cfg.eval.split!r} split is empty: nothing to evaluate (eval.split={cfg.eval.split})",
+                        data.sources.get(cfg.eval.split))  # fmt: skip
+    records = records[: cfg.eval.limit] if cfg.eval.limit else records
+    if tracker is not None:
+        tracker.log_datasets(cfg.data, {cfg.eval.split: records}, data.sources)
+    return records
+
+
+def run_eval(cfg, ctx: RunContext) -> TaskResult:
+    """task=eval: a base model, a checkpoint, an ocrft run folder, or an endpoint on one split."""
+    from ocrft.evaluation.metrics import metric_tags
+    from ocrft.evaluation.results import load_results, to_frame
+
+    records = load_eval_split(cfg, ctx.run_dir, ctx.tracker)
+    if cfg.model.family == "endpoint":
+        from ocrft.evaluation.endpoint_eval import run_endpoint_eval
+
+        metrics, paths = run_endpoint_eval(cfg, records, ctx.run_dir)
+    elif cfg.model.family == "predictions":  # another engine's output: nothing is loaded
+        from ocrft.evaluation.predictions_eval import run_predictions_eval
+
+        metrics, paths = run_predictions_eval(cfg, records, ctx.run_dir)
+    else:
+        metrics, paths = run_local_eval(cfg, records, ctx.run_dir)
+    metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+    ctx.tracker.log_metrics(metrics)
+    ctx.tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures
+    for path in paths.values():
+        ctx.tracker.log_artifact(path)
+    if "results" in paths:  # the per-sample scores, sortable in MLflow's table view
+        ctx.tracker.log_table(to_frame(load_results(paths["results"])), "results_table.json")
+    return TaskResult(metrics=metrics, paths=paths)
