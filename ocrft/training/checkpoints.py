@@ -96,6 +96,11 @@ def load_weights(model, best_dir: Path) -> None:
     elif isinstance(model, PeftModel):
         set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
     else:
-        result = model.load_state_dict(read(), strict=False)  # tied weights are saved once
-        if result.unexpected_keys:
-            raise RuntimeError(f"{best_dir} does not fit the model: {result.unexpected_keys[:3]} ...")
+        # save_pretrained writes transformers' on-disk key names (Qwen2-VL: "visual.*" for the
+        # in-memory "model.visual.*"); from_pretrained maps them back. It holds a second copy
+        # of the weights for a moment, which only full fine-tuning (peft=none) pays.
+        saved = type(model).from_pretrained(best_dir, dtype=model.dtype).state_dict()
+        result = model.load_state_dict(saved, strict=False)
+        if result.unexpected_keys or result.missing_keys:
+            wrong = (result.unexpected_keys or result.missing_keys)[:3]
+            raise RuntimeError(f"{best_dir} does not fit the model: {wrong} ...")

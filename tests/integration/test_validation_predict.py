@@ -88,14 +88,6 @@ def test_predict_on_a_missing_input_names_it(tmp_path):
         run(["task=predict", "model=tiny_qwen2_vl", f"predict.input={tmp_path / 'nowhere'}"], tmp_path / "run")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="load_weights (restoring the best-validated weights) feeds save_pretrained's on-disk key names "
-    "(visual.*, model.layers.*) to model.load_state_dict, whose keys are model.visual.*, model.language_model.*: "
-    "restoring a full "
-    "fine-tune's best weights fails with 'does not fit the model' whenever the best step is not the last",
-)
 def test_full_finetune_restores_the_best_weights_at_the_end(tmp_path):
     # lr 2e-2: val/cer does not improve after step 2, while the weights keep changing
     record, history = _validated_run(tmp_path, ["peft=none", "train.max_steps=6", "train.learning_rate=2e-2"])
