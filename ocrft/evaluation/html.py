@@ -83,14 +83,14 @@ def thumbnail_uri(path: Path) -> Optional[str]:
     (with a warning) when it cannot be read."""
     from PIL import Image
 
+    from ocrft.data.images import flatten_to_rgb
+
     try:
         with Image.open(path) as im:
             im.draft("RGB", (THUMB_MAX_W, THUMB_MAX_H))  # JPEG: decode at reduced size
-            im = im.convert("RGBA")
-            im.thumbnail((THUMB_MAX_W, THUMB_MAX_H))
-            # Transparent PNGs would turn black in JPEG: flatten onto white.
-            flat = Image.new("RGB", im.size, "white")
-            flat.paste(im, mask=im.getchannel("A"))
+            # transparent PNGs would turn black in JPEG: flatten onto white first
+            flat = flatten_to_rgb(im)
+            flat.thumbnail((THUMB_MAX_W, THUMB_MAX_H))
             buf = io.BytesIO()
             flat.save(buf, "JPEG", quality=80)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
