@@ -29,6 +29,7 @@ TASKS = {
     "serve": "ocrft.tasks.serve:run_serve",
     "analyze": "ocrft.tasks.analyze:run_analyze",
     "report": "ocrft.tasks.report:run_report",
+    "studio": "ocrft.tasks.studio:run_studio",
 }
 
 

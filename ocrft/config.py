@@ -35,6 +35,7 @@ class Task(str, Enum):
     serve = "serve"
     analyze = "analyze"
     report = "report"
+    studio = "studio"
 
 
 class OnError(str, Enum):
@@ -298,6 +299,21 @@ class ServeConfig:
 
 
 @dataclass
+class StudioConfig:
+    """task=studio, the local web UI (docs/studio.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    roots: list[str] = field(default_factory=lambda: ["outputs", "multirun"])  # where runs are listed from
+    # env var holding "user:password" for the UI and the jobs API; None = no login
+    auth_env: Optional[str] = None
+    max_jobs: int = 1  # launched runs at once; the rest wait in a queue
+    mlflow_url: Optional[str] = None  # e.g. http://127.0.0.1:5000, for links to each run
+    dashboard_url: Optional[str] = None  # optuna-dashboard, for links to studies
+    page_size: int = 50  # samples per page in the results viewer
+
+
+@dataclass
 class RunConfig:
     task: str = "train"  # one of Task; chosen by the task group (conf/task)
     seed: int = 42
@@ -318,6 +334,7 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    studio: StudioConfig = field(default_factory=StudioConfig)
 
 
 _GROUPS = {
