@@ -15,23 +15,23 @@ from typing import Optional
 import torch
 from transformers import set_seed
 
-from ocrft.models.collate import Collator
 from ocrft.data.loading import load_data
-from ocrft.training.datasets import TrainCollator, to_train_dataset
 from ocrft.distributed import world
-from ocrft.evaluation.local import evaluate_records
 from ocrft.evaluation.generation import Generator
+from ocrft.evaluation.local import evaluate_records
 from ocrft.evaluation.metrics import metric_tags
+from ocrft.evaluation.results import load_results, to_frame
+from ocrft.models.collate import Collator
 from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
 from ocrft.models.registry import get_family
-from ocrft.provenance import describe_model
-from ocrft.evaluation.results import load_results, to_frame
-from ocrft.runner import RunContext, TaskResult
 from ocrft.models.sharding import check_supported_sharding, is_sharded
+from ocrft.provenance import describe_model
+from ocrft.runner import RunContext, TaskResult
 from ocrft.training.adapters import apply_peft
 from ocrft.training.builders import build_bnb_config, build_sft_config
 from ocrft.training.callbacks import make_callbacks
 from ocrft.training.checkpoints import last_checkpoint, load_weights, reached_max_steps, save_model
+from ocrft.training.datasets import TrainCollator, to_train_dataset
 from ocrft.training.sampling import OcrftSFTTrainer
 from ocrft.training.validation import check_validation_data
 
