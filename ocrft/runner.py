@@ -131,11 +131,11 @@ def user_error_message(err: BaseException) -> Optional[str]:
     """The one-paragraph message for a user error (see above); None for anything else."""
     from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-    from ocrft.models.collate import SequenceTooLongError
+    from ocrft.config import ConfigError
     from ocrft.data.record import DataError
+    from ocrft.models.collate import SequenceTooLongError
     from ocrft.models.loading import ModelPathError
     from ocrft.redact import scrub_text
-    from ocrft.config import ConfigError
 
     if isinstance(err, MissingMandatoryValue):
         key = err.full_key or "a config value"

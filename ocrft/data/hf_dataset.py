@@ -28,9 +28,9 @@ from typing import Any, Optional
 
 from ocrft import paths
 from ocrft.config import OnError
+from ocrft.config import ConfigError
 from ocrft.data.reading import WHOLE, BadRecord, Collector, ReadResult, cache_image_bytes, checked_image
 from ocrft.data.record import DataError, Record
-from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ocrft.conf_dir import CONF_DIR
-from ocrft.redact import scrub_text
 from ocrft.config import ConfigError
+from ocrft.redact import scrub_text
 
 log = logging.getLogger(__name__)
 

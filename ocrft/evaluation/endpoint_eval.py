@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ocrft.evaluation.checkpoint import Checkpoint
 from ocrft.data.record import DataError, Record
+from ocrft.evaluation.checkpoint import Checkpoint
 from ocrft.evaluation.endpoint import Completion, EndpointClient, build_client, load_provider, no_usage
 
 log = logging.getLogger(__name__)

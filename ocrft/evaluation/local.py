@@ -103,8 +103,8 @@ def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict,
     then scores every sample. A checkpointed row counts only if its image, label and
     generation fingerprint match the record and the current config.
     """
-    from ocrft.evaluation.checkpoint import Checkpoint
     from ocrft.data.record import DataError
+    from ocrft.evaluation.checkpoint import Checkpoint
     from ocrft.evaluation.generation import build_generator
     from ocrft.provenance import describe_model
 

@@ -43,8 +43,8 @@ from typing import Any, Callable, Optional, Sequence
 import regex
 from rapidfuzz.distance import Levenshtein
 
-from ocrft.evaluation.normalize import normalizer
 from ocrft.config import CER_UNITS, ConfigError
+from ocrft.evaluation.normalize import normalizer
 
 BLEU_TOKENIZERS = ("13a", "zh", "char", "none")
 

@@ -25,9 +25,9 @@ def score_and_write(
 ) -> tuple[dict, dict[str, str]]:
     """Score predictions, write ``<name>.json`` and ``<name>.html``; return (metrics, paths)."""
     from ocrft import atomic
+    from ocrft.evaluation.html import render_report_html
     from ocrft.evaluation.metrics import MetricSettings
     from ocrft.evaluation.normalize import normalization_dict
-    from ocrft.evaluation.html import render_report_html
     from ocrft.evaluation.results import build_results, score_samples, write_results
 
     rows = []

@@ -11,8 +11,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from ocrft.runner import RunContext, TaskResult
 from ocrft.config import ConfigError
+from ocrft.runner import RunContext, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,8 @@ PROCESSOR_FILES = (
 
 
 def run_merge(cfg, ctx: RunContext) -> TaskResult:
-    from ocrft.evaluation.local import generate_with_progress
     from ocrft.evaluation.generation import Generator
+    from ocrft.evaluation.local import generate_with_progress
     from ocrft.models.loading import MODEL_CARD, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ocrft.runner import RunContext, TaskResult
 from ocrft.config import ConfigError
+from ocrft.runner import RunContext, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     """Write ``results.txt`` (``path<TAB>text`` per image) and ``predictions.jsonl``."""
     from ocrft import atomic
     from ocrft.data.record import Record
-    from ocrft.evaluation.local import generate_with_progress
     from ocrft.evaluation.generation import build_generator
+    from ocrft.evaluation.local import generate_with_progress
     from ocrft.provenance import describe_model
 
     if not cfg.predict.input:

@@ -52,6 +52,7 @@ from omegaconf import DictConfig
 
 from ocrft import atomic
 from ocrft.config import OnError
+from ocrft.config import ConfigError
 from ocrft.data import alto, page_xml
 from ocrft.data.crops import CropSettings
 from ocrft.data.lines import Imported, import_pages
@@ -59,7 +60,6 @@ from ocrft.data.reading import ReadResult
 from ocrft.data.record import DataError, Record
 from ocrft.data.splits import SPLITS, drop_leaks, split_records
 from ocrft.runner import RunContext, TaskResult
-from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 

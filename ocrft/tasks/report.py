@@ -12,12 +12,12 @@ import logging
 from pathlib import Path
 
 from ocrft import atomic
+from ocrft.config import ConfigError
 from ocrft.evaluation.comparison import compare_counts
 from ocrft.evaluation.html import render_comparison_html, render_report_html, summary_metrics
 from ocrft.evaluation.metrics import MetricSettings, metric_tags
 from ocrft.evaluation.results import load_results, rescore_results, write_results
 from ocrft.runner import RunContext, TaskResult
-from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from ocrft.distributed import world
 from ocrft.models.loading import MODEL_CARD, ResolvedModel
-from ocrft.redact import redacted_yaml
 from ocrft.models.sharding import adapter_keys_to_model_keys, full_state_dict, is_sharded, load_full_state_dict
+from ocrft.redact import redacted_yaml
 
 log = logging.getLogger(__name__)
 

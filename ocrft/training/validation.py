@@ -13,12 +13,12 @@ from typing import Any, Callable, Optional, Sequence
 
 from transformers import TrainerCallback
 
+from ocrft.config import ConfigError
 from ocrft.data.record import Record
 from ocrft.evaluation.generation import image_loaders, prompts_for
 from ocrft.evaluation.generation import generate_all
 from ocrft.evaluation.metrics import MetricSettings, score
 from ocrft.models.sharding import is_sharded
-from ocrft.config import ConfigError
 
 log = logging.getLogger(__name__)
 
