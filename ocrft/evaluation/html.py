@@ -207,3 +207,27 @@ def render_comparison_html(a: dict, b: dict, base_dirs: Sequence[Path] = ()) -> 
         a=a, b=b, key=key, n_pairs=len(pairs), counts=compare_counts(a, b), warn=warn, metric_rows=metric_rows,
         confusions_a=conf_a, confusion_total_a=total_a, confusions_b=conf_b, confusion_total_b=total_b, rows=rows,
     )
+
+
+# The pieces the studio (ocrft.studio) renders a page of samples with, so it and these
+# reports share one diff, one thumbnail and one confusion table.
+
+
+def macros() -> Any:
+    """The jinja2 macros of _macros.html.j2 (diff, texts, image, confusions, head, legend)."""
+    return _env().get_template("_macros.html.j2").module
+
+
+def sample_images(paths: Sequence[Optional[str]], base_dirs: Sequence[Path]) -> list[dict]:
+    """{"uri", "path"} thumbnails of image paths, as the report embeds them."""
+    return _images(paths, base_dirs)
+
+
+def sample_predictions(samples: list[dict], normalization: Optional[dict]) -> list[dict]:
+    """{"text", "error", "segments"} per sample, aligned over the normalized (scored) text."""
+    return _predictions(samples, normalizer(stored_normalization(normalization)))
+
+
+def top_confusions(predictions: Iterable[dict]) -> tuple[list, int]:
+    """(the TOP_CONFUSIONS most frequent character edits, all edits) of sample_predictions."""
+    return _confusion_table(predictions)
