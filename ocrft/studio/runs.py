@@ -186,7 +186,7 @@ def runs_tab(studio_cfg: Any) -> tuple:
     roots, mlflow_url = list(studio_cfg.roots), studio_cfg.mlflow_url
 
     def refresh(query: str, sort_by: str, descending: bool, sweep: Optional[str]):
-        runs = scan(roots)
+        runs = [r for r in scan(roots) if r["task"] != "studio"]  # the studio's own run records are noise
         sweeps = [r for r in runs if r["task"] == "sweep"]
         chosen = next((s for s in sweeps if s["run_dir"] == sweep), sweeps[0] if sweeps else None)
         trials = trials_frame(chosen, runs) if chosen else pd.DataFrame(columns=["trial", "state", "value", "run"])
