@@ -190,6 +190,9 @@ def results_tab(studio_cfg: Any, choices_fn: Any) -> tuple:
         errors_only = gr.Checkbox(label="errors only", elem_id="results-errors")
         sort = gr.Radio(list(SORTS), value=SORTS[2], label="sort", elem_id="results-sort")
         page = gr.Number(value=1, precision=0, minimum=1, label="page", elem_id="results-page")
+        with gr.Column(min_width=120):
+            prev = gr.Button("◀ previous", size="sm", elem_id="results-prev")
+            nxt = gr.Button("next ▶", size="sm", elem_id="results-next")
     status = gr.Markdown(elem_id="results-status")
     table = gr.HTML(elem_id="results-table")
     with gr.Row():
@@ -204,6 +207,9 @@ def results_tab(studio_cfg: Any, choices_fn: Any) -> tuple:
     outputs = [header, confusions, hist, table, page, status]
     for trigger in (source.change, query.submit, errors_only.change, sort.change, page.submit):
         trigger(show, inputs, outputs)
+    for button, step in ((prev, -1), (nxt, 1)):
+        # show() clamps the page, so stepping past either end stays on it
+        button.click(lambda p, q, e, s, n, step=step: show(p, q, e, s, int(n or 1) + step), inputs, outputs)
 
     def choices():
         return gr.update(choices=choices_fn())

@@ -149,3 +149,21 @@ def test_files_route_serves_reports_only_under_roots(studio):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(url + path)
         assert err.value.code == 404
+
+
+def test_login_guards_the_api_and_files(tmp_path):
+    """With a login, /api/jobs and /files answer 401 without it and serve with it."""
+    from fastapi.testclient import TestClient
+
+    from ocrft.studio.app import build_app
+    from tests.conftest import compose
+
+    cfg = compose(["task=studio", f"studio.roots=[{tmp_path}]"]).studio
+    (tmp_path / "a.txt").write_text("hello")
+    client = TestClient(build_app(cfg, auth=("me", "s3cret")))
+    target = "/files/" + str((tmp_path / "a.txt").resolve()).lstrip("/")
+    for path in ("/api/jobs", target):
+        assert client.get(path).status_code == 401
+        assert client.get(path, auth=("me", "wrong")).status_code == 401
+        assert client.get(path, auth=("me", "s3cret")).status_code == 200
+    assert client.get(target, auth=("me", "s3cret")).text == "hello"
