@@ -255,7 +255,7 @@ def playground_tab(studio_cfg: Any) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(label="Image", type="filepath", sources=["upload"], elem_id="pg-image", height=160)
-            with gr.Accordion("…or pick one from a data set", open=False):
+            with gr.Accordion("…or pick one from a data set", open=False, elem_id="pg-data-set"):
                 source = gr.Textbox(label="results.json, JSON data file or image folder", elem_id="pg-source")
                 load = gr.Button("List samples", elem_id="pg-load", size="sm")
                 sample = gr.Dropdown(label="Sample", choices=[], elem_id="pg-sample")

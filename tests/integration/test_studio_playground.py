@@ -128,6 +128,24 @@ def _set_text(b: Browser, css: str, text: str) -> None:
         box.send_keys(text)
 
 
+def test_pick_a_sample_from_a_data_file_shows_cer_and_diff(studio):
+    url, _ = studio
+    with Browser() as b:
+        _open_playground(b, url)
+        b.click("#pg-data-set button, #pg-data-set")  # open the accordion
+        b.wait_for("#pg-source textarea")
+        _set_text(b, "#pg-source textarea", str(LINE.parent / "ocr.json"))
+        b.click("#pg-load")
+        _pick(b, "#pg-sample", "line_00.png: hello world")
+        _wait(b, lambda: _value(b, "#pg-reference textarea") == "hello world", "the sample's label")
+        _wait(b, lambda: b.run_js("return !!document.querySelector('#pg-image img')"), "the sample's image")
+        b.click("#pg-run")
+        cer = _wait(b, lambda: b.run_js("return document.querySelector('#pg-results .pg-cer')?.textContent"), "the CER")
+        assert cer.startswith("CER ")
+        assert b.run_js("return document.querySelectorAll('#pg-results .pg-diff').length") == 1
+        assert b.console_errors() == []
+
+
 def _pick(b: Browser, css: str, option: str) -> None:
     """Choose ``option`` in a gradio Dropdown (type it, then click the listed option)."""
     from selenium.webdriver.common.keys import Keys
