@@ -37,17 +37,7 @@ def mlflow_server(root: Path, backend_store_uri: str) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_until_up(f"{url}/health", proc, root / "server.log", "mlflow server", timeout=180)
         yield url
     finally:
         # the server forks uvicorn workers into its own session: end the whole group we started
@@ -57,3 +47,42 @@ def mlflow_server(root: Path, backend_store_uri: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log_file.close()
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float = 120) -> None:
+    """Poll ``url`` until it answers; fail with the tail of ``log`` if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not up after {timeout} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def studio_server(folder: Path, roots: Path, env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python -m ocrft task=studio`` serving ``roots`` on a free port, its log in
+    ``folder/studio.log``; yields (url, process) and stops it with SIGTERM."""
+    port = free_port()
+    log = folder / "studio.log"
+    cmd = [sys.executable, "-m", "ocrft", "task=studio", f"studio.port={port}", f"studio.roots=[{roots}]",
+           "tracking=none", f"run_dir={folder / 'studio-run'}"]  # fmt: skip
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_up(url, proc, log, "the studio")
+        yield url, proc
+    finally:
+        proc.terminate()  # SIGTERM: the task stops uvicorn and records its run as finished
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+

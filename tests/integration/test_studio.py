@@ -8,9 +8,6 @@ With OCRFT_WRITE_SCREENSHOT=1 the Results screenshot goes to docs/studio.png (th
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run
+from tests.servers import studio_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -27,44 +25,15 @@ TRAIN = ["model=tiny_qwen2_vl", "data=tiny_ocr", "data.train_ratio=0.5", "data.v
          "eval.max_new_tokens=4", "eval.before_after=true"]  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"studio exited {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    raise AssertionError(f"studio not up after {timeout} s:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     """(url, roots folder, run.json of the tiny training) with the studio serving that folder."""
     tmp = tmp_path_factory.mktemp("studio")
     roots = tmp / "outputs"
     record = run(TRAIN, roots / "train" / "tiny-run")
-    port = free_port()
-    log = tmp / "studio.log"
-    cmd = [sys.executable, "-m", "ocrft", "task=studio", f"studio.port={port}", f"studio.roots=[{roots}]",
-           "tracking=none", f"run_dir={tmp / 'studio-run'}"]  # fmt: skip
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", proc, log)
-        yield f"http://127.0.0.1:{port}/", roots, record
-    finally:
-        proc.terminate()  # SIGTERM: the task stops uvicorn and records the run as finished
-        proc.wait(timeout=30)
-    assert proc.returncode == 0, log.read_text()[-4000:]
+    with studio_server(tmp, roots) as (url, proc):
+        yield url, roots, record
+    assert proc.returncode == 0, (tmp / "studio.log").read_text()[-4000:]
 
 
 def open_tab(b, name: str) -> None:

@@ -9,10 +9,7 @@ key is in no file the studio could have written.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import pytest
 
 from tests.browser import Browser
 from tests.fake_openai import FakeOpenAI
-from tests.servers import free_port
+from tests.servers import studio_server
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = REPO / "tests" / "assets" / "tiny_ocr" / "line_00.png"
@@ -38,33 +35,10 @@ class _AnyImage(dict):
 def studio(tmp_path_factory):
     """(url, folder): the studio started in ``folder`` (its working folder and gradio cache)."""
     folder = tmp_path_factory.mktemp("studio")
-    port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(folder / "gradio"),
            "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "ocrft", "task=studio", f"studio.port={port}", f"studio.roots=[{folder}]", "tracking=none"]
-    log = (folder / "studio.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the studio did not come up:\n{(folder / 'studio.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with studio_server(folder, folder, env) as (url, _):
         yield url, folder
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _open_playground(b: Browser, url: str) -> None:
