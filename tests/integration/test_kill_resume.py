@@ -581,6 +581,8 @@ WRITE_SITES = {
     ("ocrft/training/checkpoints.py", "save_model"): "adapter or model, " + SWAPPED,
     ("ocrft/tasks/analyze.py", "write_tables"): "to_csv()/to_parquet() return the bytes ocrft.atomic writes",
     ("ocrft/tracking.py", "log_table"): "the table's JSON in a temporary staging folder for the MLflow upload",
+    ("ocrft/studio/jobs.py", "_start"): "a launched job's log, appended to as the child writes (a log, not a result: "
+    "a kill cuts at most its last line, and the run's own files are atomic)",
     # Known gaps, owned by the sweeper: a kill can leave these half-written (docs/failures.md).
     ("hydra_plugins/ocrft_optuna_sweeper/optuna_sweeper.py", "sweep"): "GAP: multirun.yaml via OmegaConf.save",
     ("hydra_plugins/ocrft_optuna_sweeper/summary.py", "save_plots"): "GAP: plot PNGs via savefig(path)",
