@@ -85,12 +85,19 @@ def scan(root: Path) -> tuple[dict[str, Path], dict[str, Path], int]:
     return {k: p for k, (_, p) in images.items()}, gts, alternatives
 
 
-def _read_text(gt: Path) -> str:
-    raw = gt.read_bytes()
+def read_line_text(path: Path) -> str:
+    """A ``.gt.txt`` (or an engine's ``.pred.txt``): UTF-8, a BOM dropped, only the final
+    newline (``\n`` or ``\r\n``) removed.
+
+    Raises:
+        DataError: naming the file and line of the first byte that is not UTF-8.
+    """
+    raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"invalid UTF-8 byte 0x{raw[e.start]:02x} at offset {e.start}; save the file as UTF-8", gt) from e
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"invalid UTF-8 byte 0x{raw[e.start]:02x}; save the file as UTF-8", path, line) from None
     text = text.removeprefix("\ufeff")  # a BOM some Windows editors add
     # only the final newline: spaces at either end are part of the transcription
     return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
@@ -115,9 +122,9 @@ def _read_pairs(root: Path, stems: list[str], images: dict[str, Path], gts: dict
     for stem in stems:
         image, gt = images[stem], gts[stem]
         try:
-            text = _read_text(gt)
+            text = read_line_text(gt)
         except DataError as e:
-            col.bad("non_utf8", str(e).removeprefix(f"{gt}: "), None, gt)
+            col.bad("non_utf8", str(e).removeprefix(f"{gt}:{e.line}: "), e.line, gt)
             continue
         if not text.strip():  # kraken and OCRopus also leave blank lines out of training
             col.note("empty_text", f"{gt}: empty ground truth")

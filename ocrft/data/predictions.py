@@ -26,6 +26,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ocrft.data.line_folder import read_line_text
 from ocrft.data.matched import Matched
 from ocrft.data.record import DataError, Record
 
@@ -93,25 +94,10 @@ def _by_id(records: Sequence[Record], predictions: dict[str, str]) -> Matched:
     return matched
 
 
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(f"invalid UTF-8 byte 0x{data[e.start]:02x}; save the file as UTF-8", path, line) from None
-
-
-def read_text_prediction(path: Path) -> str:
-    """One ``X<suffix>`` file: UTF-8 (a BOM dropped), only the final newline stripped, as
-    ``.gt.txt`` files are read, so that spaces an engine reads stay part of its reading."""
-    text = _decode(path, path.read_bytes()).removeprefix("\ufeff")
-    return text.removesuffix("\n").removesuffix("\r")
-
-
 def _from_text_files(records: Sequence[Record], source: Path, suffix: str, match: str) -> Matched:
     files = {p.relative_to(source).as_posix()[: -len(suffix)]: p for p in source.rglob(f"*{suffix}") if p.is_file()}
     ids = {r.id for r in records}
-    return _by_id(records, {i: read_text_prediction(p) if i in ids else "" for i, p in files.items()})
+    return _by_id(records, {i: read_line_text(p) if i in ids else "" for i, p in files.items()})
 
 
 def read_jsonl_predictions(path: Path) -> dict[str, str]:

@@ -85,7 +85,7 @@ def test_text_keeps_spaces_and_strips_only_the_final_newline(tmp_path: Path):
 def test_non_utf8_names_the_file_or_is_skipped(tmp_path: Path):
     line(tmp_path / "good.png", "fine")
     line(tmp_path / "bad.png", "caf\xe9".encode("latin-1"))
-    with pytest.raises(DataError, match=r"bad\.gt\.txt: invalid UTF-8 byte 0xe9"):
+    with pytest.raises(DataError, match=r"bad\.gt\.txt:1: invalid UTF-8 byte 0xe9"):
         read_line_folder(tmp_path)
     result = read_line_folder(tmp_path, on_error="skip")
     assert [r.id for r in result.records] == ["good"] and dict(result.skipped) == {"non_utf8": 1}
@@ -169,8 +169,8 @@ def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_ro
     validate it stops before loading the model; with data.val_from_train it trains and scores."""
     import shutil
 
-    from ocrft.models import loading as model_loading
     from ocrft.config import ConfigError
+    from ocrft.tasks import train as train_task
     from tests.conftest import run
 
     tiny = repo_root / "tests" / "assets" / "tiny_ocr"
@@ -188,7 +188,8 @@ def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_ro
         raise AssertionError("the model was loaded before the empty val split was noticed")
 
     with monkeypatch.context() as m:
-        m.setattr(model_loading, "load_model", no_model)
+        # the task module's own name: it imports load_model when it is first imported
+        m.setattr(train_task, "load_model", no_model)
         with pytest.raises(ConfigError, match=r"val split is empty .*lines \(has no val split\)"):
             run(args, tmp_path / "no_val")
     record = run([*args, "data.val_from_train=0.34"], tmp_path / "run")

@@ -15,7 +15,8 @@ import pytest
 
 from ocrft.data.page_predictions import match_pages
 from ocrft.data.matched import MAX_NAMED
-from ocrft.data.predictions import match_predictions, read_text_prediction
+from ocrft.data.line_folder import read_line_text
+from ocrft.data.predictions import match_predictions
 from ocrft.data.record import DataError, Record
 
 PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
@@ -151,7 +152,7 @@ def test_custom_suffix_and_a_bad_text_file(tmp_path: Path):
     (tmp_path / "l2.txt.tess").write_bytes(b"ok\n\xff\n")
     with pytest.raises(DataError, match=r"l2.txt.tess:2: invalid UTF-8 byte 0xff"):
         match_predictions(records("l1", "l2"), tmp_path, suffix=".txt.tess")
-    assert read_text_prediction(tmp_path / "l1.txt.tess") == "one\nline two"
+    assert read_line_text(tmp_path / "l1.txt.tess") == "one\nline two"
 
 
 def test_a_folder_without_predictions_or_a_missing_path_is_a_data_error(tmp_path: Path):
