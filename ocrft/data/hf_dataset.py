@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ocrft import paths
-from ocrft.config import OnError
-from ocrft.config import ConfigError
+from ocrft.config import ConfigError, OnError
 from ocrft.data.reading import WHOLE, BadRecord, Collector, ReadResult, cache_image_bytes, checked_image
 from ocrft.data.record import DataError, Record
 

@@ -31,8 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ocrft import paths
 from ocrft.cache_entry import build_once, entry_problem
-from ocrft.config import OnError
-from ocrft.config import ConfigError
+from ocrft.config import ConfigError, OnError
 from ocrft.data.readers import READERS, Reader, ReadResult, read_lines_jsonl
 from ocrft.data.reading import WHOLE
 from ocrft.data.record import DataError, Record

@@ -51,8 +51,7 @@ from typing import Callable
 from omegaconf import DictConfig
 
 from ocrft import atomic
-from ocrft.config import OnError
-from ocrft.config import ConfigError
+from ocrft.config import ConfigError, OnError
 from ocrft.data import alto, page_xml
 from ocrft.data.crops import CropSettings
 from ocrft.data.lines import Imported, import_pages

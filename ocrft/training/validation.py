@@ -15,8 +15,7 @@ from transformers import TrainerCallback
 
 from ocrft.config import ConfigError
 from ocrft.data.record import Record
-from ocrft.evaluation.generation import image_loaders, prompts_for
-from ocrft.evaluation.generation import generate_all
+from ocrft.evaluation.generation import generate_all, image_loaders, prompts_for
 from ocrft.evaluation.metrics import MetricSettings, score
 from ocrft.models.sharding import is_sharded
 
