@@ -24,6 +24,7 @@ class ConfigError(ValueError):
 LEVELS = ("line", "region", "page")
 CER_UNITS = ("codepoint", "grapheme")
 PREDICTION_MATCHES = ("auto", "id", "position")
+CONFIDENCES = ("mean_logprob", "min_logprob")
 
 
 class Task(str, Enum):
@@ -75,6 +76,9 @@ class ModelConfig:
     # position (predictions_match=auto|id|position).
     predictions_suffix: str = ".pred.txt"
     predictions_match: str = "auto"
+    # Fixed-size families (Gemma 3, PaliGemma): the square side images are resized to;
+    # None = the processor's own (recorded in MLflow as model.image_size either way).
+    image_size: Optional[int] = None
 
 
 @dataclass
@@ -198,6 +202,19 @@ class NormalizationConfig:
 
 
 @dataclass
+class LoopGuardConfig:
+    """Stops a sample whose generated tail is ``max_repeats`` back-to-back copies of one
+    unit of 1..``ngram`` tokens; its text is cut where the repetition starts (the first
+    copy is kept) and the sample counts as degenerate. The defaults leave a wide table's
+    separator row (``|---|---|...``, one copy per column) alone up to max_repeats - 1
+    columns; raise max_repeats for wider tables."""
+
+    enabled: bool = True
+    ngram: int = 32
+    max_repeats: int = 12
+
+
+@dataclass
 class EvalConfig:
     split: str = "test"
     limit: Optional[int] = None  # first N samples
@@ -205,8 +222,10 @@ class EvalConfig:
     workers: int = 4  # concurrent requests for model=endpoint
     save_interval: int = 0  # checkpoint every N samples (0 = only at the end)
     max_new_tokens: int = 128
-    repetition_penalty: float = 1.0
+    repetition_penalty: float = 1.0  # transformers' generate option; 1.0 = off
+    no_repeat_ngram_size: int = 0  # transformers' generate option; 0 = off
     num_beams: int = 1
+    loop_guard: LoopGuardConfig = field(default_factory=LoopGuardConfig)
     # during training
     before_after: bool = True  # score the eval split before and after training
     every_n_steps: int = 0  # generation-based validation every N steps (0 = off)
@@ -296,6 +315,46 @@ class ServeConfig:
     batch_wait_ms: int = 10
     # Default when a request names no max_tokens, and the most a request may ask for.
     max_new_tokens: int = 1024
+    # Backpressure: requests beyond this many in the server at once get 429 with
+    # Retry-After at once, before their body is read or their image decoded.
+    max_concurrent_requests: int = 64
+    retry_after_s: int = 1
+    request_timeout_s: float = 300.0  # a request still unanswered after this gets 504
+    shutdown_grace_s: float = 30.0  # on SIGTERM: finish requests in flight for this long
+
+
+@dataclass
+class FallbackConfig:
+    """The endpoint a cascade sends its hard samples to: the same keys as model=endpoint."""
+
+    provider: str = "ocrft"  # conf/provider/<name>.yaml
+    base_url: Optional[str] = None
+    remote_model: Optional[str] = None
+    api_key_env: Optional[str] = None
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    timeout: float = 60.0
+    stream: bool = False
+    max_retries: int = 5
+
+
+@dataclass
+class CascadeConfig:
+    """model=cascade: a local model reads every sample; those whose confidence is below
+    ``threshold`` go to ``fallback`` (docs/cascade.md)."""
+
+    family: Optional[str] = None  # the local model's family; None = from the ocrft run folder
+    confidence: str = "mean_logprob"  # mean_logprob | min_logprob of the generated tokens
+    # a log-probability, or "auto": chosen on calibration_split so that at most
+    # max_fallback_fraction of its samples fall back
+    threshold: Any = "auto"
+    max_fallback_fraction: float = 0.3
+    calibration_split: str = "val"
+    # calibrate=true: both models read every sample of eval.split; writes the CER-vs-cost
+    # curve over thresholds and marks the cheapest one meeting target_cer
+    calibrate: bool = False
+    target_cer: Optional[float] = None
+    fallback: FallbackConfig = field(default_factory=FallbackConfig)
 
 
 @dataclass
@@ -334,6 +393,7 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
     studio: StudioConfig = field(default_factory=StudioConfig)
 
 

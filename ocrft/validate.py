@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ocrft.config import CER_UNITS, LEVELS, PREDICTION_MATCHES, ConfigError, Task
+from ocrft.config import CER_UNITS, CONFIDENCES, LEVELS, PREDICTION_MATCHES, ConfigError, Task
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -14,9 +14,10 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.task not in tasks:
         raise ConfigError(f"task={cfg.task!r} is not a task; choose one of {tasks}")
     family = cfg.model.family
-    if family not in ("endpoint", "predictions") and family not in FAMILIES:
+    if family not in ("endpoint", "predictions", "cascade") and family not in FAMILIES:
         raise ConfigError(
-            f"model.family={family!r} is unknown; known families: {sorted(FAMILIES)}, 'endpoint' or 'predictions'"
+            f"model.family={family!r} is unknown; known families: {sorted(FAMILIES)}, 'endpoint', 'predictions'"
+            " or 'cascade'"
         )
     if cfg.quant.load_in_4bit and cfg.quant.load_in_8bit:
         raise ConfigError("quant.load_in_4bit and quant.load_in_8bit are both true; choose one (quant=4bit or quant=8bit)")
@@ -33,6 +34,10 @@ def validate_config(cfg: DictConfig) -> None:
     _choice("model.predictions_match", cfg.model.predictions_match, PREDICTION_MATCHES)
     if cfg.data.max_pixels < 1:
         raise ConfigError(f"data.max_pixels={cfg.data.max_pixels} must be >= 1")
+    _check_generation(cfg)
+    _check_serve(cfg.serve)
+    if family == "cascade":
+        _check_cascade(cfg.cascade, cfg.eval.num_beams)
     fraction = cfg.data.val_from_train
     if fraction is not None and not 0 < fraction < 1:
         raise ConfigError(f"data.val_from_train={fraction} must be a fraction between 0 and 1 (exclusive)")
@@ -41,3 +46,39 @@ def validate_config(cfg: DictConfig) -> None:
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{key}={value!r}; choose one of {list(choices)}")
+
+
+def _check_generation(cfg: DictConfig) -> None:
+    guard = cfg.eval.loop_guard
+    if guard.ngram < 1 or guard.max_repeats < 2:
+        raise ConfigError(
+            f"eval.loop_guard.ngram={guard.ngram} must be >= 1 and eval.loop_guard.max_repeats={guard.max_repeats}"
+            " >= 2 (or eval.loop_guard.enabled=false)"
+        )
+    if cfg.eval.no_repeat_ngram_size < 0:
+        raise ConfigError(f"eval.no_repeat_ngram_size={cfg.eval.no_repeat_ngram_size} must be >= 0 (0 = off)")
+    if cfg.eval.repetition_penalty <= 0:
+        raise ConfigError(f"eval.repetition_penalty={cfg.eval.repetition_penalty} must be > 0 (1.0 = off)")
+
+
+def _check_serve(serve: DictConfig) -> None:
+    for key in ("max_concurrent_requests", "max_batch_size", "retry_after_s"):
+        if serve[key] < 1:
+            raise ConfigError(f"serve.{key}={serve[key]} must be >= 1")
+    for key in ("request_timeout_s", "shutdown_grace_s"):
+        if serve[key] <= 0:
+            raise ConfigError(f"serve.{key}={serve[key]} must be > 0 seconds")
+
+
+def _check_cascade(cascade: DictConfig, num_beams: int) -> None:
+    _choice("cascade.confidence", cascade.confidence, CONFIDENCES)
+    threshold = cascade.threshold
+    if threshold != "auto" and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise ConfigError(f"cascade.threshold={threshold!r} must be a number (a log-probability, <= 0) or 'auto'")
+    if not 0 <= cascade.max_fallback_fraction <= 1:
+        raise ConfigError(f"cascade.max_fallback_fraction={cascade.max_fallback_fraction} must be between 0 and 1")
+    if cascade.target_cer is not None and cascade.target_cer < 0:
+        raise ConfigError(f"cascade.target_cer={cascade.target_cer} must be >= 0")
+    if num_beams != 1:
+        # confidence is the greedy token's log-probability, recorded as it is chosen
+        raise ConfigError(f"eval.num_beams={num_beams}: a cascade's confidence needs greedy decoding (num_beams=1)")
