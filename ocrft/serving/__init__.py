@@ -1,0 +1,1 @@
+"""task=serve's HTTP machinery (OpenAI chat-completions protocol, backpressure, batching)."""
