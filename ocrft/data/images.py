@@ -1,97 +1,193 @@
-"""Opening images safely: every failure becomes a DataError that names the file.
+"""Opening images safely: one set of rules, every failure a DataError that names the file.
 
-Readers call :func:`check_image` once per record at load time (header + integrity check,
-no full decode) so a bad file is reported with its record's line before training starts;
-training and evaluation call :func:`open_image` to get the pixels.
+:func:`decode_image_bytes` is the one implementation. :func:`open_image` (training,
+evaluation, the studio), :func:`check_image` (readers, at load time), the page importer's
+``crops.open_page_image`` and task=serve all go through it, so an image is accepted or
+refused the same way everywhere. It:
+
+- refuses an empty file, anything PIL cannot identify, and an image whose *declared* size is
+  over the decode limit (checked from the header, before any pixel is decoded: a 2 KB PNG can
+  declare 50000x50000);
+- decodes every pixel, so a truncated file fails here (``ImageFile.LOAD_TRUNCATED_IMAGES`` is
+  never set: it would hand the model a half-grey page);
+- applies the EXIF orientation (a phone photo tagged "rotate 90" must reach the model upright);
+- converts every mode to RGB without losing the text: 16-bit and 32-bit grey are scaled to
+  8 bits by the bit depth their values use (not clipped to white), transparency is flattened
+  onto white (not black), CMYK goes through its embedded ICC profile to sRGB when PIL has
+  littlecms;
+- drops the ICC profile, so a 1 MB scanner profile is not copied into every crop written.
+
+``MAX_IMAGE_PIXELS`` (the decode limit) is not ``data.max_pixels``: the latter is the size
+region and page samples are *shrunk* to, while a legitimate 300-dpi A4 scan (8.7 M pixels) is
+far above it and must still be read (see docs/data.md).
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 from ocrft.data.record import DataError
+
+log = logging.getLogger(__name__)
 
 # Largest image we agree to decode. PIL's own default (~89M pixels) is global state shared
 # with every other library in the process; ours is checked explicitly from the header, so a
 # 40M-pixel bomb (e.g. a 2x2 px PNG claiming 8000x8000) is refused before any decoding.
 MAX_IMAGE_PIXELS = 40_000_000
+# Bit depths a high-bit grey image's values are scaled from: a 12-bit camera stored in 16-bit
+# words (max 4095) divided by 257 would come out black, so the smallest depth that holds the
+# brightest value is used.
+_BIT_DEPTHS = (8, 10, 12, 14, 16)
+# Warning: PIL warns on some truncated TIFF headers, which -W error turns into exceptions
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, Warning)
 
 
-def _bomb_message(width: int, height: int) -> str:
-    return (
-        f"image is {width}x{height} = {width * height} pixels, over the limit of "
-        f"{MAX_IMAGE_PIXELS} (possible decompression bomb)"
-    )
+def decode_image_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, name: Any = "image",
+                       formats: Optional[tuple[str, ...]] = None):
+    """Decode an encoded image into a fully loaded, upright RGB ``PIL.Image.Image``.
 
-
-def _open_checked(path: Path):
-    """Open ``path`` lazily (header only) after the checks every caller needs."""
-    from PIL import Image
-
-    if not path.is_file():
-        raise DataError("image file not found", path)
-    if path.stat().st_size == 0:
-        raise DataError("image file is empty (0 bytes)", path)
-    # PIL raises past twice its own limit and only warns below; our lower limit, checked
-    # right after, refuses both. (Not warnings.catch_warnings: it is process-global and
-    # images are opened from several threads.) The warning class is caught for -W error.
-    try:
-        im = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"image is too large (possible decompression bomb): {e}", path) from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"unreadable image: {e}", path) from e
-    if im.width * im.height > MAX_IMAGE_PIXELS:
-        im.close()
-        raise DataError(_bomb_message(im.width, im.height), path)
-    return im
-
-
-def check_image(path: str | os.PathLike) -> tuple[int, int]:
-    """Cheaply verify that ``path`` is a readable image and return its ``(width, height)``.
-
-    Reads the header and runs PIL's integrity check (chunk CRCs for PNG) without decoding
-    the pixels, so a truncated or corrupt file is caught at load time.
+    Args:
+        data: the file's bytes (PNG, JPEG, TIFF, WebP, ... whatever PIL reads).
+        max_pixels: the decode limit; an image declaring more pixels is refused unread.
+        name: what the error names (a path, or a label such as ``request image``).
+        formats: PIL format names to accept (None: every format PIL knows), for task=serve.
 
     Raises:
-        DataError: naming the file, if it is missing, empty, not an image, corrupt, or
-            larger than ``MAX_IMAGE_PIXELS``.
+        DataError: naming ``name``: an empty file (0 bytes), not an image PIL can read, a
+            declared size over ``max_pixels`` (possible decompression bomb), truncated or
+            corrupt pixel data, unreadable EXIF metadata, or a mode with no RGB conversion.
     """
-    path = Path(path)
-    im = _open_checked(path)
+    from PIL import Image
+
+    if not data:
+        raise DataError("image file is empty (0 bytes)", name)
+    # PIL raises past twice its own limit and only warns below; our limit, checked right
+    # after, refuses both. (Not warnings.catch_warnings: it is process-global and images are
+    # opened from several threads.) The warning class is caught for -W error.
     try:
-        size = im.size
-        im.verify()
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"corrupt or truncated image: {e}", path) from e
-    finally:
-        im.close()
-    return size
+        im = Image.open(io.BytesIO(data), formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"image is too large (possible decompression bomb): {e}", name) from e
+    except Image.UnidentifiedImageError:
+        raise DataError("unreadable image: not an image PIL can read", name) from None
+    except _DECODE_ERRORS as e:  # identified, but its header is cut short or broken
+        raise DataError(f"unreadable image: truncated or corrupt header ({e})", name) from e
+    width, height = im.size
+    if width * height > max_pixels:
+        raise DataError(f"declared {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
+                        "(possible decompression bomb)", name)
+    try:
+        im.load()
+    except _DECODE_ERRORS as e:
+        raise DataError(f"truncated or corrupt image data ({e})", name) from e
+    try:
+        from PIL import ImageOps
+
+        ImageOps.exif_transpose(im, in_place=True)
+    except _DECODE_ERRORS as e:  # orientation unknown: a sideways line is worse than a refusal
+        raise DataError(f"unreadable EXIF metadata, orientation unknown ({e})", name) from e
+    try:
+        rgb = to_rgb(im)
+    except (ValueError, OSError) as e:
+        raise DataError(f"image mode {im.mode} cannot be converted to RGB ({e})", name) from e
+    rgb.info.pop("icc_profile", None)  # PNG/JPEG writers would copy it into every crop
+    return rgb
+
+
+def _open_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise DataError("image file not found", path)
+    return path.read_bytes()
 
 
 def open_image(path: str | os.PathLike):
-    """Open ``path`` as a fully loaded RGB ``PIL.Image.Image``.
+    """Open ``path`` as a fully loaded, upright RGB image (see :func:`decode_image_bytes`).
 
     The format is detected from the content, not the extension (a JPEG named ``.png``
-    opens fine). EXIF orientation is applied, and transparent pixels are composited onto
-    white, because scans exported with alpha usually have a transparent background behind
-    dark text, and dropping alpha would turn it black.
+    opens fine).
 
     Raises:
         DataError: naming the file, if it is missing, empty, not an image, truncated, or
             larger than ``MAX_IMAGE_PIXELS``.
     """
-    from PIL import ImageOps
+    path = Path(path)
+    return decode_image_bytes(_open_bytes(path), MAX_IMAGE_PIXELS, path)
+
+
+def check_image(path: str | os.PathLike) -> tuple[int, int]:
+    """Verify that ``path`` decodes completely (the rules of :func:`decode_image_bytes`) and
+    return its stored ``(width, height)`` (before EXIF rotation).
+
+    Readers call this once per record, so a truncated file is reported with its record when
+    the data is read, never at training step 500. The full decode costs about as much as
+    the header check it replaced plus one decode (measured in docs/data.md).
+
+    Raises:
+        DataError: naming the file, if it is missing, empty, not an image, truncated, or
+            larger than ``MAX_IMAGE_PIXELS``.
+    """
+    from PIL import Image
 
     path = Path(path)
-    im = _open_checked(path)
-    try:
-        with im:
-            im.load()
-            return flatten_to_rgb(ImageOps.exif_transpose(im))
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"corrupt or truncated image: {e}", path) from e
+    data = _open_bytes(path)
+    decode_image_bytes(data, MAX_IMAGE_PIXELS, path)
+    with Image.open(io.BytesIO(data)) as im:  # header only: it decoded above
+        return im.size
+
+
+# --- modes -> RGB ------------------------------------------------------------------------
+
+
+def _grey_to_l(im):
+    """16-bit, 32-bit integer or float grey -> 8-bit L, scaled rather than clipped."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(im).astype(np.float64)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if im.mode == "F" and 0.0 <= lo and hi <= 1.0:
+        scaled = values * 255.0  # float images in [0, 1]
+    elif lo >= 0 and hi <= 2**16 - 1 and im.mode != "F":
+        depth = next(d for d in _BIT_DEPTHS if hi <= 2**d - 1)
+        scaled = values * (255.0 / (2**depth - 1))
+    else:  # negative or huge values: no depth to read them in, stretch what is there
+        scaled = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def _cmyk_to_rgb(im):
+    """CMYK through its embedded ICC profile to sRGB (littlecms, when PIL has it): PIL's plain
+    CMYK -> RGB formula ignores the ink model and can shift colours far. RGB and grey images
+    keep their values and only lose the profile: a colour transform costs ~40 ms per
+    megapixel and changes nothing an OCR model reads."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+        except ImportError:  # PIL built without littlecms
+            return im.convert("RGB")
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:  # a broken profile: the plain formula
+            log.debug("ICC profile not applied (%s): plain CMYK -> RGB conversion", e)
+    return im.convert("RGB")
+
+
+# mode -> converter to RGB; other modes go through flatten_to_rgb (PIL's convert, alpha onto white)
+_TO_RGB: dict[str, Callable[[Any], Any]] = {
+    **{mode: lambda im: _grey_to_l(im).convert("RGB") for mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")},
+    "CMYK": _cmyk_to_rgb,
+}
+
+
+def to_rgb(im):
+    """``im`` (any mode) as RGB: see :data:`_TO_RGB` and :func:`flatten_to_rgb`."""
+    return _TO_RGB.get(im.mode, flatten_to_rgb)(im)
 
 
 def flatten_to_rgb(im):
@@ -102,7 +198,7 @@ def flatten_to_rgb(im):
     """
     from PIL import Image
 
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode in ("P", "L", "RGB") and "transparency" in im.info):
         rgba = im.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
     return im.convert("RGB")
