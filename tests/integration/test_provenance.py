@@ -145,7 +145,7 @@ def test_served_run_folder_is_listed_by_its_short_name(trained):
     from fastapi.testclient import TestClient
 
     from ocrft.provenance import serve_model_name
-    from ocrft.tasks.serve import create_app
+    from ocrft.serving.app import create_app
 
     _, run_dir, _ = trained
     cfg = compose(["task=serve", "model=tiny_qwen2_vl", f"model.path={run_dir}", "tracking=none"])

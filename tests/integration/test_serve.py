@@ -21,7 +21,7 @@ from PIL import Image
 
 from ocrft.config import ServeConfig
 from ocrft.evaluation.endpoint import EndpointClient
-from ocrft.tasks.serve import create_app
+from ocrft.serving.app import create_app
 from ocrft.config import ConfigError
 from tests.unit.test_endpoint_unit import png_claiming
 

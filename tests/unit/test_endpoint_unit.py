@@ -28,7 +28,9 @@ from ocrft.evaluation.endpoint import (
     retry_delay,
 )
 from ocrft.evaluation.endpoint_eval import endpoint_metrics, estimate_cost, sum_usage
-from ocrft.tasks.serve import ChatRequest, OcrRequest, RequestError, decode_data_url, decode_image, parse_request, read_server_key
+from ocrft.serving.auth import read_server_key
+from ocrft.serving.images import decode_data_url, decode_image
+from ocrft.serving.protocol import ChatRequest, OcrRequest, RequestError, parse_request
 from ocrft.config import ConfigError
 
 SECRET = "sk-unit-test-secret-0123456789abcdef"
