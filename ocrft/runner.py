@@ -110,7 +110,10 @@ def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskRe
     except BaseException as err:
         error = f"{type(err).__name__}: {user_error_message(err) or err}"
         record.update(status="failed", end_time=_now(), error=scrub_text(error))
-        write_run_record(run_dir, record)
+        try:
+            write_run_record(run_dir, record)
+        except OSError as record_err:  # a full disk: the task's own error is the one to report
+            log.warning("could not record the failure in %s: %s", run_dir / "run.json", record_err)
         raise
     record.update(status=result.status, end_time=_now(), metrics=result.metrics, **result.extra)
     record["paths"].update(result.paths)
@@ -131,13 +134,16 @@ def user_error_message(err: BaseException) -> Optional[str]:
     """The one-paragraph message for a user error (see above); None for anything else."""
     from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+    from ocrft.atomic import disk_full_message
     from ocrft.config import ConfigError
     from ocrft.data.record import DataError
     from ocrft.models.collate import SequenceTooLongError
     from ocrft.models.loading import ModelPathError
     from ocrft.redact import scrub_text
 
-    if isinstance(err, MissingMandatoryValue):
+    if (disk_full := disk_full_message(err)) is not None:
+        message = disk_full  # ENOSPC/EFBIG/EDQUOT anywhere in the chain: what to free, where
+    elif isinstance(err, MissingMandatoryValue):
         key = err.full_key or "a config value"
         message = f"{key} is required but not set: give it on the command line, e.g. {key}=..."
     elif isinstance(err, InterpolationResolutionError):

@@ -1,0 +1,102 @@
+"""A real filesystem that fills up on demand, for the disk-full tests.
+
+Chosen once per test, in this order:
+- ``tmpfs``: a small tmpfs mounted on a fresh folder (needs root and a kernel that allows
+  the mount; this container does). ``fill(leave)`` writes a filler file so that about
+  ``leave`` bytes stay free: every write past them fails with ENOSPC, for every process.
+- ``rlimit``: no mount allowed. ``fill(leave)`` sets RLIMIT_FSIZE to ``leave`` bytes, per
+  file, in this process (``limited()``) or in a child (``run`` passes a preexec_fn that
+  also ignores SIGXFSZ, so the write fails with EFBIG instead of the signal killing it).
+
+``OCRFT_DISKFULL=rlimit`` forces the second variant (to test it where mounting works).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator, Optional
+
+TMPFS_SIZE = "96m"
+FILLER = ".filler"
+
+
+class FullFs:
+    """A folder ``root`` whose writes fail after ``fill(leave)``, until ``free()``."""
+
+    def __init__(self, root: Path, kind: str):
+        self.root = root
+        self.kind = kind
+        self.limit: Optional[int] = None
+
+    def fill(self, leave: int) -> None:
+        """Let about ``leave`` more bytes be written (tmpfs: in all; rlimit: per file)."""
+        self.free()
+        self.limit = leave
+        if self.kind == "tmpfs":
+            stats = os.statvfs(self.root)
+            size = stats.f_bavail * stats.f_frsize - leave
+            with open(self.root / FILLER, "wb") as f:
+                f.truncate(0)
+                chunk = b"\0" * (1 << 20)
+                while size > 0:
+                    size -= f.write(chunk[: min(size, len(chunk))])
+
+    def free(self) -> None:
+        """Make room again."""
+        self.limit = None
+        (self.root / FILLER).unlink(missing_ok=True)
+
+    def preexec(self) -> None:
+        """For subprocess: the file-size limit of the rlimit variant (a no-op for tmpfs)."""
+        if self.kind == "rlimit" and self.limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, resource.RLIM_INFINITY))
+
+    @contextlib.contextmanager
+    def limited(self) -> Iterator[None]:
+        """This process under the limit for the block (rlimit); the tmpfs is full for all anyway."""
+        if self.kind != "rlimit" or self.limit is None:
+            yield
+            return
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        old = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, old[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old)
+            signal.signal(signal.SIGXFSZ, old_handler)
+
+    def run(self, args: list[str], cwd: Path, timeout: float = 120, env: Optional[dict] = None):
+        """``python -m ocrft *args`` in a child under the current limit; returns CompletedProcess."""
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        return subprocess.run([sys.executable, "-m", "ocrft", *args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=timeout, preexec_fn=self.preexec)  # fmt: skip
+
+
+def _try_tmpfs(folder: Path) -> bool:
+    if os.environ.get("OCRFT_DISKFULL") == "rlimit" or os.geteuid() != 0:
+        return False
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(folder)],
+                          capture_output=True)  # fmt: skip
+    return done.returncode == 0
+
+
+@contextlib.contextmanager
+def full_fs(folder: Path) -> Iterator[FullFs]:
+    """A :class:`FullFs` on ``folder`` (created), unmounted afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = _try_tmpfs(folder)
+    fs = FullFs(folder, "tmpfs" if mounted else "rlimit")
+    try:
+        yield fs
+    finally:
+        fs.free()
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
