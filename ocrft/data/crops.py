@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".jp2", ".webp", ".bmp")
 # With preserve_aspect_ratio=false every line is stretched to this width:height, about
 # the shape of a short manuscript line, so batches of fixed-size images can be built.
 FIXED_ASPECT = 4
 Box = tuple[int, int, int, int]
+log = logging.getLogger(__name__)
 
 
 class PageSkipped(Exception):
@@ -92,36 +94,94 @@ def find_page_image(xml_path: Path, ref: Optional[str], root: Path) -> Path:
     raise PageSkipped("missing_image", f"no image {ref or xml_path.stem + '.*'!r} beside {xml_path.name}")
 
 
-def open_page_image(path: Path, size: Optional[tuple[float, float]]):
-    """Load a page image and the factors that turn page coordinates into its pixels.
+# EXIF orientation -> where a point (x, y) of the stored w x h image lands in the upright
+# image (what ImageOps.exif_transpose turns it into: 6 = ROTATE_270, 8 = ROTATE_90, ...)
+_TURNS: dict[int, Callable[[float, float, float, float], tuple[float, float]]] = {
+    1: lambda x, y, w, h: (x, y),
+    2: lambda x, y, w, h: (w - x, y),
+    3: lambda x, y, w, h: (w - x, h - y),
+    4: lambda x, y, w, h: (x, h - y),
+    5: lambda x, y, w, h: (y, x),
+    6: lambda x, y, w, h: (h - y, x),
+    7: lambda x, y, w, h: (h - y, w - x),
+    8: lambda x, y, w, h: (y, w - x),
+}
 
-    When the page size the XML declares differs from the image, the image was rotated by
-    its EXIF tag (the XML then matches the rotated size) or rescaled after export, or the
-    unit is not pixels (ALTO mm10/inch1200): coordinates are scaled to fit.
+
+@dataclass(frozen=True)
+class PageFrame:
+    """How a page file's coordinates land on the upright page image.
+
+    Attributes:
+        scale: page-file units -> pixels of the frame the coordinates are in.
+        turn: the EXIF orientation still to apply to them (1: they are upright already).
+        stored: the stored (unturned) image size, which ``turn`` works in.
+    """
+
+    scale: tuple[float, float] = (1.0, 1.0)
+    turn: int = 1
+    stored: tuple[int, int] = (0, 0)
+
+    def to_pixels(self, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """Page-file points -> pixels of the upright image."""
+        (sx, sy), (w, h), turn = self.scale, self.stored, _TURNS[self.turn]
+        return [turn(x * sx, y * sy, w, h) for x, y in points]
+
+
+def _aspect_gap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return abs(math.log(a[0] / a[1]) - math.log(b[0] / b[1]))
+
+
+def page_frame(size: Optional[tuple[float, float]], stored: tuple[int, int], orientation: int) -> PageFrame:
+    """Which frame a page file's coordinates are in, for an image stored ``stored`` big with
+    EXIF ``orientation``.
+
+    The XML's page size decides: coordinates are in the upright frame when the size has the
+    upright image's shape (a turn of 90 degrees swaps width and height), else in the stored
+    frame, as kraken and Tesseract write them (they read pixels without applying EXIF); they
+    are then turned with the image, so crops come out upright either way. A 180-degree turn
+    or a mirror keeps the shape: those coordinates are taken as stored-frame ones.
+    """
+    orientation = orientation if orientation in _TURNS else 1
+    upright = stored if orientation <= 4 else (stored[1], stored[0])
+    if orientation == 1 or (size and orientation > 4 and _aspect_gap(size, upright) < _aspect_gap(size, stored)):
+        return PageFrame((upright[0] / size[0], upright[1] / size[1]) if size else (1.0, 1.0), 1, upright)
+    scale = (stored[0] / size[0], stored[1] / size[1]) if size else (1.0, 1.0)
+    return PageFrame(scale, orientation, stored)
+
+
+def open_page_image(path: Path, size: Optional[tuple[float, float]]):
+    """Load a page image upright (``ocrft.data.images`` rules) and how page coordinates map
+    onto it.
+
+    When the page size the XML declares differs from the image, the image was rescaled
+    after export, or the unit is not pixels (ALTO mm10/inch1200): coordinates are scaled to
+    fit. An EXIF orientation is applied to the image and, when the coordinates were
+    written for the stored image, to them too (:func:`page_frame`).
 
     Returns:
-        (image, (x factor, y factor), SHA-256 of the file's bytes)
+        (upright RGB image without ICC profile, :class:`PageFrame`, SHA-256 of the file's bytes)
 
     Raises:
-        PageSkipped: ``image_too_large`` past PIL's decompression-bomb limit,
-            ``image_unreadable`` for anything PIL cannot decode.
+        PageSkipped: ``image_too_large`` over ``ocrft.data.images.MAX_IMAGE_PIXELS``,
+            ``image_unreadable`` for anything else that does not decode (empty, truncated, ...).
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
+
+    from ocrft.data.images import MAX_IMAGE_PIXELS, ImageError, decode_image_bytes
 
     data = path.read_bytes()
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Image.DecompressionBombError as e:
-        raise PageSkipped("image_too_large", str(e)) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise PageSkipped("image_unreadable", f"{path.name}: {e}") from None
-    if size and image.size != tuple(round(v) for v in size):
-        turned = ImageOps.exif_transpose(image)
-        if turned.size == tuple(round(v) for v in size):
-            image = turned
-    scale = (image.width / size[0], image.height / size[1]) if size else (1.0, 1.0)
-    return image, scale, hashlib.sha256(data).hexdigest()
+        image = decode_image_bytes(data, MAX_IMAGE_PIXELS, path.name)
+    except ImageError as e:
+        raise PageSkipped("image_too_large" if e.kind == "too_large" else "image_unreadable", str(e)) from None
+    with Image.open(io.BytesIO(data)) as header:  # it decoded: reading the header again is safe
+        stored, orientation = header.size, header.getexif().get(0x0112, 1)
+    frame = page_frame(size, stored, orientation)
+    if frame.turn != 1:
+        log.info("%s: EXIF orientation %d: coordinates read on the stored image, turned upright with it",
+                 path.name, orientation)
+    return image, frame, hashlib.sha256(data).hexdigest()
 
 
 def pixel_box(points: list[tuple[float, float]], image_size: tuple[int, int]) -> Box:

@@ -46,8 +46,20 @@ _BIT_DEPTHS = (8, 10, 12, 14, 16)
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, Warning)
 
 
+class ImageError(DataError):
+    """A DataError about one image, with ``kind`` (a key of ``KINDS``) for callers that map it
+    (task=serve: ``too_large`` is HTTP 413, the rest 400; the page importer: skip reasons)."""
+
+    def __init__(self, kind: str, message: str, name: Any):
+        super().__init__(message, name)
+        self.kind = kind
+
+
+KINDS = ("missing", "empty", "not_an_image", "too_large", "truncated", "orientation", "mode")
+
+
 def decode_image_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, name: Any = "image",
-                       formats: Optional[tuple[str, ...]] = None):
+                       formats: Optional[tuple[str, ...]] = None, draft: Optional[tuple[int, int]] = None):
     """Decode an encoded image into a fully loaded, upright RGB ``PIL.Image.Image``.
 
     Args:
@@ -55,53 +67,60 @@ def decode_image_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, name: An
         max_pixels: the decode limit; an image declaring more pixels is refused unread.
         name: what the error names (a path, or a label such as ``request image``).
         formats: PIL format names to accept (None: every format PIL knows), for task=serve.
+        draft: for thumbnails, a size JPEG may be decoded down to (DCT scaling; every byte is
+            still read, so truncation is still found).
 
     Raises:
-        DataError: naming ``name``: an empty file (0 bytes), not an image PIL can read, a
+        ImageError: (a DataError) naming ``name``: an empty file (0 bytes), not an image PIL can read, a
             declared size over ``max_pixels`` (possible decompression bomb), truncated or
             corrupt pixel data, unreadable EXIF metadata, or a mode with no RGB conversion.
     """
     from PIL import Image
 
     if not data:
-        raise DataError("image file is empty (0 bytes)", name)
+        raise ImageError("empty", "image file is empty (0 bytes)", name)
     # PIL raises past twice its own limit and only warns below; our limit, checked right
     # after, refuses both. (Not warnings.catch_warnings: it is process-global and images are
     # opened from several threads.) The warning class is caught for -W error.
     try:
         im = Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"image is too large (possible decompression bomb): {e}", name) from e
+        raise ImageError("too_large", f"image is too large (possible decompression bomb): {e}", name) from e
     except Image.UnidentifiedImageError:
-        raise DataError("unreadable image: not an image PIL can read", name) from None
+        raise ImageError("not_an_image", "unreadable image: not an image PIL can read", name) from None
     except _DECODE_ERRORS as e:  # identified, but its header is cut short or broken
-        raise DataError(f"unreadable image: truncated or corrupt header ({e})", name) from e
+        raise ImageError("truncated", f"unreadable image: truncated or corrupt header ({e})", name) from e
     width, height = im.size
     if width * height > max_pixels:
-        raise DataError(f"declared {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
+        raise ImageError("too_large", f"declared {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
                         "(possible decompression bomb)", name)
+    if draft is not None:
+        im.draft("RGB", draft)
     try:
         im.load()
     except _DECODE_ERRORS as e:
-        raise DataError(f"truncated or corrupt image data ({e})", name) from e
+        raise ImageError("truncated", f"truncated or corrupt image data ({e})", name) from e
     try:
         from PIL import ImageOps
 
         ImageOps.exif_transpose(im, in_place=True)
     except _DECODE_ERRORS as e:  # orientation unknown: a sideways line is worse than a refusal
-        raise DataError(f"unreadable EXIF metadata, orientation unknown ({e})", name) from e
+        raise ImageError("orientation", f"unreadable EXIF metadata, orientation unknown ({e})", name) from e
     try:
         rgb = to_rgb(im)
     except (ValueError, OSError) as e:
-        raise DataError(f"image mode {im.mode} cannot be converted to RGB ({e})", name) from e
+        raise ImageError("mode", f"image mode {im.mode} cannot be converted to RGB ({e})", name) from e
     rgb.info.pop("icc_profile", None)  # PNG/JPEG writers would copy it into every crop
     return rgb
 
 
 def _open_bytes(path: Path) -> bytes:
     if not path.is_file():
-        raise DataError("image file not found", path)
-    return path.read_bytes()
+        raise ImageError("missing", "image file not found", path)
+    try:
+        return path.read_bytes()
+    except OSError as e:  # unreadable permissions, a file vanishing under a sync tool
+        raise ImageError("missing", f"image file cannot be read ({e.strerror})", path) from e
 
 
 def open_image(path: str | os.PathLike):

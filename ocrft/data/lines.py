@@ -38,6 +38,7 @@ from xml.parsers import expat
 
 from ocrft.data.crops import (
     CropSettings,
+    PageFrame,
     PageSkipped,
     crop_line,
     crop_region,
@@ -275,11 +276,11 @@ def import_pages(
     return result
 
 
-def _cut(sample: Sample, image, scale: tuple[float, float], settings: CropSettings):
+def _cut(sample: Sample, image, scale: PageFrame, settings: CropSettings):
     """The sample's image and its box ``[x0, y0, x1, y1]`` in page-image pixels."""
     if sample.points is None:  # the whole page
         return fit_pixels(image, settings.max_pixels), [0, 0, image.width, image.height]
-    points = [(x * scale[0], y * scale[1]) for x, y in sample.points]
+    points = scale.to_pixels(sample.points)  # scaled, and turned with an EXIF-rotated image
     crop = (crop_line if sample.level == "line" else crop_region)(image, points, settings)
     return crop, list(pixel_box(points, image.size))
 
