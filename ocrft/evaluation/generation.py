@@ -1,12 +1,15 @@
 """Batched greedy generation for local models: eval, predict, validation and serving.
 
-Only the generated token ids are kept per batch, never logits, so memory stays flat
-however large the evaluation set is.
+Only the generated token ids and one log-probability per token are kept per batch, never
+logits, so memory stays flat however large the evaluation set is. Every caller goes through
+:class:`Generator`, so the loop guard (ocrft.evaluation.loop_guard) applies to eval,
+validation during training, predict, serve and the cascade alike.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from ocrft.data.record import Record
@@ -15,8 +18,28 @@ from ocrft.models.collate import Collator, Sample
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Generation:
+    """One generated transcription.
+
+    ``looped``: the loop guard stopped it (its text is cut where the repetition started;
+    scored as degenerate). ``mean_logprob`` / ``min_logprob``: over its greedy tokens, the end
+    token included (natural log, <= 0; 0.0 with beam search, where none is recorded).
+    """
+
+    text: str
+    looped: bool = False
+    mean_logprob: float = 0.0
+    min_logprob: float = 0.0
+    num_tokens: int = 0
+
+
 class Generator:
-    """Generates transcriptions for (image, prompt) pairs with one loaded model."""
+    """Generates transcriptions for (image, prompt) pairs with one loaded model.
+
+    Args:
+        loop_guard: ``(ngram, max_repeats)`` of the loop guard, or None for none.
+    """
 
     def __init__(
         self,
@@ -27,16 +50,21 @@ class Generator:
         max_new_tokens: int = 128,
         repetition_penalty: float = 1.0,
         num_beams: int = 1,
+        no_repeat_ngram_size: int = 0,
+        loop_guard: Optional[tuple[int, int]] = None,
     ):
         self.model = model
         self.processor = processor
         self.family = family
         self.collator = Collator(processor, family, system=system)
         self.max_new_tokens = max_new_tokens
+        self.loop_guard = loop_guard
+        self.num_beams = num_beams
         self.generate_kwargs = dict(
             do_sample=False,
             num_beams=num_beams,
             repetition_penalty=repetition_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
             **family.generation_defaults,
         )
         tokenizer = processor.tokenizer
@@ -48,14 +76,26 @@ class Generator:
 
     def generate(self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: Optional[int] = None) -> list[str]:
         """Transcribe one batch; returns one string per image."""
-        import torch
+        return [g.text for g in self.generate_detailed(images, prompts, max_new_tokens)]
 
+    def generate_detailed(
+        self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: Optional[int] = None
+    ) -> list[Generation]:
+        """Transcribe one batch; one :class:`Generation` (text, loop flag, confidence) per image."""
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from ocrft.evaluation.confidence import LogprobRecorder, summarize
+        from ocrft.evaluation.loop_guard import LoopGuard
         from ocrft.models.sharding import is_sharded, whole_weights
 
         samples = [Sample(image=img, prompt=p) for img, p in zip(images, prompts)]
         batch = self.collator(samples, padding_side="left")
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
+        prompt_length = batch["input_ids"].shape[1]
+        guard = LoopGuard(prompt_length, *self.loop_guard, self.eos_ids) if self.loop_guard else None
+        recorder = LogprobRecorder() if self.num_beams == 1 else None
         was_training = self.model.training
         self.model.eval()
         try:
@@ -71,13 +111,27 @@ class Generator:
                     eos_token_id=self.eos_ids,
                     pad_token_id=self.pad_id,
                     synced_gpus=sharded,
+                    logits_processor=LogitsProcessorList([recorder] if recorder else []),
+                    stopping_criteria=StoppingCriteriaList([guard] if guard else []),
                     **self.generate_kwargs,
                 )
         finally:
             self.model.train(was_training)
-        new_tokens = out[:, batch["input_ids"].shape[1] :].cpu()
-        texts = self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [t.strip() for t in texts]
+        cuts = guard.cuts if guard else {}
+        results = []
+        for row, tokens in enumerate(out[:, prompt_length:].tolist()):
+            length = cuts.get(row, self._length(tokens))
+            text = self.processor.tokenizer.decode(tokens[:length], skip_special_tokens=True).strip()
+            mean, low = summarize(recorder.row(row, length)) if recorder else (0.0, 0.0)
+            results.append(Generation(text, row in cuts, mean, low, length))
+        if cuts:
+            log.info("loop guard: stopped %d of %d samples of this batch", len(cuts), len(results))
+        return results
+
+    def _length(self, tokens: list[int]) -> int:
+        """Generated tokens up to and including the first end token (all when there is none)."""
+        ends = set(self.eos_ids)
+        return next((i + 1 for i, t in enumerate(tokens) if t in ends), len(tokens))
 
     def count_tokens(self, text: str) -> int:
         return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -88,23 +142,26 @@ def generate_all(
     images: Sequence[Callable[[], Any]],
     prompts: Sequence[str],
     batch_size: int,
-    on_batch: Optional[Callable[[list[int], list[str]], None]] = None,
-) -> list[str]:
+    on_batch: Optional[Callable[[list[int], list], None]] = None,
+    detailed: bool = False,
+) -> list:
     """Generate for every sample in batches of similar size (less padding).
 
     ``images`` are loaders (called per batch, so only one batch of images is in memory);
-    ``on_batch(indices, texts)`` sees each finished batch (progress, checkpoints).
+    ``on_batch(indices, outputs)`` sees each finished batch (progress, checkpoints). Outputs
+    are texts, or :class:`Generation` objects when ``detailed``.
     """
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    results: list[Optional[str]] = [None] * len(prompts)
+    results: list = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        texts = generator.generate([images[i]() for i in idx], [prompts[i] for i in idx])
-        for i, text in zip(idx, texts):
-            results[i] = text
+        batch = ([images[i]() for i in idx], [prompts[i] for i in idx])
+        outputs = generator.generate_detailed(*batch) if detailed else generator.generate(*batch)
+        for i, output in zip(idx, outputs):
+            results[i] = output
         if on_batch:
-            on_batch(idx, texts)
-    return [r or "" for r in results]
+            on_batch(idx, outputs)
+    return results
 
 
 def build_generator(cfg, model=None, processor=None) -> Generator:
@@ -115,7 +172,7 @@ def build_generator(cfg, model=None, processor=None) -> Generator:
     resolved = resolve_model(cfg.model.family, cfg.model.path)
     check_family(resolved, resolved.family)
     if processor is None:
-        processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels)
+        processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.image_size)
     if model is None:
         model = load_model(
             resolved,
@@ -131,7 +188,15 @@ def build_generator(cfg, model=None, processor=None) -> Generator:
         max_new_tokens=cfg.eval.max_new_tokens,
         repetition_penalty=cfg.eval.repetition_penalty,
         num_beams=cfg.eval.num_beams,
+        no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
+        loop_guard=loop_guard_settings(cfg.eval),
     )
+
+
+def loop_guard_settings(eval_cfg) -> Optional[tuple[int, int]]:
+    """``(ngram, max_repeats)`` of ``eval.loop_guard``, or None when it is off."""
+    guard = eval_cfg.loop_guard
+    return (guard.ngram, guard.max_repeats) if guard.enabled else None
 
 
 def image_loaders(records: Sequence[Record]):

@@ -28,10 +28,12 @@ def generate_with_progress(
     prompt: str,
     batch_size: int,
     desc: str,
-    on_batch: Optional[Callable[[list[int], list[str]], None]] = None,
-) -> list[str]:
+    on_batch: Optional[Callable[[list[int], list], None]] = None,
+    detailed: bool = False,
+) -> list:
     """Batched generation over ``records`` with a progress bar showing the running CER;
-    ``on_batch(indices, texts)`` also sees each finished batch (checkpoints)."""
+    ``on_batch(indices, outputs)`` also sees each finished batch (checkpoints). Outputs are
+    texts, or ocrft.evaluation.generation.Generation objects when ``detailed``."""
     from rapidfuzz.distance import Levenshtein
     from tqdm.auto import tqdm
 
@@ -41,18 +43,19 @@ def generate_with_progress(
     edits = chars = 0
     bar = tqdm(total=len(records), desc=desc, unit="sample", dynamic_ncols=True)
 
-    def progress(indices: list[int], texts: list[str]) -> None:
+    def progress(indices: list[int], outputs: list) -> None:
         nonlocal edits, chars
         if on_batch is not None:
-            on_batch(indices, texts)
-        for i, text in zip(indices, texts):
+            on_batch(indices, outputs)
+        for i, output in zip(indices, outputs):
+            text = output.text if detailed else output
             edits += Levenshtein.distance(text, records[i].text)
             chars += len(records[i].text)
         bar.update(len(indices))
         bar.set_postfix(cer=f"{edits / max(chars, 1):.4f}")
 
     try:
-        return generate_all(generator, image_loaders(records), prompts_for(records, prompt), batch_size, progress)
+        return generate_all(generator, image_loaders(records), prompts_for(records, prompt), batch_size, progress, detailed)
     finally:
         bar.close()
 
@@ -69,11 +72,12 @@ def evaluate_records(
     from ocrft.distributed import world
     from ocrft.provenance import describe_model
 
-    predictions = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, desc)
+    outputs = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, desc, detailed=True)
     if not world().is_main:
         return {}, {}
     model = model or describe_model(cfg.model)
-    return score_and_write(records, predictions, cfg.eval, model["name"], out_dir, name, extra={"model": model})
+    return score_and_write(records, [g.text for g in outputs], cfg.eval, model["name"], out_dir, name,
+                           extra={"model": model}, looped=[g.looped for g in outputs])  # fmt: skip
 
 
 def generation_fingerprint(cfg) -> str:
@@ -90,7 +94,8 @@ def generation_fingerprint(cfg) -> str:
         for f in Path(folder).glob("*.safetensors")
     )
     model = {k: cfg.model[k] for k in ("family", "path", "dtype", "min_pixels", "max_pixels", "attn_implementation")}
-    gen = {k: cfg.eval[k] for k in ("max_new_tokens", "repetition_penalty", "num_beams")}
+    gen = {k: cfg.eval[k] for k in ("max_new_tokens", "repetition_penalty", "num_beams", "no_repeat_ngram_size")}
+    gen["loop_guard"] = dict(cfg.eval.loop_guard)
     settings = {"model": model, "weights": weights, "prompt": [cfg.prompt.text, cfg.prompt.system], "generation": gen}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -114,7 +119,7 @@ def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict,
     fingerprint = generation_fingerprint(cfg)
     with Checkpoint(path) as ckpt:
         done = {
-            r.id: row["prediction"]
+            r.id: (row["prediction"], bool(row.get("looped")))
             for r in records
             if (row := ckpt.rows.get(r.id)) is not None
             and (row.get("fingerprint"), row.get("image_path"), row.get("label")) == (fingerprint, r.image, r.text)
@@ -123,15 +128,16 @@ def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict,
         log.info("eval: %d samples, %d already done (%s), %d to generate", len(records), len(done), path, len(todo))
         if todo:
 
-            def save(indices: list[int], texts: list[str]) -> None:
-                ckpt.extend({"id": todo[i].id, "image_path": todo[i].image, "label": todo[i].text, "prediction": t,
-                             "fingerprint": fingerprint} for i, t in zip(indices, texts))  # fmt: skip
+            def save(indices: list[int], outputs: list) -> None:
+                ckpt.extend({"id": todo[i].id, "image_path": todo[i].image, "label": todo[i].text, "prediction": g.text,
+                             "looped": g.looped, "fingerprint": fingerprint} for i, g in zip(indices, outputs))  # fmt: skip
 
             generator = build_generator(cfg)
-            texts = generate_with_progress(generator, todo, cfg.prompt.text, cfg.eval.batch_size,
-                                           f"eval {cfg.eval.split}", on_batch=save)  # fmt: skip
-            done.update((r.id, t) for r, t in zip(todo, texts))
+            outputs = generate_with_progress(generator, todo, cfg.prompt.text, cfg.eval.batch_size,
+                                             f"eval {cfg.eval.split}", on_batch=save, detailed=True)  # fmt: skip
+            done.update((r.id, (g.text, g.looped)) for r, g in zip(todo, outputs))
     model = describe_model(cfg.model)
-    metrics, paths = score_and_write(records, [done[r.id] for r in records], cfg.eval, model["name"], Path(run_dir),
-                                     "results", extra={"model": model})  # fmt: skip
+    metrics, paths = score_and_write(records, [done[r.id][0] for r in records], cfg.eval, model["name"], Path(run_dir),
+                                     "results", extra={"model": model},
+                                     looped=[done[r.id][1] for r in records])  # fmt: skip
     return metrics, {**paths, "eval_checkpoint": str(path)}

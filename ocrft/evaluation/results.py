@@ -79,6 +79,13 @@ def score_samples(
             [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg, settings, json_target
         )
         per_sample = dict(zip(ok, sample_scores))
+        # A sample the loop guard stopped reads clean after its cut, yet it looped.
+        looped = [i for i in ok if rows[i].get("looped")]
+        for i in looped:
+            per_sample[i]["degenerate"] = True
+        if looped:
+            metrics["degenerate_rate"] = sum(s["degenerate"] for s in per_sample.values()) / len(ok)
+        metrics["looped_rate"] = len(looped) / len(ok)
     else:
         metrics = {"num_samples": 0}
     metrics["num_errors"] = num_errors

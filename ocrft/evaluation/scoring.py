@@ -22,8 +22,12 @@ def score_and_write(
     name: str = "results",
     errors: Optional[Sequence[Optional[str]]] = None,
     extra: Optional[dict] = None,
+    looped: Optional[Sequence[bool]] = None,
 ) -> tuple[dict, dict[str, str]]:
-    """Score predictions, write ``<name>.json`` and ``<name>.html``; return (metrics, paths)."""
+    """Score predictions, write ``<name>.json`` and ``<name>.html``; return (metrics, paths).
+
+    ``looped`` marks the samples the loop guard stopped: they count as degenerate.
+    """
     from ocrft import atomic
     from ocrft.evaluation.html import render_report_html
     from ocrft.evaluation.metrics import MetricSettings
@@ -35,6 +39,8 @@ def score_and_write(
         row = {"id": r.id, "image_path": r.image, "label": r.text, "prediction": p, **r.meta}
         if errors and errors[i]:
             row["error"] = errors[i]
+        if looped and looped[i]:
+            row["looped"] = True
         rows.append(row)
     settings = MetricSettings.from_eval(eval_cfg)
     metrics, rows = score_samples(rows, eval_cfg.normalization, settings, eval_cfg.json_target)

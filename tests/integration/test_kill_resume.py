@@ -370,6 +370,11 @@ class FakeGenerator:
         self.samples += len(images)
         return [f"pred-{self.samples - len(images) + i}" for i in range(len(images))]
 
+    def generate_detailed(self, images, prompts):
+        from ocrft.evaluation.generation import Generation
+
+        return [Generation(text) for text in self.generate(images, prompts)]
+
 
 @pytest.fixture
 def eval_cfg(tmp_path):
