@@ -1,5 +1,5 @@
-"""task=eval: a base model, a checkpoint, an ocrft run folder, an endpoint or another engine's
-output, scored on one split.
+"""task=eval: a base model, a checkpoint, an ocrft run folder, an endpoint, a cascade (local
+model first, an endpoint for the hard samples) or another engine's output, scored on one split.
 
     python -m ocrft task=eval model.path=outputs/train/<run> data=... eval.split=test
 """
@@ -39,11 +39,19 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
         from ocrft.evaluation.endpoint_eval import run_endpoint_eval
 
         metrics, paths = run_endpoint_eval(cfg, records, ctx.run_dir)
+    elif cfg.model.family == "cascade":  # local model first, an endpoint for the hard samples
+        from ocrft.evaluation.cascade_eval import run_cascade_eval
+
+        metrics, paths = run_cascade_eval(cfg, records, ctx.run_dir)
     elif cfg.model.family == "predictions":  # another engine's output: nothing is loaded
         from ocrft.evaluation.predictions_eval import run_predictions_eval
 
         metrics, paths = run_predictions_eval(cfg, records, ctx.run_dir)
     else:
+        if ctx.tracker.run_id is not None:  # the pixel budget / image size the processor resolves to, as params
+            from ocrft.models.loading import model_image_params
+
+            ctx.tracker.log_params(model_image_params(cfg.model))
         metrics, paths = run_local_eval(cfg, records, ctx.run_dir)
     metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
     ctx.tracker.log_metrics(metrics)

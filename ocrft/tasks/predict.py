@@ -1,8 +1,10 @@
-"""task=predict: transcribe one image or a folder of images with a local model."""
+"""task=predict: transcribe one image or a folder of images with a local model or a cascade
+(model=cascade with a numeric cascade.threshold: each output records its route and confidence)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from ocrft.config import ConfigError
@@ -29,6 +31,7 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     """Write ``results.txt`` (``path<TAB>text`` per image) and ``predictions.jsonl``."""
     from ocrft import atomic
     from ocrft.data.record import Record
+    from ocrft.evaluation.cascade_generator import build_cascade_generator
     from ocrft.evaluation.generation import build_generator
     from ocrft.evaluation.local import generate_with_progress
     from ocrft.provenance import describe_model
@@ -38,13 +41,21 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     images = list_images(Path(cfg.predict.input).expanduser())
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
     records = [Record(id=str(p), image=str(p), text="") for p in images]
-    generator = build_generator(cfg)
+    cascade = cfg.model.family == "cascade"  # local model first, an endpoint for the unsure rows
+    generator = build_cascade_generator(cfg) if cascade else build_generator(cfg)
     log.info("transcribing %d image(s) with %s", len(records), describe_model(cfg.model)["name"])
-    texts = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, "predict")
+    outputs = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, "predict", detailed=True)
+    texts = [o.text for o in outputs]
     # One line per image: newlines inside a transcription are escaped, so line N is image N.
     lines = [f"{p}\t{t.replace(chr(10), chr(92) + 'n')}" for p, t in zip(images, texts)]
     txt = atomic.write_text(out_dir / "results.txt", "\n".join(lines) + "\n")
-    jsonl = atomic.write_jsonl(out_dir / "predictions.jsonl", [{"image": str(p), "prediction": t} for p, t in zip(images, texts)])
+    rows = [{"image": str(p), "prediction": t} for p, t in zip(images, texts)]
+    metrics = {"predict/images": len(images)}
+    if cascade:  # each row says which model read it and how sure the local one was
+        rows = [{**row, **{k: v for k, v in asdict(o).items() if k != "text"}} for row, o in zip(rows, outputs)]
+        metrics["predict/routed_fraction"] = sum(o.route == "fallback" for o in outputs) / len(outputs)
+        generator.close()
+    jsonl = atomic.write_jsonl(out_dir / "predictions.jsonl", rows)
     for path in (txt, jsonl):
         ctx.tracker.log_artifact(path)
-    return TaskResult(metrics={"predict/images": len(images)}, paths={"results_txt": str(txt), "predictions": str(jsonl)})
+    return TaskResult(metrics=metrics, paths={"results_txt": str(txt), "predictions": str(jsonl)})

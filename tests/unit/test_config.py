@@ -30,7 +30,7 @@ def test_every_model_family_is_registered(name):
     from ocrft.models.registry import FAMILIES
 
     cfg = compose([f"model={name}"])
-    assert cfg.model.family in FAMILIES or cfg.model.family in ("endpoint", "predictions")
+    assert cfg.model.family in FAMILIES or cfg.model.family in ("endpoint", "predictions", "cascade")
     validate_config(cfg)
 
 
