@@ -102,15 +102,20 @@ def _image(value: Any, base: Optional[Path], cache_dir: Path) -> str:
         raw, name = value, None
     else:
         raw, name = None, value
+    local = None
+    if isinstance(name, str) and name:
+        local = Path(name) if Path(name).is_absolute() or base is None else base / name
     if raw:
         path = Path(cache_image_bytes(bytes(raw), _suffix(bytes(raw), name), cache_dir))
-    elif isinstance(name, str) and name:
-        path = Path(name)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-    else:
+        try:
+            return checked_image(path)
+        except BadRecord as e:  # the cache file's name says nothing: name the cell's file too
+            raise BadRecord(e.reason, f"embedded image {name or ''!r}: {e}") from e
+    if raw is not None and not (local and local.is_file()):  # bytes lost in an export, no file either
+        raise BadRecord("unreadable_image", f"embedded image {name or ''!r} is empty (0 bytes)")
+    if local is None:
         raise BadRecord("missing_image", f"no image bytes or path: {value!r:.60}")
-    return checked_image(path)
+    return checked_image(local)
 
 
 def _read_one(ds: Any, split: str, base: Optional[Path], col: Collector, image_column: str, text_column: str) -> None:

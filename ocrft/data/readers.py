@@ -5,8 +5,9 @@
 DataError naming the file and line (``on_error="raise"``), or is skipped and counted by
 reason (``on_error="skip"``): missing_key, missing_image, unreadable_image,
 unsupported_image, empty_text, non_string_text, malformed_line, non_utf8, duplicate_id.
-Relative image paths resolve against the data file's folder; every image is checked
-(header + integrity) here, so a bad one is reported with its line before training starts.
+Relative image paths resolve against the data file's folder; every image is decoded once
+here (ocrft.data.images.check_image), so a truncated or empty one is reported with its line
+before training starts.
 """
 
 from __future__ import annotations

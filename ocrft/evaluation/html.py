@@ -81,19 +81,17 @@ def _resolve(image_path: Optional[str], base_dirs: Sequence[Path]) -> Optional[P
 def thumbnail_uri(path: Path) -> Optional[str]:
     """A JPEG data URI of the image at ``path`` shrunk to THUMB_MAX_W x THUMB_MAX_H, or None
     (with a warning) when it cannot be read."""
-    from PIL import Image
-
-    from ocrft.data.images import flatten_to_rgb
+    from ocrft.data.images import MAX_IMAGE_PIXELS, decode_image_bytes
+    from ocrft.data.record import DataError
 
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (THUMB_MAX_W, THUMB_MAX_H))  # JPEG: decode at reduced size
-            # transparent PNGs would turn black in JPEG: flatten onto white first
-            flat = flatten_to_rgb(im)
-            flat.thumbnail((THUMB_MAX_W, THUMB_MAX_H))
-            buf = io.BytesIO()
-            flat.save(buf, "JPEG", quality=80)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        # the rules the model's input follows (EXIF orientation, 16-bit grey, transparency onto
+        # white); JPEG decodes at reduced size
+        flat = decode_image_bytes(path.read_bytes(), MAX_IMAGE_PIXELS, path, draft=(THUMB_MAX_W, THUMB_MAX_H))
+        flat.thumbnail((THUMB_MAX_W, THUMB_MAX_H))
+        buf = io.BytesIO()
+        flat.save(buf, "JPEG", quality=80)
+    except (OSError, DataError) as err:
         log.warning("report: cannot read image %s: %s", path, err)
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
