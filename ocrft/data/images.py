@@ -71,9 +71,10 @@ def decode_image_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, name: An
             still read, so truncation is still found).
 
     Raises:
-        ImageError: (a DataError) naming ``name``: an empty file (0 bytes), not an image PIL can read, a
-            declared size over ``max_pixels`` (possible decompression bomb), truncated or
-            corrupt pixel data, unreadable EXIF metadata, or a mode with no RGB conversion.
+        ImageError: (a DataError) naming ``name``: an empty file (0 bytes), not an image PIL
+            can read, a declared size over ``max_pixels`` (possible decompression bomb),
+            truncated or corrupt pixel data, unreadable EXIF metadata, or a mode with no RGB
+            conversion.
     """
     from PIL import Image
 
@@ -92,8 +93,8 @@ def decode_image_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, name: An
         raise ImageError("truncated", f"unreadable image: truncated or corrupt header ({e})", name) from e
     width, height = im.size
     if width * height > max_pixels:
-        raise ImageError("too_large", f"declared {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
-                        "(possible decompression bomb)", name)
+        raise ImageError("too_large", f"declared {width}x{height} = {width * height} pixels, over the limit "
+                                      f"of {max_pixels} (possible decompression bomb)", name)
     if draft is not None:
         im.draft("RGB", draft)
     try:
