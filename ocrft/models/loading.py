@@ -112,6 +112,7 @@ def torch_dtype(name: str):
 
 
 def load_processor(resolved: ResolvedModel, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None):
+    require_fetchable(resolved.base_path)
     processor = get_family(resolved.family).load_processor(resolved.base_path, min_pixels, max_pixels)
     tokenizer = processor.tokenizer
     if tokenizer.pad_token is None:
@@ -138,6 +139,7 @@ def load_model(
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": _device()}
+    require_fetchable(resolved.base_path)
     require_safetensors(resolved.base_path, "model.safetensors")
     if resolved.adapter_path:
         require_safetensors(resolved.adapter_path, "adapter_model.safetensors")
@@ -151,6 +153,24 @@ def load_model(
         log.info("applying adapter %s", resolved.adapter_path)
         model = PeftModel.from_pretrained(model, resolved.adapter_path, is_trainable=adapter_trainable)
     return model
+
+
+def require_fetchable(path: str) -> None:
+    """Refuse a hub id that is not in the local cache while the hub cannot be reached.
+
+    One request with a bounded timeout (ocrft/models/hub.py) instead of huggingface_hub's
+    minute of retries per file ending in an OSError about one file.
+
+    Raises:
+        ModelPathError: naming the id, the cache, and the fixes.
+    """
+    if Path(path).expanduser().is_dir():
+        return
+    from ocrft.models.hub import unfetchable_reason
+
+    reason = unfetchable_reason(path)
+    if reason:
+        raise ModelPathError(reason)
 
 
 def require_safetensors(folder: str, expected: str) -> None:
