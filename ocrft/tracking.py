@@ -334,9 +334,23 @@ def _start_run(cfg: DictConfig, run_dir: Path) -> MlflowTracker:
             tags["ocrft.sweep_job"] = str(job_num)
         log.info("MLflow: run %s (%s) in experiment %s at %s", name, tracker.run_id, exp_id, cfg.tracking.uri)
     tracker.set_tags(tags)
-    tracker.log_params(redacted_container(cfg))
+    tracker.log_params(_start_params(cfg))
     tracker.log_text(redacted_yaml(cfg), "config.yaml")
     return tracker
+
+
+# Model settings whose None means "the processor's own": the task logs the value it resolved
+# (ocrft.models.loading.image_params) and MLflow params are write-once, so None is not logged here.
+RESOLVED_BY_TASK = ("min_pixels", "max_pixels", "image_size")
+
+
+def _start_params(cfg: DictConfig) -> dict:
+    params = redacted_container(cfg)
+    model = params.get("model") or {}
+    for key in RESOLVED_BY_TASK:
+        if key in model and model[key] is None:
+            del model[key]
+    return params
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type
 
 
 class SequenceTooLongError(ValueError):
-    """The prompt with its image tokens does not fit in train.max_length."""
+    """A sample does not fit in train.max_length. Training checks every sample before it starts
+    (ocrft.training.token_lengths); this is the collator's backstop, never a silent cut."""
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Sample:
     image: Any  # PIL image
     prompt: str  # the instruction (already chosen: per-sample or the run's prompt)
     target: Optional[str] = None  # None at generation time
+    id: Optional[str] = None  # the record's id, named when the sample does not fit
 
 
 class Collator:
@@ -62,14 +64,20 @@ class Collator:
             )
         return n_prompt
 
-    def add_target(self, row: dict, target: str) -> dict:
+    def add_target(self, row: dict, target: str, sample_id: Optional[str] = None) -> dict:
         """Append the target's tokens to one prompt's tensors, with labels on them only."""
         import torch
 
         n_prompt = self.check_length(row)
         ids = self.processor.tokenizer(target + self.suffix, add_special_tokens=False)["input_ids"]
-        if self.max_length:
-            ids = ids[: self.max_length - n_prompt]  # truncate the target, never the image tokens
+        if self.max_length and n_prompt + len(ids) > self.max_length:
+            # Cutting the target would teach the model to stop mid-line; cutting image tokens
+            # breaks the forward ("number of images does not match"). Neither happens silently.
+            raise SequenceTooLongError(
+                f"sample {sample_id!r} is {n_prompt + len(ids)} tokens ({n_prompt} prompt and image, {len(ids)} "
+                f"target), but train.max_length={self.max_length}: raise train.max_length, lower model.max_pixels, "
+                "or set data.on_error=skip (samples are checked before training starts)"
+            )
         tokens = torch.tensor([ids], dtype=row["input_ids"].dtype)
         fill = {
             "input_ids": tokens,
@@ -88,7 +96,7 @@ class Collator:
         side = padding_side or ("right" if training else "left")
         rows, images = self.encode_prompts(samples)
         if training:
-            rows = [self.add_target(row, s.target) for row, s in zip(rows, samples)]
+            rows = [self.add_target(row, s.target, s.id) for row, s in zip(rows, samples)]
         else:
             for row in rows:
                 self.check_length(row)

@@ -18,7 +18,12 @@ class ModelFamily:
     Attributes:
         name: registry key, also ``model.family`` in configs.
         model_class: transformers class name (imported lazily).
-        load_processor: ``(path, min_pixels, max_pixels) -> processor``.
+        load_processor: ``(path, min_pixels, max_pixels, image_size) -> processor``; the
+            family uses the pixel budget (Qwen) or the fixed image size (Gemma 3, PaliGemma)
+            and warns about the other.
+        image_settings: ``(processor) -> {key: value}``: the pixel budget or image size the
+            loaded processor actually uses (logged to MLflow as ``model.<key>``).
+        image_token: the placeholder token the processor repeats once per image token.
         format_prompt: ``(processor, prompt, system) -> str``: the text given to the
             processor with one image; generation continues right after it.
         target_suffix: text appended after a target so the model learns to stop.
@@ -34,7 +39,9 @@ class ModelFamily:
 
     name: str
     model_class: str
-    load_processor: Callable[[str, int | None, int | None], Any]
+    load_processor: Callable[[str, int | None, int | None, int | None], Any]
+    image_settings: Callable[[Any], dict[str, int]]
+    image_token: str
     format_prompt: Callable[[Any, str, str | None], str]
     target_suffix: Callable[[Any], str]
     build_tiny: Callable[[Path], None]

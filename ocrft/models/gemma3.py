@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ocrft.models import fixed_size
 from ocrft.models.chat import chat_prompt
 from ocrft.models.family import ModelFamily
 
@@ -28,11 +29,15 @@ _CHAT_TEMPLATE = (
 _TINY_IMAGE, _TINY_PATCH, _TINY_IMAGE_TOKENS = 64, 8, 16
 
 
-def load_processor(path: str, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None):
+def load_processor(
+    path: str, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None, image_size: Optional[int] = None
+):
     # Fixed-size family: every image is resized to the processor's square; pixel bounds don't apply.
     from transformers import Gemma3Processor
 
-    return Gemma3Processor.from_pretrained(path)
+    processor = Gemma3Processor.from_pretrained(path)
+    fixed_size.apply_image_size(processor, path, image_size, min_pixels, max_pixels)
+    return processor
 
 
 def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4, vision_width: int = 32) -> None:
@@ -84,6 +89,8 @@ GEMMA3 = ModelFamily(
     name="gemma3",
     model_class="Gemma3ForConditionalGeneration",
     load_processor=load_processor,
+    image_settings=fixed_size.image_settings,
+    image_token="<image_soft_token>",
     format_prompt=chat_prompt,
     target_suffix=lambda processor: "<end_of_turn>",
     build_tiny=build_tiny,

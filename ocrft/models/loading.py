@@ -111,13 +111,33 @@ def torch_dtype(name: str):
             "float16": torch.float16, "fp16": torch.float16}[name]  # fmt: skip
 
 
-def load_processor(resolved: ResolvedModel, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None):
+def load_processor(
+    resolved: ResolvedModel,
+    min_pixels: Optional[int] = None,
+    max_pixels: Optional[int] = None,
+    image_size: Optional[int] = None,
+):
+    """The family's processor with the run's pixel budget (Qwen) or image size (Gemma 3, PaliGemma)."""
     require_fetchable(resolved.base_path)
-    processor = get_family(resolved.family).load_processor(resolved.base_path, min_pixels, max_pixels)
+    processor = get_family(resolved.family).load_processor(resolved.base_path, min_pixels, max_pixels, image_size)
     tokenizer = processor.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return processor
+
+
+def image_params(family: str, processor) -> dict[str, dict[str, int]]:
+    """``{"model": {...}}``: the pixel budget or image size ``processor`` actually uses, as the
+    run's MLflow params (``model.max_pixels``, ``model.image_size``; the config's None means
+    the processor's own, which only the loaded processor knows)."""
+    return {"model": get_family(family).image_settings(processor)}
+
+
+def model_image_params(model_cfg) -> dict[str, dict[str, int]]:
+    """:func:`image_params` of ``model_cfg``'s processor, for tasks that load it further down."""
+    resolved = resolve_model(model_cfg.family, model_cfg.path)
+    processor = load_processor(resolved, model_cfg.min_pixels, model_cfg.max_pixels, model_cfg.image_size)
+    return image_params(resolved.family, processor)
 
 
 def load_model(

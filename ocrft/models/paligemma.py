@@ -5,16 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ocrft.models import fixed_size
 from ocrft.models.family import ModelFamily
 
 _SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"]
 _TINY_IMAGE, _TINY_PATCH = 64, 8
 
 
-def load_processor(path: str, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None):
+def load_processor(
+    path: str, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None, image_size: Optional[int] = None
+):
     from transformers import PaliGemmaProcessor
 
-    return PaliGemmaProcessor.from_pretrained(path)
+    processor = PaliGemmaProcessor.from_pretrained(path)
+    fixed_size.apply_image_size(processor, path, image_size, min_pixels, max_pixels)
+    return processor
 
 
 def format_prompt(processor, prompt: str, system: Optional[str] = None) -> str:
@@ -67,6 +72,8 @@ PALIGEMMA = ModelFamily(
     name="paligemma",
     model_class="PaliGemmaForConditionalGeneration",
     load_processor=load_processor,
+    image_settings=fixed_size.image_settings,
+    image_token="<image>",
     format_prompt=format_prompt,
     target_suffix=lambda processor: processor.tokenizer.eos_token,
     build_tiny=build_tiny,

@@ -6,11 +6,14 @@ template), so one module serves them; they differ in model class and tower confi
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
 from ocrft.models.chat import chat_prompt
 from ocrft.models.family import ModelFamily
+
+log = logging.getLogger(__name__)
 
 _SPECIALS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
@@ -54,7 +57,9 @@ def _processor_class(variant: str):
 
 
 def _loader(variant: str):
-    def load_processor(path: str, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None):
+    def load_processor(
+        path: str, min_pixels: Optional[int] = None, max_pixels: Optional[int] = None, image_size: Optional[int] = None
+    ):
         from transformers import AutoTokenizer
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -65,11 +70,21 @@ def _loader(variant: str):
         if max_pixels:
             size["longest_edge"] = max_pixels
         image_processor.size = size
+        if image_size:
+            log.warning("model.image_size=%d is ignored: %s resizes each image within model.min_pixels..model.max_pixels",
+                        image_size, variant)  # fmt: skip
         tokenizer = AutoTokenizer.from_pretrained(path)
         template = _read_chat_template(path) or tokenizer.chat_template
         return _processor_class(variant)(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
 
     return load_processor
+
+
+def image_settings(processor) -> dict[str, int]:
+    """The pixel budget the processor resizes every image into (its image tokens are
+    pixels / (patch * merge)^2: 28x28 pixels per token for Qwen2/2.5-VL, 32x32 for Qwen3-VL)."""
+    size = processor.image_processor.size
+    return {"min_pixels": int(size["shortest_edge"]), "max_pixels": int(size["longest_edge"])}
 
 
 def _read_chat_template(path: str) -> Optional[str]:
@@ -194,6 +209,8 @@ def _family(name: str, model_class: str) -> ModelFamily:
         name=name,
         model_class=model_class,
         load_processor=_loader(name),
+        image_settings=image_settings,
+        image_token="<|image_pad|>",
         format_prompt=chat_prompt,
         target_suffix=lambda processor: "<|im_end|>",
         build_tiny=_tiny_builder(name, model_class),

@@ -33,7 +33,7 @@ def run_merge(cfg, ctx: RunContext) -> TaskResult:
     if not resolved.adapter_path:
         raise ConfigError(f"model.path={cfg.model.path!r} has no adapter to merge (expected an ocrft run folder or adapter)")
     family = get_family(resolved.family)
-    processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels)
+    processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.image_size)
     adapted = load_model(resolved, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
     out = Path(cfg.merge.output_dir).expanduser() if cfg.merge.output_dir else ctx.run_dir / "merged"
     tmp = out.with_name(f".{out.name}.tmp")

@@ -22,7 +22,7 @@ from ocrft.evaluation.local import evaluate_records
 from ocrft.evaluation.metrics import metric_tags
 from ocrft.evaluation.results import load_results, to_frame
 from ocrft.models.collate import Collator
-from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
+from ocrft.models.loading import check_family, image_params, load_model, load_processor, resolve_model
 from ocrft.models.registry import get_family
 from ocrft.models.sharding import check_supported_sharding, is_sharded
 from ocrft.provenance import describe_model
@@ -33,6 +33,7 @@ from ocrft.training.callbacks import make_callbacks
 from ocrft.training.checkpoints import last_checkpoint, load_weights, reached_max_steps, save_model
 from ocrft.training.datasets import TrainCollator, to_train_dataset
 from ocrft.training.sampling import OcrftSFTTrainer
+from ocrft.training.token_lengths import check_splits
 from ocrft.training.validation import check_validation_data
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,18 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     check_family(resolved, cfg.model.family)
     family = get_family(resolved.family)
     # 2. processor
-    processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels)
-    # 3. data
+    processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.image_size)
+    tracker.log_params(image_params(resolved.family, processor))  # the pixel budget / image size it resolved to
+    # 3. data; every train/val sample's prompt + image + target tokens must fit train.max_length
     data = load_data(cfg.data, run_dir)
+    counts, data.skipped["too_long"] = check_splits(data.splits, ("train", "val"), processor, family, cfg.prompt.text,
+                                                    cfg.prompt.system, cfg.train.max_length, cfg.data.on_error,
+                                                    data.sources)  # fmt: skip
     val_records, eval_records = data.splits.get("val", []), data.splits.get(cfg.eval.split) or []
     eval_records = eval_records[: cfg.eval.limit] if cfg.eval.limit else eval_records
     check_validation_data(cfg.eval.every_n_steps, val_records, cfg.data.format, data.sources.get("val", "-"))
     tracker.log_datasets(cfg.data, data.splits, data.sources)  # MLflow's Dataset column
-    train_set = to_train_dataset(data.splits["train"], cfg.prompt.text)
+    train_set = to_train_dataset(data.splits["train"], cfg.prompt.text, [c.total for c in counts["train"]])
     log.info("data: %s; skipped: %s", {k: len(v) for k, v in data.splits.items()}, data.skipped or "none")
     # 4. model, quantization, adapter
     bnb = build_bnb_config(cfg.quant, cfg.model.dtype)

@@ -51,13 +51,17 @@ def test_prompt_longer_than_max_length_names_the_key(family_processor):
         Collator(processor, family, max_length=4)(_samples(["abc"]))
 
 
-def test_long_target_is_truncated_not_the_image(family_processor):
+def test_long_target_is_refused_never_cut(family_processor):
+    """The collator's backstop: a target that does not fit raises, naming the sample; it is
+    not truncated (training checks every sample before it starts: test_token_lengths)."""
     family, processor = family_processor
     full = Collator(processor, family)(_samples(["x" * 50]))
-    n_prompt = int((full["labels"][0] == -100).sum())
-    cut = Collator(processor, family, max_length=n_prompt + 5)(_samples(["x" * 50]))
-    assert cut["input_ids"].shape[1] == n_prompt + 5
-    assert int((cut["labels"][0] != -100).sum()) == 5
+    n_total = full["input_ids"].shape[1]
+    samples = [Sample(s.image, s.prompt, s.target, id="line-7") for s in _samples(["x" * 50])]
+    with pytest.raises(SequenceTooLongError, match=rf"'line-7' is {n_total} tokens.*train.max_length={n_total - 1}"):
+        Collator(processor, family, max_length=n_total - 1)(samples)
+    fits = Collator(processor, family, max_length=n_total)(samples)
+    assert fits["input_ids"].shape[1] == n_total
 
 
 def test_tiny_checkpoint_reloads_through_from_pretrained(tmp_path):
