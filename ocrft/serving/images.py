@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 from typing import Any
 
 from ocrft.serving.protocol import RequestError
@@ -29,27 +28,20 @@ def decode_data_url(url: str) -> bytes:
 
 
 def decode_image(data: bytes, max_pixels: int) -> Any:
-    """An RGB PIL image from encoded bytes, prepared as ocrft.data.images.open_image does
-    (EXIF orientation, transparency onto white) so served and local results agree.
+    """An RGB PIL image from encoded bytes, decoded by the rules every ocrft image follows
+    (ocrft.data.images.decode_image_bytes: EXIF orientation, CMYK, 16-bit, transparency
+    onto white, ICC dropped) so served and local results agree.
 
-    The pixel count is read from the header and refused (413) before any decoding.
+    Raises:
+        RequestError: 413 for an image declaring more than ``max_pixels`` pixels (refused
+            from its header, before any decoding), 400 naming the reason for an empty,
+            undecodable, truncated or corrupt one.
     """
-    from PIL import Image, ImageOps
+    from ocrft.data.images import ImageError, decode_image_bytes
 
-    from ocrft.data.images import flatten_to_rgb
-
-    if not data:
-        raise RequestError(400, "image is empty (0 bytes)", "invalid_image")
     try:
-        im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-    except Image.DecompressionBombError:
-        raise RequestError(413, f"image is larger than {max_pixels} pixels", "image_too_large") from None
-    except (OSError, SyntaxError, ValueError):
-        raise RequestError(400, f"image is not a decodable {'/'.join(IMAGE_FORMATS)} file", "invalid_image") from None
-    if im.width * im.height > max_pixels:
-        raise RequestError(413, f"image is {im.width}x{im.height}, over {max_pixels} pixels", "image_too_large")
-    try:
-        im.load()
-        return flatten_to_rgb(ImageOps.exif_transpose(im))
-    except (OSError, SyntaxError, ValueError):
-        raise RequestError(400, "image is truncated or corrupt", "invalid_image") from None
+        return decode_image_bytes(data, max_pixels, "request image", formats=IMAGE_FORMATS)
+    except ImageError as e:
+        if e.kind == "too_large":
+            raise RequestError(413, str(e), "image_too_large") from None
+        raise RequestError(400, str(e), "invalid_image") from None

@@ -160,6 +160,23 @@ def test_hostile_images_are_refused_before_the_model(served, image_url, status):
         assert "data URL" in r.json()["error"]["message"]
 
 
+def test_broken_images_are_400_and_the_server_stays_healthy(served):
+    url, generator = served
+    calls = len(generator.batch_sizes)
+    buf = io.BytesIO()
+    Image.frombytes("L", (200, 60), bytes(range(256)) * 47).save(buf, format="PNG")  # ~12 KB of pixel data
+    for data, reason in ((buf.getvalue()[: len(buf.getvalue()) // 2], "truncated"), (b"", "empty")):
+        image_url = "data:image/png;base64," + base64.b64encode(data).decode()
+        r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(url, image_url))
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "invalid_image" and reason in r.json()["error"]["message"]
+        assert r.json()["error"]["message"].startswith("request image: ")
+    assert len(generator.batch_sizes) == calls
+    assert httpx.get(f"{url}/health").status_code == 200
+    ok = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(url, data_url((31, 9))))
+    assert ok.json()["choices"][0]["message"]["content"] == "31x9 RGB Read."
+
+
 def test_bad_requests_are_400(served):
     url, _ = served
     for body in (b"not json", b'{"messages": []}', b'{"messages": [{"role": "user", "content": "text only"}]}'):
