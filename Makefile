@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-base test test-fast test-all bench lint mlflow-ui dashboard install clean help
+.PHONY: demo demo-base test test-fast test-all fuzz bench lint mlflow-ui dashboard install clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -34,6 +34,9 @@ test-fast: $(STAMP) ## the quick edit loop: the layer rules, no slow or GPU test
 
 test-all: $(STAMP) ## every test, GPU ones included (needs CUDA)
 	$(PY) -m pytest -q
+
+fuzz: $(STAMP) ## kill fuzzing: SIGKILL each task at 10 seeded points and resume (CI does 2)
+	OCRFT_KILL_POINTS=10 $(PY) -m pytest tests/integration/test_kill_fuzz.py -q
 
 bench: $(STAMP) ## benchmarks: each prints a ratio against a baseline run beside it
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
