@@ -1,4 +1,4 @@
-"""task=analyze: split sizes, text and image statistics, and characters the model never saw.
+"""task=analyze: split sizes, text, image and token statistics, and characters the model never saw.
 
     python -m ocrft task=analyze data=json_ocr data.path=data/ocr.json tracking=none
 
@@ -7,7 +7,10 @@ Writes ``analysis.json`` (everything), ``analysis.md`` (tables), ``analysis.png`
 and notebooks: ``analysis.csv`` / ``.parquet`` (one row per split) and ``analysis_chars.csv`` /
 ``.parquet`` (one row per split and character) into the run folder. Characters of the
 test (and val) split that never occur in train are the first thing to check when a
-fine-tune plateaus: the model cannot learn to emit what it never saw.
+fine-tune plateaus: the model cannot learn to emit what it never saw. For a local model
+(``model=...``; the default is the tiny test model) it also records each split's token
+lengths (prompt + image + target: min, p50, p90, p99, max, and image tokens) with that
+model's processor, and how many samples exceed ``train.max_length``.
 """
 
 from __future__ import annotations
@@ -158,6 +161,7 @@ def analysis_markdown(analysis: dict) -> str:
         )
     if analysis.get("skipped"):
         lines += ["", f"Records skipped while reading (by reason): {analysis['skipped']}"]
+    lines += tokens_markdown(analysis.get("tokens"))
     for name, unseen in analysis["unseen_chars"].items():
         n = analysis["samples_with_unseen_chars"][name]
         lines += ["", f"## Characters in {name} never seen in train: {len(unseen)} ({n} samples affected)"]
@@ -219,6 +223,43 @@ def plot_analysis(analysis: dict, path: Path) -> Path:
     return atomic.write_bytes(path, buf.getvalue())
 
 
+def analyze_tokens(cfg, splits: dict[str, list[Record]]) -> Optional[dict]:
+    """Token lengths per split for the configured local model (ocrft.training.token_lengths
+    ``token_report``); None for endpoints, other engines' outputs, or a config without a model."""
+    from ocrft.models.registry import FAMILIES
+
+    model = cfg.get("model")
+    if model is None or model.family not in FAMILIES:
+        return None
+    from ocrft.data.record import DataError
+    from ocrft.training.token_lengths import token_report
+
+    try:
+        return token_report(model, splits, cfg.prompt.text, cfg.prompt.system, cfg.train.max_length)
+    except (DataError, OSError) as err:  # an unreadable image is reported above; the rest stands
+        log.warning("analyze: token lengths not computed: %s", err)
+        return {"error": str(err)}
+
+
+def tokens_markdown(tokens: Optional[dict]) -> list[str]:
+    """The token-length table of analysis.md (empty without a local model)."""
+    if not tokens or "splits" not in tokens:
+        return []
+    model = tokens["model"]
+    budget = ", ".join(f"{k}={v}" for k, v in model.items() if k not in ("family", "path"))
+    lines = ["", f"## Token lengths (prompt + image + target) for {model['path']} ({model['family']}, {budget})", "",
+             f"train.max_length={tokens['max_length']}; task=train refuses longer samples (or skips them with "
+             "data.on_error=skip).", "",
+             "| split | min | p50 | p90 | p99 | max | image tokens min / p50 / max | over max_length |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, s in tokens["splits"].items():
+        if s:
+            t, i = s["total"], s["image"]
+            lines.append(f"| {name} | {t['min']} | {t['p50']} | {t['p90']} | {t['p99']} | {t['max']} "
+                         f"| {i['min']} / {i['p50']} / {i['max']} | {s['over_max_length']} |")  # fmt: skip
+    return lines
+
+
 def run_analyze(cfg, ctx: RunContext) -> TaskResult:
     """task=analyze: load the configured data, write analysis.json, .md, .png, .csv and .parquet."""
     from ocrft.data.loading import load_data
@@ -227,6 +268,7 @@ def run_analyze(cfg, ctx: RunContext) -> TaskResult:
     ctx.tracker.log_datasets(cfg.data, data.splits, data.sources)  # MLflow's Dataset column
     analysis = analyze_splits(data.splits)
     analysis["skipped"] = dict(data.skipped)
+    analysis["tokens"] = analyze_tokens(cfg, data.splits)
     paths = {
         "analysis": str(atomic.write_json(ctx.run_dir / "analysis.json", analysis)),
         "analysis_md": str(atomic.write_text(ctx.run_dir / "analysis.md", analysis_markdown(analysis))),
@@ -240,6 +282,10 @@ def run_analyze(cfg, ctx: RunContext) -> TaskResult:
     for name, unseen in analysis["unseen_chars"].items():
         metrics[f"analyze/{name}/unseen_chars"] = len(unseen)
         metrics[f"analyze/{name}/samples_with_unseen_chars"] = analysis["samples_with_unseen_chars"][name]
+    for name, s in ((analysis["tokens"] or {}).get("splits") or {}).items():
+        if s:
+            metrics.update({f"analyze/{name}/tokens_p99": s["total"]["p99"], f"analyze/{name}/tokens_max": s["total"]["max"],
+                            f"analyze/{name}/over_max_length": s["over_max_length"]})  # fmt: skip
     ctx.tracker.log_metrics(metrics)
     for p in paths.values():
         ctx.tracker.log_artifact(p)

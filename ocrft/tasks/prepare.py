@@ -216,6 +216,7 @@ def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
         for name in SPLITS:
             _WRITERS[importer.ext](work / f"{name}{importer.ext}", [importer.row(r, out) for r in splits[name]])
         report = _report(data, importer, source, out, imported, splits, leaks)
+        report["token_lengths"] = _token_lengths(cfg, splits)  # while the crops are still in the work folder
         atomic.write_json(work / REPORT, report)
         _swap(work, out)
     finally:
@@ -226,6 +227,37 @@ def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
     ctx.tracker.log_datasets(data, splits, {name: str(out / f"{name}{importer.ext}") for name in SPLITS})
     ctx.tracker.log_artifact(out / REPORT)
     return TaskResult(metrics=metrics, paths={"output_dir": str(out), "prepare_report": str(out / REPORT)})
+
+
+def _token_lengths(cfg: DictConfig, splits: dict[str, list[Record]]) -> dict:
+    """Each split's token lengths for the model the command line names (ocrft.training.token_lengths
+    ``token_report``), else why there are none: prepare's default model is the tiny test model,
+    whose counts say nothing about the model the data is for. A model that cannot be loaded
+    costs the numbers, never the prepared data."""
+    from ocrft.config import ConfigError
+    from ocrft.models.loading import ModelPathError
+    from ocrft.models.registry import FAMILIES
+    from ocrft.training.token_lengths import token_report
+
+    if not _model_on_command_line():
+        return {"computed": False, "reason": "no model on the command line: add model=<name> (e.g. model=qwen2_5_vl_3b)"
+                " to record the token lengths its processor gives, or run task=analyze model=<name>"}  # fmt: skip
+    if cfg.model.family not in FAMILIES:
+        return {"computed": False, "reason": f"model.family={cfg.model.family} has no local processor"}
+    try:
+        report = token_report(cfg.model, splits, cfg.prompt.text, cfg.prompt.system, cfg.train.max_length)
+    except (DataError, ConfigError, ModelPathError, OSError) as err:
+        log.warning("prepare: token lengths not recorded: %s", err)
+        return {"computed": False, "reason": str(err)}
+    return {"computed": True, **report}
+
+
+def _model_on_command_line() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(o.lstrip("+~").split("=")[0].split(".")[0] == "model" for o in HydraConfig.get().overrides.task)
 
 
 def _leak_key(split_by_line: bool, crops: bool) -> Callable[[Record], str]:

@@ -144,3 +144,35 @@ def length_stats(counts: Sequence[TokenCount]) -> Optional[dict[str, dict[str, f
         out[key] = {"min": values[0], **{f"p{q}": _percentile(values, q) for q in (50, 90, 99)}, "max": values[-1],
                     "mean": round(statistics.fmean(values), 1)}  # fmt: skip
     return out
+
+
+def token_report(model_cfg, splits: dict[str, list[Record]], prompt: str, system: Optional[str],
+                 max_length: Optional[int]) -> dict:  # fmt: skip
+    """The token-length distribution of each split for ``model_cfg``'s processor (what
+    task=analyze and prepare_report.json record).
+
+    Returns:
+        ``{"model": {family, path, <pixel budget or image size>}, "max_length": N,
+        "splits": {name: {"total": stats, "image": stats, "over_max_length": n} or None}}``,
+        stats as :func:`length_stats`; ``over_max_length`` counts what task=train would refuse.
+    """
+    from ocrft.models.loading import image_params, load_processor, resolve_model
+    from ocrft.models.registry import get_family
+
+    resolved = resolve_model(model_cfg.family, model_cfg.path)
+    processor = load_processor(resolved, model_cfg.min_pixels, model_cfg.max_pixels, model_cfg.image_size)
+    family = get_family(resolved.family)
+    model = {"family": resolved.family, "path": model_cfg.path, **image_params(resolved.family, processor)["model"]}
+    out: dict = {"model": model, "max_length": max_length, "splits": {}}
+    for name, records in splits.items():
+        counts = count_tokens(records, processor, family, prompt, system)
+        stats = length_stats(counts)
+        if stats is not None:
+            stats["over_max_length"] = sum(c.total > max_length for c in counts) if max_length else 0
+        out["splits"][name] = stats
+        if stats is not None:
+            t = stats["total"]
+            log.info("tokens %s (%s): min %d, p50 %d, p90 %d, p99 %d, max %d; image tokens p50 %d; over "
+                     "train.max_length=%s: %d", name, model["path"], t["min"], t["p50"], t["p90"], t["p99"], t["max"],
+                     stats["image"]["p50"], max_length, stats["over_max_length"])  # fmt: skip
+    return out

@@ -79,3 +79,37 @@ def test_eval_logs_the_fixed_image_size(tmp_path, data, family):
     assert "model.max_pixels" not in params and "model.min_pixels" not in params
     with pytest.raises(ConfigError, match=rf"model.image_size={side // 2}, but .* trained at {side}x{side}"):
         run([*overrides[:-3], f"model.image_size={side // 2}"], tmp_path / "other")
+
+
+def test_analyze_records_the_token_lengths_of_the_configured_model(tmp_path, data):
+    record = run(["task=analyze", "model=tiny_gemma3", "train.max_length=200", *data], tmp_path / "run")
+    tokens = json.loads((tmp_path / "run" / "analysis.json").read_text())["tokens"]
+    processor = load_processor(resolve_model("gemma3", "tiny:gemma3"))
+    assert tokens["model"] == {"family": "gemma3", "path": "tiny:gemma3", "image_size": 64} and tokens["max_length"] == 200
+    train = tokens["splits"]["train"]
+    assert train["over_max_length"] == 1 == record["metrics"]["analyze/train/over_max_length"]  # the long line
+    assert train["image"]["min"] == train["image"]["max"] == processor.image_seq_length  # one square size
+    assert train["total"]["min"] <= train["total"]["p50"] <= train["total"]["p90"] <= train["total"]["max"] > 200
+    assert tokens["splits"]["val"]["over_max_length"] == 0
+    assert "## Token lengths (prompt + image + target) for tiny:gemma3" in (tmp_path / "run" / "analysis.md").read_text()
+
+
+def test_prepare_records_token_lengths_only_for_a_model_on_the_command_line(tmp_path, data):
+    import os
+    import subprocess
+    import sys
+
+    source = data[1].split("=", 1)[1]  # the train file: five lines, one far too long
+    common = ["task=prepare", "data=json_ocr", f"data.path={source}", "tracking=none"]
+    run([*common, f"data.output_dir={tmp_path / 'default'}"], tmp_path / "run")
+    default = json.loads((tmp_path / "default" / "prepare_report.json").read_text())["token_lengths"]
+    assert default["computed"] is False and "model=<name>" in default["reason"]
+
+    cmd = [sys.executable, "-m", "ocrft", *common, "model=tiny_qwen2_vl", "train.max_length=200",
+           f"data.output_dir={tmp_path / 'out'}", f"run_dir={tmp_path / 'cli'}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tokens = json.loads((tmp_path / "out" / "prepare_report.json").read_text())["token_lengths"]
+    assert tokens["computed"] is True and tokens["model"]["family"] == "qwen2_vl" and "max_pixels" in tokens["model"]
+    assert sum((s or {}).get("over_max_length", 0) for s in tokens["splits"].values()) == 1
+    assert sum(s["total"]["max"] > 200 for s in tokens["splits"].values() if s) == 1
