@@ -23,7 +23,7 @@ DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # Libraries that write in native code lose the OSError: safetensors keeps the OS message and
 # its "os error N"; torch.save's stream writer only says the write failed (checked below).
 _NATIVE_DISK_FULL = [
-    (re.compile(r"No space left on device|os error 28\b"), errno.ENOSPC),
+    (re.compile(r"No space left on device|os error 28\b|database or disk is full"), errno.ENOSPC),  # last: SQLite
     (re.compile(r"File too large|os error 27\b"), errno.EFBIG),
     (re.compile(r"Disk quota exceeded|os error 122\b"), errno.EDQUOT),
 ]

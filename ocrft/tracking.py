@@ -31,6 +31,7 @@ from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig
 
+from ocrft.atomic import DiskFullError, disk_full_errno
 from ocrft.mlflow_experiment import experiment_id, experiment_name
 from ocrft.mlflow_tags import base_tags, run_name
 from ocrft.redact import (
@@ -161,24 +162,51 @@ class MlflowTracker:
 
     def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
         """Log a file, or a folder under its own name (or ``artifact_path``). Text files that
-        contain a secret are uploaded as scrubbed copies; the originals are left alone."""
-        path = Path(path)
-        with tempfile.TemporaryDirectory(prefix="ocrft-artifact-") as tmp:
-            if path.is_dir():
-                files = [p for p in path.rglob("*") if p.is_file()]
-                if any(self._scrubbed(p) is not None for p in files):
-                    staged = Path(tmp) / path.name
-                    shutil.copytree(path, staged)
-                    for p in files:
-                        self._scrub_file(staged / p.relative_to(path))
-                    path = staged
-                self.client.log_artifacts(self.run_id, str(path), artifact_path or path.name)
-            else:
-                text = self._scrubbed(path)
-                if text is not None:
-                    path = Path(tmp) / path.name
-                    path.write_text(text, encoding="utf-8")
-                self.client.log_artifact(self.run_id, str(path), artifact_path)
+        contain a secret are uploaded as scrubbed copies; the originals are left alone.
+
+        Raises:
+            DiskFullError: the artifact store (a local folder) is full. It names the artifact;
+                its partial copy is removed and the local file is untouched.
+        """
+        local = path = Path(path)
+        try:
+            with tempfile.TemporaryDirectory(prefix="ocrft-artifact-") as tmp:
+                if path.is_dir():
+                    files = [p for p in path.rglob("*") if p.is_file()]
+                    if any(self._scrubbed(p) is not None for p in files):
+                        staged = Path(tmp) / path.name
+                        shutil.copytree(path, staged)
+                        for p in files:
+                            self._scrub_file(staged / p.relative_to(path))
+                        path = staged
+                    self.client.log_artifacts(self.run_id, str(path), artifact_path or path.name)
+                else:
+                    text = self._scrubbed(path)
+                    if text is not None:
+                        path = Path(tmp) / path.name
+                        path.write_text(text, encoding="utf-8")
+                    self.client.log_artifact(self.run_id, str(path), artifact_path)
+        except Exception as err:
+            if isinstance(err, DiskFullError) or (code := disk_full_errno(err)) is None:
+                raise
+            name = (artifact_path or local.name) if local.is_dir() else f"{artifact_path or '.'}/{local.name}"
+            target = self._drop_partial(name.removeprefix("./"))
+            raise DiskFullError(code, target, f"the local {local} is kept; only its MLflow copy is missing") from err
+
+    def _drop_partial(self, artifact: str) -> str:
+        """Remove what a failed upload left of ``artifact`` (a local store); returns where it went."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.utils.file_utils import local_file_uri_to_path
+        from mlflow.utils.uri import is_local_uri
+
+        root = self.client.get_run(self.run_id).info.artifact_uri
+        if not is_local_uri(root):
+            return f"{root}/{artifact}"
+        try:
+            get_artifact_repository(root).delete_artifacts(artifact)
+        except OSError as err:
+            log.warning("MLflow: could not remove the partial artifact %s: %s", artifact, err)
+        return f"{local_file_uri_to_path(root)}/{artifact}"
 
     def _scrubbed(self, path: Path) -> Optional[str]:
         """The scrubbed text of ``path`` if it is a text file holding a secret, else None."""
@@ -242,7 +270,10 @@ class MlflowTracker:
         elif error is not None:
             status = "failed"
             self.set_tags({"ocrft.error": f"{type(error).__name__}: {error}"})
-            self.log_text("".join(traceback.format_exception(error)), "error.txt")
+            try:  # the run must still end FAILED when the artifact store is what failed
+                self.log_text("".join(traceback.format_exception(error)), "error.txt")
+            except Exception as err:  # noqa: BLE001
+                log.warning("MLflow: could not upload error.txt: %s", err)
         self.set_tags({"ocrft.status": status})
         self.client.set_terminated(self.run_id, _MLFLOW_STATUS[status])
 

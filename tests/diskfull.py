@@ -34,10 +34,13 @@ class FullFs:
         self.kind = kind
         self.limit: Optional[int] = None
 
-    def fill(self, leave: int) -> None:
-        """Let about ``leave`` more bytes be written (tmpfs: in all; rlimit: per file)."""
+    def fill(self, leave: int, pid: Optional[int] = None) -> None:
+        """Let about ``leave`` more bytes be written (tmpfs: in all; rlimit: per file, in
+        children started after this, or in the running process ``pid``)."""
         self.free()
         self.limit = leave
+        if self.kind == "rlimit" and pid is not None:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (leave, resource.RLIM_INFINITY))
         if self.kind == "tmpfs":
             stats = os.statvfs(self.root)
             size = stats.f_bavail * stats.f_frsize - leave
@@ -53,9 +56,11 @@ class FullFs:
         (self.root / FILLER).unlink(missing_ok=True)
 
     def preexec(self) -> None:
-        """For subprocess: the file-size limit of the rlimit variant (a no-op for tmpfs)."""
-        if self.kind == "rlimit" and self.limit is not None:
+        """For subprocess: the file-size limit of the rlimit variant (a no-op for tmpfs); SIGXFSZ
+        ignored, so that a limit set later (``fill(pid=...)``) fails the write, not the process."""
+        if self.kind == "rlimit":
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        if self.kind == "rlimit" and self.limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, resource.RLIM_INFINITY))
 
     @contextlib.contextmanager
@@ -73,11 +78,25 @@ class FullFs:
             resource.setrlimit(resource.RLIMIT_FSIZE, old)
             signal.signal(signal.SIGXFSZ, old_handler)
 
-    def run(self, args: list[str], cwd: Path, timeout: float = 120, env: Optional[dict] = None):
+    def run(self, args: list[str], cwd: Path, timeout: float = 120):
         """``python -m ocrft *args`` in a child under the current limit; returns CompletedProcess."""
-        env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-        return subprocess.run([sys.executable, "-m", "ocrft", *args], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=timeout, preexec_fn=self.preexec)  # fmt: skip
+        return subprocess.run(ocrft(args), cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=self.preexec)  # fmt: skip
+
+    def start(self, args: list[str], cwd: Path, log_file: Path) -> subprocess.Popen:
+        """``python -m ocrft *args`` started in the background, output to ``log_file``."""
+        with log_file.open("w") as out:
+            return subprocess.Popen(ocrft(args), cwd=cwd, env=child_env(), stdout=out, stderr=subprocess.STDOUT,
+                                    text=True, preexec_fn=self.preexec)  # fmt: skip
+
+
+def ocrft(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "ocrft", *args]
+
+
+def child_env() -> dict[str, str]:
+    # one thread each: oversubscribed OpenMP threads spin on a shared 2-core machine
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _try_tmpfs(folder: Path) -> bool:

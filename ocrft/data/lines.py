@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable, Optional
 from xml.parsers import expat
 
+from ocrft import atomic
 from ocrft.data.crops import (
     CropSettings,
     PageFrame,
@@ -314,7 +315,8 @@ def _write_lines(page_id, rel, samples, page, work_dir, settings, result) -> Non
             record_id, image_rel = f"{page_id}/{name}", f"{FOLDERS[sample.level]}/{page_id}/{name}.png"
         target = work_dir / image_rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        crop.save(target, format="PNG")
+        with atomic.naming(target):  # a full disk: the error names the crop
+            crop.save(target, format="PNG")
         meta = {
             "page": page_id, "region": sample.region, "line": sample.line, "level": sample.level, "bbox": bbox,
             "page_image": page_image, "page_size": [image.width, image.height], "sha256": digest,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from ocrft.atomic import DiskFullError, disk_full_errno
 from ocrft.distributed import world
 from ocrft.models.loading import MODEL_CARD, ResolvedModel
 from ocrft.models.sharding import adapter_keys_to_model_keys, full_state_dict, is_sharded, load_full_state_dict
@@ -40,6 +42,32 @@ def last_checkpoint(folder: Path) -> Optional[str]:
     return None
 
 
+@contextlib.contextmanager
+def removed_if_disk_full(folder: Path) -> Iterator[None]:
+    """Guard a Trainer save into ``folder`` (``checkpoint-N``) against a full disk.
+
+    transformers writes the folder in place; a full disk stops it part-way. The partial
+    folder is removed (it frees the space it took, and no resume can take it) and the error
+    becomes a :class:`DiskFullError` naming it and the checkpoint a re-run resumes from.
+    torch.save and safetensors report the failure without an OSError: ``disk_full_errno``
+    recognises them.
+    """
+    try:
+        yield
+    except Exception as err:
+        code = disk_full_errno(err, folder)
+        if code is None:
+            raise
+        if world().is_main:
+            shutil.rmtree(folder, ignore_errors=True)
+        previous = last_checkpoint(folder.parent)
+        kept = f"the partial {folder.name} was removed; " + (
+            f"{Path(previous).name} is complete and the run resumes from it" if previous
+            else "there is no earlier checkpoint, so the run trains from the start"  # fmt: skip
+        )
+        raise DiskFullError(code, folder, kept) from err
+
+
 def reached_max_steps(checkpoint: Path, max_steps: int) -> bool:
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     return max_steps > 0 and state["global_step"] >= max_steps
@@ -60,12 +88,20 @@ def save_model(model, processor, resolved: ResolvedModel, cfg, run_dir: Path, na
     target = run_dir / (name or ("adapter" if is_adapter else "model"))
     tmp = run_dir / f".{target.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state} if state is not None else {}))
-    processor.save_pretrained(tmp)
-    card = {"family": cfg.model.family, "base_path": resolved.base_path, "adapter": is_adapter,
-            "source_model_path": cfg.model.path}  # fmt: skip
-    (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2))
-    (tmp / "ocrft_config.yaml").write_text(redacted_yaml(cfg))
+    kept = f"the previous {target.name}/ is unchanged" if target.exists() else f"no partial {target.name}/ was left"
+    try:
+        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state} if state is not None else {}))
+        processor.save_pretrained(tmp)
+        card = {"family": cfg.model.family, "base_path": resolved.base_path, "adapter": is_adapter,
+                "source_model_path": cfg.model.path}  # fmt: skip
+        (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2))
+        (tmp / "ocrft_config.yaml").write_text(redacted_yaml(cfg))
+    except Exception as err:
+        code = disk_full_errno(err, tmp)  # before the space comes back: torch's failure is told by it
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous copy was never touched
+        if code is None:
+            raise
+        raise DiskFullError(code, target, kept) from err
     old = run_dir / f".{target.name}.old"
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

@@ -12,12 +12,15 @@ that running out of memory happens at step 1, not hours in).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 from torch.utils.data import Sampler
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from trl import SFTTrainer
+
+from ocrft.training.checkpoints import removed_if_disk_full
 
 
 def shuffled_length_grouped_indices(lengths: Sequence[int], batch_size: int, generator=None) -> list[int]:
@@ -51,7 +54,13 @@ class ShuffledLengthGroupedSampler(Sampler):
 
 
 class OcrftSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer, drawing ``group_by_length`` batches in random order."""
+    """TRL's SFTTrainer, drawing ``group_by_length`` batches in random order; a checkpoint
+    save cut short by a full disk leaves no partial ``checkpoint-N`` (training.checkpoints)."""
+
+    def _save_checkpoint(self, model, trial) -> None:
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        with removed_if_disk_full(folder):
+            super()._save_checkpoint(model, trial)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
