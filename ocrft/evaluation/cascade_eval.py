@@ -130,8 +130,18 @@ def resolve_threshold(cfg: Any, local: LocalPass, run_dir: Path) -> float:
         return float(cfg.cascade.threshold)
     from ocrft.data.loading import load_data
 
+    from ocrft.data.record import DataError
+
     split = cfg.cascade.calibration_split
-    records = load_data(cfg.data, run_dir, splits=(split,)).splits[split]
+    try:
+        records = load_data(cfg.data, run_dir, splits=(split,)).splits[split]
+    except (ValueError, KeyError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise ConfigError(f"cascade.threshold=auto reads cascade.calibration_split={split!r}, which cannot be"
+                          f" loaded ({e}); give that split, a numeric cascade.threshold, or cascade.calibrate=true")  # fmt: skip
+    if not records:
+        raise DataError(f"cascade.calibration_split={split!r} is empty: nothing to pick cascade.threshold=auto on")
     records = records[: cfg.eval.limit] if cfg.eval.limit else records
     rows = local.read(records, split)
     threshold = calc.pick_threshold([calc.confidence_of(r, cfg.cascade.confidence) for r in rows],
@@ -172,16 +182,7 @@ def run_cascade_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tupl
         threshold = resolve_threshold(cfg, local, run_dir)
         routes = calc.route(confidences, threshold)
         fallback, info = fallback_rows(cfg, [r for r, go in zip(records, routes) if go], run_dir, split)
-    samples, predictions, errors, costs = [], [], [], []
-    for record, row, conf, go in zip(records, rows, confidences, routes):
-        fb = fallback.get(record.id)  # where the fallback ran (every sample with calibrate)
-        cost = calc.sample_cost(fb.get("usage"), info["pricing"], info["model"]) if fb else None
-        meta = {"route": "fallback" if go else "local", "confidence": conf, "local_text": row["prediction"],
-                "fallback_text": fb["prediction"] if fb else None, "cost": cost}  # fmt: skip
-        samples.append(replace(record, meta={**record.meta, **meta}))
-        predictions.append(fb["prediction"] if go else row["prediction"])
-        errors.append(fb.get("error") if go else None)
-        costs.extend([cost] if go else [])  # what the cascade pays: its routed samples
+    samples, predictions, errors, looped, costs = routed_samples(records, rows, confidences, routes, fallback, info)
     local_model = describe_model(local.cfg.model)
     remote = describe_model({"family": "endpoint"}, provider=info["provider"], endpoint=info["url"],
                             remote_model=info["model"])  # fmt: skip
@@ -191,6 +192,24 @@ def run_cascade_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tupl
                **calc.cost_summary(costs, len(records)), **extra_metrics}  # fmt: skip
     extra = {"model": model, "cascade": {"confidence": kind, "pricing_as_of": info["pricing_as_of"], **summary}}
     metrics, written = score_and_write(samples, predictions, cfg.eval, model["name"], run_dir, "results",
-                                       errors=errors, extra=extra)  # fmt: skip
+                                       errors=errors, extra=extra, looped=looped)  # fmt: skip
     log.info("cascade: %d of %d samples fell back (threshold %.4f)", sum(routes), len(routes), threshold)
     return {**metrics, **summary}, {**written, **paths}
+
+
+def routed_samples(records: Sequence[Record], rows: Sequence[dict], confidences: Sequence[float],
+                   routes: Sequence[bool], fallback: dict[str, dict], info: dict) -> tuple[list, list, list, list, list]:  # fmt: skip
+    """Per sample the record (its meta: route, confidence, local_text, fallback_text where it
+    ran, cost), the routed prediction, its error, its loop flag; and the routed samples' costs."""
+    samples, predictions, errors, looped, costs = [], [], [], [], []
+    for record, row, conf, go in zip(records, rows, confidences, routes):
+        fb = fallback.get(record.id)  # where the fallback ran (every sample with calibrate)
+        cost = calc.sample_cost(fb.get("usage"), info["pricing"], info["model"]) if fb else None
+        meta = {"route": "fallback" if go else "local", "confidence": conf, "local_text": row["prediction"],
+                "fallback_text": fb["prediction"] if fb else None, "cost": cost}  # fmt: skip
+        samples.append(replace(record, meta={**record.meta, **meta}))
+        predictions.append(fb["prediction"] if go else row["prediction"])
+        errors.append(fb.get("error") if go else None)
+        looped.append(bool(row.get("looped")) and not go)  # the loop guard cut the text used
+        costs.extend([cost] if go else [])  # what the cascade pays: its routed samples
+    return samples, predictions, errors, looped, costs

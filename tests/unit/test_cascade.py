@@ -197,3 +197,14 @@ def test_curve_files(tmp_path):
     assert (tmp_path / "cascade_curve.png").read_bytes().startswith(b"\x89PNG")
     assert set(paths) == {"cascade_curve_csv", "cascade_curve", "cascade_curve_png"}
     assert math.isfinite(curve[-1]["threshold"])
+
+
+def test_auto_threshold_names_a_calibration_split_it_cannot_load(tmp_path):
+    from ocrft.evaluation.cascade_eval import resolve_threshold
+
+    cfg = compose(["task=eval", "model=cascade", "model.path=asset:demo_base", "data=tiny_ocr",
+                   "cascade.calibration_split=nope"])  # fmt: skip
+    with pytest.raises(ConfigError, match="cascade.calibration_split='nope'"):
+        resolve_threshold(cfg, None, tmp_path)  # fails before any model is needed
+    cfg.cascade.threshold = -0.25
+    assert resolve_threshold(cfg, None, tmp_path) == -0.25
