@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -351,3 +353,61 @@ def test_run_serve_checks_the_key_before_loading_the_model(monkeypatch):
     cfg = OmegaConf.create({"serve": vars(ServeConfig(api_key_env=KEY_ENV)), "model": {"name": None, "path": "x"}})
     with pytest.raises(ConfigError, match=KEY_ENV):
         run_serve(cfg, None)
+
+
+LINE_IMAGE = "tests/assets/tiny_ocr/line_00.png"
+
+
+def line_image_url() -> str:
+    """A real line image of the tiny OCR set as a data URL."""
+    from tests.conftest import REPO
+
+    return "data:image/png;base64," + base64.b64encode((REPO / LINE_IMAGE).read_bytes()).decode()
+
+
+@contextmanager
+def serve_process(folder, *overrides: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python -m ocrft task=serve model=demo_base tracking=none`` on a free port, logging to
+    ``folder/serve.log``; yields (base URL, process) once /health answers, kills it after if
+    the test left it running."""
+    from tests.conftest import REPO
+    from tests.servers import free_port, wait_until_up
+
+    port = free_port()
+    log = folder / "serve.log"
+    cmd = [sys.executable, "-m", "ocrft", "task=serve", "model=demo_base", "tracking=none", f"serve.port={port}",
+           f"run_dir={folder / 'serve-run'}", *overrides]  # fmt: skip
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/health", proc, log, "task=serve")
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_requests_in_flight_then_exits_0(tmp_path):
+    import json
+    import signal
+
+    # One request per batch: the four queue behind each other (~0.5-1 s each on a CPU).
+    with serve_process(tmp_path, "serve.max_batch_size=1", "serve.shutdown_grace_s=60") as (url, proc):
+        body = chat(url, line_image_url())
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(httpx.post, f"{url}/v1/chat/completions", json=body, timeout=60) for _ in range(4)]
+            time.sleep(0.5)  # all four sent and admitted; the first is generating
+            proc.send_signal(signal.SIGTERM)
+            assert not all(f.done() for f in futures), "the requests finished before SIGTERM: nothing was in flight"
+            time.sleep(0.3)  # uvicorn closes its listening socket on its next tick (0.1 s)
+            with pytest.raises(httpx.TransportError):  # refused: nothing new is accepted
+                httpx.post(f"{url}/v1/chat/completions", json=body, timeout=5)
+            answers = [f.result() for f in futures]
+        assert proc.wait(60) == 0
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert len({a.json()["choices"][0]["message"]["content"] for a in answers}) == 1  # same image, same greedy text
+    record = json.loads((tmp_path / "serve-run" / "run.json").read_text())
+    assert record["status"] == "finished"

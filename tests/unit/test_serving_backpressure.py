@@ -147,3 +147,12 @@ def test_error_bodies_are_openai_shaped(status, kind):
     from ocrft.serving.protocol import error_body
 
     assert error_body(status, "why", "code") == {"error": {"message": "why", "type": kind, "code": "code"}}
+
+
+def test_a_draining_server_answers_503_and_still_answers_probes():
+    app = create_app(GatedGenerator(), ServeConfig(), "m")
+    with running(app) as url:
+        app.draining = True  # what run_serve's SIGTERM handler sets
+        r = post(url, "late")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"
+        assert httpx.get(f"{url}/health").status_code == 200
