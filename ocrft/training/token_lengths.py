@@ -87,15 +87,15 @@ def fit_max_length(records: list[Record], counts: Sequence[TokenCount], max_leng
     """The records that fit ``max_length`` tokens (all of them when it is None).
 
     Raises:
-        DataError: with ``on_error=raise``, naming the first samples too long, their lengths,
-            image tokens, the limit and the fixes.
+        DataError: with ``on_error=raise`` (or when no sample fits), naming the first samples
+            too long, their lengths, image tokens, the limit and the fixes.
     """
     if not max_length:
         return records
     long = [(r, c) for r, c in zip(records, counts) if c.total > max_length]
     if not long:
         return records
-    if OnError(on_error) != OnError.skip:
+    if OnError(on_error) != OnError.skip or len(long) == len(records):  # skipping all would leave nothing to train on
         shown = ", ".join(f"{c.id!r} ({c.total} tokens, {c.image} of them image tokens)" for _, c in long[:SHOWN])
         more = f" and {len(long) - SHOWN} more" if len(long) > SHOWN else ""
         raise DataError(

@@ -105,6 +105,13 @@ def test_skip_leaves_out_and_counts_and_no_image_is_cut(family_processor, record
         assert int(batch["attention_mask"][row].sum()) <= limit
 
 
+def test_skip_refuses_when_no_sample_fits(family_processor, records):
+    family, processor = family_processor
+    counts = count_tokens(records, processor, family, PROMPT)
+    with pytest.raises(DataError, match=rf"{len(records)} of {len(records)} val samples are longer"):
+        fit_max_length(records, counts, min(c.total for c in counts) - 1, "skip", "val")
+
+
 def test_256_samples_are_counted_in_seconds(tmp_path):
     family = get_family("qwen2_vl")
     processor = load_processor(resolve_model("qwen2_vl", "tiny:qwen2_vl"))
