@@ -40,6 +40,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -308,7 +309,32 @@ def _swap(work: Path, out: Path) -> None:
     work.rename(out)
     if old:
         shutil.rmtree(old)
+    _remove_leftovers(out)
     log.info("wrote %s", out)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Delete what killed runs left beside ``out``, now that a whole output is in place: a
+    partial build (``.OUT.tmp-<pid>-<ns>``, a copy of part of the data set that nothing
+    reads) or an earlier output set aside by a run killed mid-swap (``OUT.old-<time>-<pid>``).
+    Only folders whose run is gone: a live pid may be another prepare writing here."""
+    name = re.escape(out.name)
+    pattern = re.compile(rf"\.{name}\.tmp-(\d+)-\d+|{name}\.old-\d{{8}}-\d{{6}}-(\d+)")
+    for path in out.parent.iterdir():
+        found = pattern.fullmatch(path.name)
+        if found and path.is_dir() and not _running(int(found[1] or found[2])):
+            log.warning("removing %s, left by a killed task=prepare run", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _report(data, importer, source, out, imported, splits, leaks) -> dict:
