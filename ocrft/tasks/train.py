@@ -17,7 +17,7 @@ from transformers import set_seed
 
 from ocrft.data.loading import load_data
 from ocrft.distributed import world
-from ocrft.evaluation.generation import Generator
+from ocrft.evaluation.generation import build_generator
 from ocrft.evaluation.local import evaluate_records
 from ocrft.evaluation.metrics import metric_tags
 from ocrft.evaluation.results import load_results, to_frame
@@ -67,8 +67,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
                        adapter_trainable=True)  # fmt: skip
     model = apply_peft(model, cfg.peft, family, quantized=bnb is not None)
     # 5. trainer, with the generator that validates and evaluates
-    generator = Generator(model, processor, family, cfg.prompt.system, cfg.eval.max_new_tokens,
-                          cfg.eval.repetition_penalty, cfg.eval.num_beams)  # fmt: skip
+    generator = build_generator(cfg, model, processor)
     args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world().size)
     save_best = partial(save_model, model, processor, resolved, cfg, run_dir, name="best")
     validation, callbacks = make_callbacks(tracker, generator, val_records, cfg.prompt.text, cfg.eval, cfg.trial, save_best)
