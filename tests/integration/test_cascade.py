@@ -116,3 +116,18 @@ def test_predict_records_route_and_confidence(served, tmp_path):
     assert everything["metrics"]["predict/routed_fraction"] == 1
     assert all(r["route"] == "fallback" and r["prediction"] == r["fallback_text"] and r["confidence"] <= 0 for r in rows)
     assert sum(r["prediction"] != r["local_text"] for r in rows) >= 1  # the two models read differently
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["task=eval", "data=tiny_ocr", "model.path=some-org/some-vlm"], "cascade.family"),  # family unknowable
+        (["task=predict", "model.path=asset:demo_base", "predict.input=."], "cascade.threshold=auto"),
+        (["task=eval", "model.path=asset:demo_base", "cascade.confidence=entropy"], "cascade.confidence"),
+    ],
+)
+def test_bad_cascade_config_is_one_line_exit_2(tmp_path, args, names):
+    proc = subprocess.run([sys.executable, "-m", "ocrft", "tracking=none", "model=cascade", f"run_dir={tmp_path}", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ocrft: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and names in errors[0], proc.stderr[-2000:]
