@@ -99,8 +99,9 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=60)
 
-    local, fallback = rows(out / "cascade" / "cascade_local_test.jsonl"), rows(out / "cascade" / "cascade_fallback_test.jsonl")
-    val = list(rows(out / "cascade" / "cascade_local_val.jsonl").values())
+    folder = out / "cascade"
+    local, fallback = rows(folder / "cascade_local_test.jsonl"), rows(folder / "cascade_fallback_test.jsonl")
+    val = list(rows(folder / "cascade_local_val.jsonl").values())
     ids = list(local)
     labels = [local[i]["label"] for i in ids]
     norm = NormalizationConfig()

@@ -77,7 +77,9 @@ def cost_summary(costs: Sequence[Optional[float]], num_samples: int) -> dict[str
             "cost_unpriced_samples": float(len(costs) - len(priced))}  # fmt: skip
 
 
-def char_counts(predictions: Sequence[str], labels: Sequence[str], normalization: Any, cer_unit: str) -> list[tuple[int, int]]:
+def char_counts(
+    predictions: Sequence[str], labels: Sequence[str], normalization: Any, cer_unit: str
+) -> list[tuple[int, int]]:
     """Per sample (character edits, reference characters) after ``normalization``, counted in
     ``cer_unit`` as ocrft.evaluation.metrics counts them, so sums give its corpus CER."""
     import regex

@@ -138,8 +138,8 @@ def resolve_threshold(cfg: Any, local: LocalPass, run_dir: Path) -> float:
     except (ValueError, KeyError) as e:
         if isinstance(e, DataError):
             raise
-        raise ConfigError(f"cascade.threshold=auto reads cascade.calibration_split={split!r}, which cannot be"
-                          f" loaded ({e}); give that split, a numeric cascade.threshold, or cascade.calibrate=true")  # fmt: skip
+        raise ConfigError(f"cascade.threshold=auto reads cascade.calibration_split={split!r}, which cannot be loaded"
+                          f" ({e}); give that split, a numeric cascade.threshold, or cascade.calibrate=true")  # fmt: skip
     if not records:
         raise DataError(f"cascade.calibration_split={split!r} is empty: nothing to pick cascade.threshold=auto on")
     records = records[: cfg.eval.limit] if cfg.eval.limit else records
@@ -194,11 +194,19 @@ def run_cascade_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tupl
     metrics, written = score_and_write(samples, predictions, cfg.eval, model["name"], run_dir, "results",
                                        errors=errors, extra=extra, looped=looped)  # fmt: skip
     log.info("cascade: %d of %d samples fell back (threshold %.4f)", sum(routes), len(routes), threshold)
-    return {**metrics, **summary}, {**written, **paths}
+    files = {side: run_dir / f"cascade_{side}_{split}.jsonl" for side in ("local", "fallback")}
+    checkpoints = {f"cascade_{side}_checkpoint": str(path) for side, path in files.items() if path.exists()}
+    return {**metrics, **summary}, {**written, **paths, **checkpoints}
 
 
-def routed_samples(records: Sequence[Record], rows: Sequence[dict], confidences: Sequence[float],
-                   routes: Sequence[bool], fallback: dict[str, dict], info: dict) -> tuple[list, list, list, list, list]:  # fmt: skip
+def routed_samples(
+    records: Sequence[Record],
+    rows: Sequence[dict],
+    confidences: Sequence[float],
+    routes: Sequence[bool],
+    fallback: dict[str, dict],
+    info: dict,
+) -> tuple[list, list, list, list, list]:
     """Per sample the record (its meta: route, confidence, local_text, fallback_text where it
     ran, cost), the routed prediction, its error, its loop flag; and the routed samples' costs."""
     samples, predictions, errors, looped, costs = [], [], [], [], []

@@ -99,8 +99,8 @@ def build_cascade_generator(cfg: Any) -> CascadeGenerator:
     from ocrft.evaluation.generation import build_generator
 
     if cfg.cascade.threshold == "auto":
-        raise ConfigError(f"cascade.threshold=auto needs labelled data; task={cfg.task} needs a number"
-                          " (e.g. cascade.threshold=-0.2, or run task=eval with cascade.calibrate=true to pick one)")  # fmt: skip
+        raise ConfigError(f"cascade.threshold=auto needs labelled data; task={cfg.task} needs a number (e.g."
+                          " cascade.threshold=-0.2; task=eval with cascade.calibrate=true helps pick one)")  # fmt: skip
     fallback = cfg.cascade.fallback
     client = build_client(fallback)  # a missing key fails here, before the model loads
     if load_provider(fallback.provider or "ocrft").name == "ocrft" and not fallback.remote_model:
