@@ -9,8 +9,9 @@ file as well as on ground truth (``read_page_xml(path).lines``).
 folder (:mod:`ocrft.data.crops`), turns the page into samples of ``data.level``
 (:mod:`ocrft.data.page_samples`: lines, regions or the page), crops each and writes it as
 a PNG, skipping (and counting by reason) whatever cannot become a sample. Nothing bad in
-an export crashes the import except an unreadable XML file with ``on_error="raise"``,
-because that is usually a broken export the user wants to hear about, with the file and line.
+an export crashes the import except an unreadable XML file or page image with
+``on_error="raise"``, because that is usually a broken export the user wants to hear about,
+with the file and line.
 
 Skip reasons: a page is skipped for ``xml_error`` (with ``on_error="skip"``: malformed
 XML, a root that is not PcGts, a PcGts outside the PAGE namespace), ``unsupported_schema``,
@@ -207,6 +208,10 @@ def _page_id(rel: Path, used: set[str]) -> str:
     return page_id
 
 
+# page-image skip reasons that mean a broken file (raised unless data.on_error=skip)
+BROKEN_IMAGE = frozenset({"image_unreadable", "image_too_large"})
+
+
 def import_pages(
     input_dir: Path,
     work_dir: Path,
@@ -221,7 +226,9 @@ def import_pages(
     Args:
         read_page: the format's reader; None for an XML file of another kind.
         markers: one of them is near the top of every page file of the format (its namespaces).
-        skip_bad_xml: count an unreadable page file as ``xml_error`` instead of raising.
+        skip_bad_xml: count an unreadable page file as ``xml_error``, and a broken page image
+            (truncated, empty, a decompression bomb) as ``image_unreadable`` /
+            ``image_too_large``, instead of raising (data.on_error=skip).
         level: ``line``, ``region`` or ``page``: what one sample is (see page_samples).
 
     Returns:
@@ -259,6 +266,9 @@ def import_pages(
             image_path = find_page_image(xml_path, page.image_ref, root)
             image, scale, digest = open_page_image(image_path, page.size)
         except PageSkipped as e:
+            if e.reason in BROKEN_IMAGE and not skip_bad_xml:
+                # a truncated or bomb scan is a broken export, like unreadable XML: say which
+                raise DataError(f"{rel}: page image: {e} (data.on_error=skip skips such pages)") from None
             log.warning("skipping page %s: %s", rel, e)
             result.pages_skipped[e.reason] += 1
             if samples:  # an unreadable page (unknown schema) has none: no zero entry in the report

@@ -561,7 +561,8 @@ def test_a_failed_adapter_save_keeps_the_previous_adapter(tmp_path, monkeypatch)
             p.add_(1.0)
     with pytest.raises(OSError, match="disk full"):
         save_model(model, Processor(fail=True), resolved, cfg, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("adapter", ".adapter"))) == [".adapter.tmp", "adapter"]
+    # the half-written copy is removed, the previous adapter stays
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("adapter", ".adapter"))) == ["adapter"]
     kept = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert kept.keys() == weights.keys() and all(torch.equal(kept[k], weights[k]) for k in kept)
     assert json.loads((tmp_path / "adapter" / "ocrft_model.json").read_text())["adapter"] is True

@@ -276,10 +276,10 @@ def alto_file(image: str) -> str:
             'WIDTH="160" HEIGHT="20"><String CONTENT="ink"/></TextLine></TextBlock></PrintSpace></Page></Layout></alto>\n')
 
 
-def import_export(export: Path, fmt: str = "page_xml", level: str = "line"):
+def import_export(export: Path, fmt: str = "page_xml", level: str = "line", skip: bool = False):
     module = {"page_xml": (page_xml.read_page_xml, page_xml.MARKERS), "alto": (alto.read_alto, alto.MARKERS)}[fmt]
     work = export.parent / f"{export.name}_out"
-    return import_pages(export, work, *module, CropSettings(target_height=20), False, level), work
+    return import_pages(export, work, *module, CropSettings(target_height=20), skip, level), work
 
 
 def assert_upright_line(crop: Image.Image) -> None:
@@ -335,7 +335,7 @@ def test_a_large_icc_profile_is_not_copied_into_crops(tmp_path, level):
 
 @pytest.mark.parametrize("bad_name", ["cut.png", "empty.png", "bomb.png"])
 @pytest.mark.parametrize("fmt", ["page_xml", "alto"])
-def test_a_broken_page_image_is_a_counted_skip_naming_it(tmp_path, caplog, fmt, bad_name):
+def test_a_broken_page_image_is_an_error_or_a_counted_skip_naming_it(tmp_path, caplog, fmt, bad_name):
     export = tmp_path / "export"
     export.mkdir()
     upright_page().save(export / "good.png")
@@ -343,8 +343,10 @@ def test_a_broken_page_image_is_a_counted_skip_naming_it(tmp_path, caplog, fmt, 
     for stem, image in (("good", "good.png"), ("bad", bad_name)):
         text = alto_file(image) if fmt == "alto" else page_xml_file(image, (200, 100), "20,40 180,40 180,60 20,60")
         (export / f"{stem}.xml").write_text(text)
+    with pytest.raises(DataError, match=rf"bad\.xml: page image: .*{bad_name}"):
+        import_export(export, fmt)  # data.on_error=raise
     with caplog.at_level(logging.WARNING, logger="ocrft.data.lines"):
-        result, work = import_export(export, fmt)
+        result, work = import_export(export, fmt, skip=True)
     reason = "image_too_large" if bad_name == "bomb.png" else "image_unreadable"
     assert dict(result.pages_skipped) == {reason: 1} and dict(result.lines_skipped) == {reason: 1}
     assert [r.group for r in result.records] == ["good"]

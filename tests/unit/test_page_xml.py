@@ -304,7 +304,10 @@ def test_missing_and_oversized_images_are_skipped(tmp_path, monkeypatch):
     (export / "huge.xml").write_text(page("huge.png", lines, size=(300, 200)))
     # PIL refuses images over twice its limit: 300x200 = 60000 > 2 * 10000 >= 100x60
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10000)
-    result = prepare(tmp_path, f"data.input_dir={export}", f"data.output_dir={tmp_path / 'out'}")
+    # a bomb is a broken export: an error naming the page and its image, unless skipping
+    with pytest.raises(DataError, match=r"huge\.xml: page image: huge\.png: .*decompression bomb"):
+        prepare(tmp_path, f"data.input_dir={export}", f"data.output_dir={tmp_path / 'out'}")
+    result = prepare(tmp_path, f"data.input_dir={export}", f"data.output_dir={tmp_path / 'out'}", "data.on_error=skip")
     report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
     assert report["pages_skipped"] == {"image_too_large": 1, "missing_image": 1}
     assert report["lines_skipped"] == {"image_too_large": 2, "missing_image": 2}
