@@ -3,8 +3,8 @@
 A request beyond the limit is answered 429 with ``Retry-After`` at once, as
 text-generation-inference does past ``--max-concurrent-requests``: before its body is
 read or its image decoded, so a flood costs neither memory nor CPU. Without it every
-waiting request held its decoded image (+389 MB RSS and a 14 s p99 at 256 concurrent
-requests on the demo model, experiments/serve_load/README.md). Once the server drains
+waiting request held its decoded image (issue 18: +389 MB RSS and a 14 s p99 with 256
+concurrent requests; experiments/serve_load/README.md measures both). Once the server drains
 (SIGTERM) new chat requests get 503; probes (/health, /v1/models) are never refused.
 """
 

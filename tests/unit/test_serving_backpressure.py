@@ -156,3 +156,26 @@ def test_a_draining_server_answers_503_and_still_answers_probes():
         r = post(url, "late")
         assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_ocrft_endpoint_client_waits_out_a_429(tmp_path):
+    from PIL import Image
+
+    from ocrft.evaluation.endpoint import EndpointClient
+
+    generator = GatedGenerator()
+    app = create_app(generator, ServeConfig(max_concurrent_requests=1, retry_after_s=1, max_batch_size=1), "m")
+    path = tmp_path / "line.png"
+    Image.new("L", (40, 12), 200).save(path)
+    with running(app) as url, ThreadPoolExecutor(2) as pool:
+        holder = pool.submit(post, url, "holder")
+        wait_for(generator.started.is_set, "the holder to generate")
+        client = EndpointClient(f"{url}/v1", "m", max_tokens=8, timeout=30, max_retries=3)
+        began = time.monotonic()
+        waiting = pool.submit(client.transcribe, path, "second")
+        wait_for(lambda: app.refused >= 1, "the client to be refused")
+        generator.gate.set()  # room again: the client's retry, after Retry-After, gets in
+        done = waiting.result()
+        assert holder.result().status_code == 200
+    assert (done.text, done.error) == ("read second", None)
+    assert time.monotonic() - began >= 1.0  # it waited the Retry-After before resending
