@@ -62,42 +62,23 @@ class LocalPass:
     """The local model over one split, resumable; the model loads at most once, when needed."""
 
     def __init__(self, cfg: Any, run_dir: Path):
-        from ocrft.evaluation.local import generation_fingerprint
-
         self.cfg = local_config(cfg)
         self.run_dir = Path(run_dir)
-        self.fingerprint = generation_fingerprint(self.cfg)
         self._generator = None
 
     def read(self, records: Sequence[Record], split: str) -> list[dict]:
-        """One row per record: prediction, mean_logprob, min_logprob, num_tokens, looped."""
-        from ocrft.evaluation.checkpoint import Checkpoint
-        from ocrft.evaluation.generation import build_generator
-        from ocrft.evaluation.local import generate_with_progress
+        """One checkpoint row per record (ocrft.evaluation.local.checkpoint_row): prediction,
+        mean_logprob, min_logprob, num_tokens, looped."""
+        from ocrft.evaluation.local import generate_resumable
 
         path = self.run_dir / f"cascade_local_{split}.jsonl"
-        key = lambda r: (self.fingerprint, r.image, r.text)  # noqa: E731 - what a reusable row must match
-        with Checkpoint(path) as ckpt:
-            done = {r.id: row for r in records if (row := ckpt.rows.get(r.id)) is not None
-                    and (row.get("fingerprint"), row.get("image_path"), row.get("label")) == key(r)}  # fmt: skip
-            todo = [r for r in records if r.id not in done]
-            log.info("cascade local %s: %d samples, %d already done (%s)", split, len(records), len(done), path)
-            if todo:
+        return generate_resumable(self.cfg, records, path, f"cascade local {split}", self._load)
 
-                def save(indices: list[int], outputs: list) -> None:
-                    ckpt.extend(_local_row(todo[i], g, self.fingerprint) for i, g in zip(indices, outputs))
+    def _load(self):
+        from ocrft.evaluation.generation import build_generator
 
-                self._generator = self._generator or build_generator(self.cfg)
-                generate_with_progress(self._generator, todo, self.cfg.prompt.text, self.cfg.eval.batch_size,
-                                       f"cascade local {split}", on_batch=save, detailed=True)  # fmt: skip
-                done.update((r.id, ckpt.rows[r.id]) for r in todo)
-        return [done[r.id] for r in records]
-
-
-def _local_row(record: Record, g: Any, fingerprint: str) -> dict:
-    return {"id": record.id, "image_path": record.image, "label": record.text, "prediction": g.text,
-            "mean_logprob": g.mean_logprob, "min_logprob": g.min_logprob, "num_tokens": g.num_tokens,
-            "looped": g.looped, "fingerprint": fingerprint}  # fmt: skip
+        self._generator = self._generator or build_generator(self.cfg)
+        return self._generator
 
 
 def fallback_rows(cfg: Any, records: Sequence[Record], run_dir: Path, split: str) -> tuple[dict[str, dict], dict]:

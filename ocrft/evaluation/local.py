@@ -100,44 +100,64 @@ def generation_fingerprint(cfg) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
-    """task=eval with a local model, resumable through ``<run_dir>/eval_checkpoint.jsonl``.
+def checkpoint_row(record: Record, output, fingerprint: str) -> dict:
+    """One generated sample as the eval checkpoint stores it (output: a Generation)."""
+    return {"id": record.id, "image_path": record.image, "label": record.text, "prediction": output.text,
+            "looped": output.looped, "mean_logprob": output.mean_logprob, "min_logprob": output.min_logprob,
+            "num_tokens": output.num_tokens, "fingerprint": fingerprint}  # fmt: skip
+
+
+def generate_resumable(
+    cfg, records: Sequence[Record], path: Path, desc: str, generator: Callable[[], object]
+) -> list[dict]:
+    """Generate ``records`` with a local model, resumable through the JSONL checkpoint ``path``.
 
     Each finished batch is appended (and fsync'd) before the next starts, so a kill loses at
-    most one batch; a re-run loads the model only if samples are left, generates only those,
-    then scores every sample. A checkpointed row counts only if its image, label and
-    generation fingerprint match the record and the current config.
+    most one batch; a re-run generates only the samples not in it. A checkpointed row counts
+    only if its image, label and generation fingerprint (:func:`generation_fingerprint`)
+    match the record and the current config. ``generator()`` is called only if samples are
+    left (so a finished run never loads the model).
+
+    Returns:
+        One :func:`checkpoint_row` per record, in order.
     """
     from ocrft.data.record import DataError
     from ocrft.evaluation.checkpoint import Checkpoint
-    from ocrft.evaluation.generation import build_generator
-    from ocrft.provenance import describe_model
 
     if len({r.id for r in records}) != len(records):
-        raise DataError(f"record ids of the {cfg.eval.split} split must be unique: the eval checkpoint is keyed by id")
-    path = Path(run_dir) / CHECKPOINT
+        raise DataError(f"{desc}: record ids must be unique: the checkpoint {path} is keyed by id")
     fingerprint = generation_fingerprint(cfg)
     with Checkpoint(path) as ckpt:
         done = {
-            r.id: (row["prediction"], bool(row.get("looped")))
+            r.id: row
             for r in records
             if (row := ckpt.rows.get(r.id)) is not None
             and (row.get("fingerprint"), row.get("image_path"), row.get("label")) == (fingerprint, r.image, r.text)
         }
         todo = [r for r in records if r.id not in done]
-        log.info("eval: %d samples, %d already done (%s), %d to generate", len(records), len(done), path, len(todo))
+        log.info("%s: %d samples, %d already done (%s), %d to generate", desc, len(records), len(done), path, len(todo))
         if todo:
 
             def save(indices: list[int], outputs: list) -> None:
-                ckpt.extend({"id": todo[i].id, "image_path": todo[i].image, "label": todo[i].text, "prediction": g.text,
-                             "looped": g.looped, "fingerprint": fingerprint} for i, g in zip(indices, outputs))  # fmt: skip
+                rows = [checkpoint_row(todo[i], g, fingerprint) for i, g in zip(indices, outputs)]
+                ckpt.extend(rows)
+                done.update((row["id"], row) for row in rows)
 
-            generator = build_generator(cfg)
-            outputs = generate_with_progress(generator, todo, cfg.prompt.text, cfg.eval.batch_size,
-                                             f"eval {cfg.eval.split}", on_batch=save, detailed=True)  # fmt: skip
-            done.update((r.id, (g.text, g.looped)) for r, g in zip(todo, outputs))
+            generate_with_progress(generator(), todo, cfg.prompt.text, cfg.eval.batch_size, desc, on_batch=save,
+                                   detailed=True)  # fmt: skip
+    return [done[r.id] for r in records]
+
+
+def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
+    """task=eval with a local model, resumable through ``<run_dir>/eval_checkpoint.jsonl``
+    (:func:`generate_resumable`): a re-run generates only what is left, then scores every sample."""
+    from ocrft.evaluation.generation import build_generator
+    from ocrft.provenance import describe_model
+
+    path = Path(run_dir) / CHECKPOINT
+    rows = generate_resumable(cfg, records, path, f"eval {cfg.eval.split}", lambda: build_generator(cfg))
     model = describe_model(cfg.model)
-    metrics, paths = score_and_write(records, [done[r.id][0] for r in records], cfg.eval, model["name"], Path(run_dir),
-                                     "results", extra={"model": model},
-                                     looped=[done[r.id][1] for r in records])  # fmt: skip
+    metrics, paths = score_and_write(records, [row["prediction"] for row in rows], cfg.eval, model["name"],
+                                     Path(run_dir), "results", extra={"model": model},
+                                     looped=[bool(row.get("looped")) for row in rows])  # fmt: skip
     return metrics, {**paths, "eval_checkpoint": str(path)}

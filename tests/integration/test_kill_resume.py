@@ -264,7 +264,7 @@ def test_killed_local_eval_resumes_without_losing_or_repeating_a_sample(tmp_path
     reruns.append(run_to_end(cmd, tmp_path / "eval3.log"))
 
     for out, done in zip(reruns, (before, before2)):
-        m = re.search(r"eval: (\d+) samples, (\d+) already done .*, (\d+) to generate", out)
+        m = re.search(r"eval test: (\d+) samples, (\d+) already done .*, (\d+) to generate", out)
         assert m and [int(g) for g in m.groups()] == [EVAL_SAMPLES, len(done), EVAL_SAMPLES - len(done)]
     assert "dropped 1 unreadable line" in reruns[1]
     results = json.loads((run_dir / "results.json").read_text())
