@@ -1,6 +1,8 @@
-"""task=serve: a local model behind the OpenAI chat-completions API.
+"""task=serve: a local model (or a cascade) behind the OpenAI chat-completions API.
 
     python -m ocrft task=serve model.path=outputs/train/<run> serve.port=8000
+    python -m ocrft task=serve model=cascade model.path=outputs/train/<run> cascade.threshold=-0.2 \
+        cascade.fallback.provider=openai cascade.fallback.remote_model=gpt-4o-mini
     python -m ocrft task=eval model=endpoint model.provider=ocrft data=json_ocr data.path=test.json
 
 The HTTP side (protocol, admission control, batching, the app) is ocrft.serving; this task
@@ -30,9 +32,12 @@ log = logging.getLogger(__name__)
 
 
 def run_serve(cfg: Any, ctx: Any) -> Any:
-    """task=serve: load the model (ocrft.evaluation.generation.build_generator) and serve it until Ctrl-C/SIGTERM."""
+    """task=serve: load the model (ocrft.evaluation.generation.build_generator; with model=cascade
+    ocrft.evaluation.cascade_generator, which answers low-confidence requests through its
+    fallback) and serve it until Ctrl-C/SIGTERM."""
     import uvicorn
 
+    from ocrft.evaluation.cascade_generator import build_cascade_generator
     from ocrft.evaluation.generation import build_generator
     from ocrft.provenance import serve_model_name
     from ocrft.runner import TaskResult
@@ -41,7 +46,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     host, port = cfg.serve.host, cfg.serve.port
     if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve.api_key_env:
         log.warning("serving on %s without a key: anyone who can reach port %d can use the model", host, port)
-    generator = build_generator(cfg)
+    generator = build_cascade_generator(cfg) if cfg.model.family == "cascade" else build_generator(cfg)
     model_name = serve_model_name(cfg)  # short: the run folder's name or the base's id, never a path
     app = create_app(generator, cfg.serve, model_name)
     url = f"http://{host}:{port}/v1"
@@ -67,5 +72,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+        if hasattr(generator, "close"):  # a cascade's HTTP client
+            generator.close()
     log.info("server stopped")
     return TaskResult(paths={}, extra={"url": url, "model_name": model_name})

@@ -366,7 +366,7 @@ def line_image_url() -> str:
 
 
 @contextmanager
-def serve_process(folder, *overrides: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def serve_process(folder, *overrides: str, model: str = "demo_base") -> Iterator[tuple[str, subprocess.Popen]]:
     """``python -m ocrft task=serve model=demo_base tracking=none`` on a free port, logging to
     ``folder/serve.log``; yields (base URL, process) once /health answers, kills it after if
     the test left it running."""
@@ -375,7 +375,7 @@ def serve_process(folder, *overrides: str) -> Iterator[tuple[str, subprocess.Pop
 
     port = free_port()
     log = folder / "serve.log"
-    cmd = [sys.executable, "-m", "ocrft", "task=serve", "model=demo_base", "tracking=none", f"serve.port={port}",
+    cmd = [sys.executable, "-m", "ocrft", "task=serve", f"model={model}", "tracking=none", f"serve.port={port}",
            f"run_dir={folder / 'serve-run'}", *overrides]  # fmt: skip
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
@@ -411,3 +411,36 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(tmp_path):
     assert len({a.json()["choices"][0]["message"]["content"] for a in answers}) == 1  # same image, same greedy text
     record = json.loads((tmp_path / "serve-run" / "run.json").read_text())
     assert record["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_serve_a_cascade_answers_unsure_requests_through_its_fallback(tmp_path):
+    """model=cascade behind task=serve: with a threshold above every confidence each request
+    goes to the fallback (a local OpenAI-protocol server), below every one none does."""
+    import hashlib
+    import io
+
+    from ocrft.data.images import decode_image_bytes
+    from tests.conftest import REPO
+    from tests.fake_openai import FakeOpenAI
+
+    raw = (REPO / LINE_IMAGE).read_bytes()
+    sent = io.BytesIO()  # what the cascade's client sends: the decoded request image as PNG
+    decode_image_bytes(raw, 40_000_000, "line").save(sent, format="PNG")
+    body = {"model": "x", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Read the line."}, {"type": "image_url", "image_url": {"url": line_image_url()}}]}]}
+    with FakeOpenAI({hashlib.sha256(sent.getvalue()).hexdigest(): "FROM THE FALLBACK"}) as fallback:
+        answers = {}
+        for threshold in ("0.5", "-1e9"):  # every log-probability is <= 0 < 0.5, and > -1e9
+            overrides = ["model.path=asset:demo_base", "cascade.family=qwen2_vl", f"cascade.threshold={threshold}",
+                         f"cascade.fallback.base_url={fallback.url}", "cascade.fallback.remote_model=fake"]  # fmt: skip
+            (tmp_path / threshold).mkdir()
+            with serve_process(tmp_path / threshold, *overrides, model="cascade") as (url, proc):
+                answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+                assert answer.status_code == 200, answer.text
+                answers[threshold] = answer.json()["choices"][0]["message"]["content"]
+                proc.terminate()
+                assert proc.wait(30) == 0
+    assert answers["0.5"] == "FROM THE FALLBACK"
+    assert answers["-1e9"] not in ("", "FROM THE FALLBACK")  # the local model's own reading
+    assert len(fallback.log) == 1
