@@ -45,8 +45,26 @@ class OnError(str, Enum):
 
 
 @dataclass
-class ModelConfig:
-    """A local checkpoint (hub id, folder, or ocrft run folder) or a remote endpoint."""
+class EndpointSettings:
+    """How to reach an OpenAI-compatible server: model=endpoint, and a cascade's fallback."""
+
+    provider: Optional[str] = None  # conf/provider/<name>.yaml; None = ocrft (task=serve)
+    base_url: Optional[str] = None
+    remote_model: Optional[str] = None
+    api_key_env: Optional[str] = None
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    timeout: float = 60.0
+    stream: bool = False
+    # Retries per sample; the openai SDK paces them (0.5 s doubling to 8 s, with jitter) and
+    # honours a server's Retry-After up to 2 minutes (docs/endpoints.md).
+    max_retries: int = 5
+
+
+@dataclass
+class ModelConfig(EndpointSettings):
+    """A local checkpoint (hub id, folder, or ocrft run folder) or a remote endpoint (the
+    EndpointSettings keys; see conf/provider/*.yaml)."""
 
     family: str = MISSING  # key of ocrft.models.registry.FAMILIES, "endpoint" or "predictions"
     path: str = MISSING  # hub id, local checkpoint folder, or an ocrft run folder
@@ -58,18 +76,6 @@ class ModelConfig:
     # (Gemma 3, PaliGemma) resize to their processor's size and ignore these.
     min_pixels: Optional[int] = None
     max_pixels: Optional[int] = None
-    # Remote endpoints (model=endpoint); see conf/provider/*.yaml.
-    provider: Optional[str] = None
-    base_url: Optional[str] = None
-    remote_model: Optional[str] = None
-    api_key_env: Optional[str] = None
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    timeout: float = 60.0
-    stream: bool = False
-    # Retries per sample; the openai SDK paces them (0.5 s doubling to 8 s, with jitter) and
-    # honours a server's Retry-After up to 2 minutes (docs/endpoints.md).
-    max_retries: int = 5
     # Another engine's output (model=predictions): model.path is a line folder holding
     # X<predictions_suffix> beside X.gt.txt, a folder of PAGE/ALTO files, or a JSONL of
     # {"id", "text"}; PAGE/ALTO lines are matched to the ground truth by line id, else by
@@ -324,18 +330,8 @@ class ServeConfig:
 
 
 @dataclass
-class FallbackConfig:
+class FallbackConfig(EndpointSettings):
     """The endpoint a cascade sends its hard samples to: the same keys as model=endpoint."""
-
-    provider: str = "ocrft"  # conf/provider/<name>.yaml
-    base_url: Optional[str] = None
-    remote_model: Optional[str] = None
-    api_key_env: Optional[str] = None
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    timeout: float = 60.0
-    stream: bool = False
-    max_retries: int = 5
 
 
 @dataclass
