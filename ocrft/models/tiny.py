@@ -32,11 +32,16 @@ def siglip_vision(width: int, image_size: int, patch_size: int) -> dict[str, Any
 
 
 def instantiate(model_class, config):
-    """Random weights, the same every time (tiny checkpoints are rebuilt, not downloaded)."""
+    """Random weights, the same every time (tiny checkpoints are rebuilt, not downloaded).
+
+    The global RNG is forked, not reseeded: a run that builds its tiny checkpoint on an empty
+    cache must draw the same dropout masks and data order as one that finds it built.
+    """
     import torch
 
-    torch.manual_seed(0)
-    return model_class(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return model_class(config)
 
 
 def save(model, processor, out_dir: Path, eos_token_id, pad_token_id: int) -> None:

@@ -166,3 +166,16 @@ def test_two_ranks_asking_at_once_get_one_complete_checkpoint_built_once(tmp_pat
     assert sorted(p.name for p in root.iterdir()) == [".qwen2_vl.lock", "qwen2_vl"]
     model = load_model(resolve_model("qwen2_vl", got[0][0]), dtype="float32")
     assert model.config.model_type == "qwen2_vl"
+
+
+def test_building_a_tiny_checkpoint_leaves_the_global_rng_alone():
+    """A run that builds its tiny model on an empty cache trains like one that finds it built."""
+    import torch
+
+    from ocrft.models.tiny import instantiate
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    instantiate(lambda config: torch.nn.Linear(config, 4), 4)  # any class: it draws its random init inside
+    assert torch.equal(torch.rand(3), expected)
