@@ -46,7 +46,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     host, port = cfg.serve.host, cfg.serve.port
     if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve.api_key_env:
         log.warning("serving on %s without a key: anyone who can reach port %d can use the model", host, port)
-    generator = build_cascade_generator(cfg) if cfg.model.family == "cascade" else build_generator(cfg)
+    generator = build_cascade_generator(cfg) if cfg.model.get("family") == "cascade" else build_generator(cfg)
     model_name = serve_model_name(cfg)  # short: the run folder's name or the base's id, never a path
     app = create_app(generator, cfg.serve, model_name)
     url = f"http://{host}:{port}/v1"
