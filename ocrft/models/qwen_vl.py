@@ -184,24 +184,25 @@ def tiny_qwen_config(variant: str, tokenizer, hidden_size: int = 64, layers: int
 
 def _tiny_builder(variant: str, model_class: str):
     def build_tiny(out_dir: Path, **sizes) -> None:
-        import torch
         import transformers
 
         from ocrft.models import tiny
 
         processor = _tiny_processor(variant)
         config = tiny_qwen_config(variant, processor.tokenizer, **sizes)
-        model = tiny.instantiate(getattr(transformers, model_class), config)
-        # At the language model's init scale (0.02) a from-scratch vision tower gives every glyph
-        # nearly the same features, and the LM never learns to tell them apart (a 1.5M-parameter
-        # model stayed at chance on single digits); std 0.1 learns them in ~80 steps on a CPU.
-        with torch.no_grad():
-            for param in model.model.visual.parameters():
-                if param.dim() > 1:
-                    param.normal_(0.0, 0.1)
+        model = tiny.instantiate(getattr(transformers, model_class), config, init=_wider_vision_init)
         tiny.save(model, processor, out_dir, config.text_config.eos_token_id, config.text_config.pad_token_id)
 
     return build_tiny
+
+
+def _wider_vision_init(model) -> None:
+    # At the language model's init scale (0.02) a from-scratch vision tower gives every glyph
+    # nearly the same features, and the LM never learns to tell them apart (a 1.5M-parameter
+    # model stayed at chance on single digits); std 0.1 learns them in ~80 steps on a CPU.
+    for param in model.model.visual.parameters():
+        if param.dim() > 1:
+            param.normal_(0.0, 0.1)
 
 
 def _family(name: str, model_class: str) -> ModelFamily:

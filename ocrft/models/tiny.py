@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 
 def text_sizes(tokenizer, hidden_size: int, layers: int, heads: int) -> dict[str, Any]:
@@ -31,9 +31,10 @@ def siglip_vision(width: int, image_size: int, patch_size: int) -> dict[str, Any
     )
 
 
-def instantiate(model_class, config):
+def instantiate(model_class, config, init: Optional[Callable[[Any], None]] = None):
     """Random weights, the same every time (tiny checkpoints are rebuilt, not downloaded).
 
+    ``init(model)`` re-draws some weights after construction, from the same seeded stream.
     The global RNG is forked, not reseeded: a run that builds its tiny checkpoint on an empty
     cache must draw the same dropout masks and data order as one that finds it built.
     """
@@ -41,7 +42,11 @@ def instantiate(model_class, config):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return model_class(config)
+        model = model_class(config)
+        if init is not None:
+            with torch.no_grad():
+                init(model)
+    return model
 
 
 def save(model, processor, out_dir: Path, eos_token_id, pad_token_id: int) -> None:

@@ -179,3 +179,19 @@ def test_building_a_tiny_checkpoint_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     instantiate(lambda config: torch.nn.Linear(config, 4), 4)  # any class: it draws its random init inside
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_tiny_weights_do_not_depend_on_the_callers_rng(tmp_path):
+    """Every re-draw of a tiny build (Qwen's wider vision init too) comes from its own seed."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ocrft.models.registry import get_family
+
+    weights = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        get_family("qwen2_vl").build_tiny(tmp_path / str(seed))
+        weights.append(load_file(tmp_path / str(seed) / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
