@@ -36,7 +36,8 @@ def loop_start(tokens: Sequence[int], ngram: int, max_repeats: int) -> Optional[
 class LoopGuard:
     """A transformers stopping criterion: marks a row done when :func:`loop_start` finds a
     loop in its generated tokens; ``cuts[row]`` is then where its text is cut (relative to
-    the first generated token). Rows that already produced an end token are left alone.
+    the first generated token). A row that produced an end token is left alone from then on:
+    the padding that follows it while its batch-mates run is not a loop.
     """
 
     def __init__(self, prompt_length: int, ngram: int, max_repeats: int, eos_ids: Sequence[int]):
@@ -45,6 +46,7 @@ class LoopGuard:
         self.max_repeats = max_repeats
         self.eos_ids = set(eos_ids)
         self.cuts: dict[int, int] = {}
+        self.ended: set[int] = set()
         self._window = ngram * max_repeats
 
     def __call__(self, input_ids, scores=None, **kwargs):
@@ -53,11 +55,13 @@ class LoopGuard:
         done = []
         generated = input_ids[:, self.prompt_length :]
         start = max(0, generated.shape[1] - self._window)
+        # called once per new token: the last column is each row's newest token
         for row, tail in enumerate(generated[:, start:].tolist()):
             if row in self.cuts:
                 done.append(True)
                 continue
-            if self.eos_ids.intersection(tail):
+            if row in self.ended or tail[-1] in self.eos_ids:
+                self.ended.add(row)
                 done.append(False)  # finished normally; what follows is padding
                 continue
             cut = loop_start(tail, self.ngram, self.max_repeats)

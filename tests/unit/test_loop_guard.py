@@ -117,3 +117,21 @@ def test_eval_counts_guarded_samples_as_degenerate(tmp_path):
     assert record["metrics"]["eval/degenerate_rate"] >= record["metrics"]["eval/looped_rate"]
     rows = [json.loads(line) for line in (tmp_path / "run" / "eval_checkpoint.jsonl").read_text().splitlines()]
     assert sum(r["looped"] for r in rows) == len(looped)
+
+
+def test_padding_after_an_end_token_is_not_a_loop():
+    """A row that ended long before its batch-mates is padded; the guard must not flag it
+    once its end token has left the window it looks at."""
+    import torch
+
+    from ocrft.evaluation.loop_guard import LoopGuard
+
+    eos, pad = 2, 0
+    guard = LoopGuard(prompt_length=1, ngram=2, max_repeats=3, eos_ids=[eos])
+    rows = [[9, 5, eos], [9, 5, 6]]  # prompt token 9; row 0 ends at its second token
+    for step in range(12):  # row 0 is padded on, row 1 keeps writing new tokens
+        done = guard(torch.tensor(rows))
+        assert done.tolist() == [False, False]
+        rows[0].append(pad)
+        rows[1].append(10 + step)
+    assert guard.cuts == {}
