@@ -51,19 +51,15 @@ def route(confidences: Sequence[float], threshold: float) -> list[bool]:
     return [c < threshold for c in confidences]
 
 
-def routed_predictions(local: Sequence[str], fallback: Sequence[Optional[str]], routes: Sequence[bool]) -> list[str]:
-    """The cascade's prediction per sample: the fallback's text where routed, else the local one."""
-    return [f if r else loc for loc, f, r in zip(local, fallback, routes)]
-
-
 def sample_cost(usage: Optional[dict], pricing: dict, model: str) -> Optional[float]:
-    """USD of one request's ``usage`` at ``pricing[model]`` (USD per 1M input/output tokens);
-    None where the model is unpriced or the server reported no usage."""
-    price = pricing.get(model)
+    """USD of one request's ``usage`` at ``pricing[model]`` (ocrft.evaluation.endpoint_eval's
+    price arithmetic); None where the model is unpriced or the server reported no usage."""
+    from ocrft.evaluation.endpoint_eval import estimate_cost
+
     usage = usage or {}
-    if not price or usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
+    if usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
         return None
-    return (usage["prompt_tokens"] * price["input"] + usage["completion_tokens"] * price["output"]) / 1e6
+    return estimate_cost(usage, pricing, model)
 
 
 def cost_summary(costs: Sequence[Optional[float]], num_samples: int) -> dict[str, float]:
@@ -82,16 +78,15 @@ def char_counts(
 ) -> list[tuple[int, int]]:
     """Per sample (character edits, reference characters) after ``normalization``, counted in
     ``cer_unit`` as ocrft.evaluation.metrics counts them, so sums give its corpus CER."""
-    import regex
     from rapidfuzz.distance import Levenshtein
 
+    from ocrft.evaluation.metrics import cer_units
     from ocrft.evaluation.normalize import normalizer
 
     norm = normalizer(normalization)
-    units = (lambda t: t) if cer_unit == "codepoint" else (lambda t: regex.findall(r"\X", t))
     out = []
     for p, r in zip(predictions, labels):
-        h, ref = units(norm(p)), units(norm(r))
+        h, ref = cer_units(norm(p), cer_unit), cer_units(norm(r), cer_unit)
         out.append((Levenshtein.distance(h, ref), len(ref)))
     return out
 

@@ -116,9 +116,9 @@ def resolve_threshold(cfg: Any, local: LocalPass, run_dir: Path) -> float:
     split = cfg.cascade.calibration_split
     try:
         records = load_data(cfg.data, run_dir, splits=(split,)).splits[split]
+    except DataError:  # a bad file: its own message names it
+        raise
     except (ValueError, KeyError) as e:
-        if isinstance(e, DataError):
-            raise
         raise ConfigError(f"cascade.threshold=auto reads cascade.calibration_split={split!r}, which cannot be loaded"
                           f" ({e}); give that split, a numeric cascade.threshold, or cascade.calibrate=true")  # fmt: skip
     if not records:
@@ -144,11 +144,7 @@ def run_cascade_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tupl
     from ocrft.provenance import describe_model
 
     run_dir, split, kind = Path(run_dir), cfg.eval.split, cfg.cascade.confidence
-    if len({r.id for r in records}) != len(records):
-        from ocrft.data.record import DataError
-
-        raise DataError(f"record ids of the {split} split must be unique: the cascade checkpoints are keyed by id")
-    local = LocalPass(cfg, run_dir)
+    local = LocalPass(cfg, run_dir)  # its read refuses duplicate ids: both checkpoints are keyed by id
     rows = local.read(records, split)
     confidences = [calc.confidence_of(r, kind) for r in rows]
     paths: dict[str, str] = {}

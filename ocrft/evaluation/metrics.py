@@ -104,7 +104,7 @@ def metric_tags(eval_cfg: Any, prefix: str = "eval/") -> dict[str, str]:
     return {f"{prefix}cer_unit": settings.cer_unit, **{f"{prefix}{k}_signature": v for k, v in sigs.items()}}
 
 
-def _units(text: str, unit: str) -> str | list[str]:
+def cer_units(text: str, unit: str) -> str | list[str]:
     """``text`` as the sequence CER counts: the string itself (code points) or its list of
     extended grapheme clusters (``regex``'s ``\\X``, Unicode's UAX #29)."""
     return text if unit == "codepoint" else regex.findall(r"\X", text)
@@ -177,7 +177,7 @@ def _counts(h: str, r: str, unit: str = "codepoint") -> tuple[int, int, int, int
     """(char edits, ref chars, hyp chars, char overlap, word edits, ref words, hyp words);
     characters in ``unit`` (code points or grapheme clusters)."""
     hw, rw = h.split(), r.split()
-    hc, rc = _units(h, unit), _units(r, unit)
+    hc, rc = cer_units(h, unit), cer_units(r, unit)
     overlap = sum((Counter(hc) & Counter(rc)).values())
     return Levenshtein.distance(hc, rc), len(rc), len(hc), overlap, Levenshtein.distance(hw, rw), len(rw), len(hw)
 
