@@ -166,13 +166,13 @@ def generate_all(
 
 def build_generator(cfg, model=None, processor=None) -> Generator:
     """A Generator for ``cfg.model`` (loading it unless ``model``/``processor`` are given)."""
-    from ocrft.models.loading import check_family, load_model, load_processor, resolve_model
+    from ocrft.models.loading import check_family, configured_processor, load_model, resolve_model
     from ocrft.models.registry import get_family
 
     resolved = resolve_model(cfg.model.family, cfg.model.path)
     check_family(resolved, resolved.family)
     if processor is None:
-        processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.image_size)
+        processor = configured_processor(resolved, cfg.model)
     if model is None:
         model = load_model(
             resolved,

@@ -148,14 +148,15 @@ def generate_resumable(
     return [done[r.id] for r in records]
 
 
-def run_local_eval(cfg, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
+def run_local_eval(cfg, records: Sequence[Record], run_dir: Path, processor=None) -> tuple[dict, dict[str, str]]:
     """task=eval with a local model, resumable through ``<run_dir>/eval_checkpoint.jsonl``
-    (:func:`generate_resumable`): a re-run generates only what is left, then scores every sample."""
+    (:func:`generate_resumable`): a re-run generates only what is left, then scores every sample.
+    ``processor``: the model's, if the caller already loaded it."""
     from ocrft.evaluation.generation import build_generator
     from ocrft.provenance import describe_model
 
     path = Path(run_dir) / CHECKPOINT
-    rows = generate_resumable(cfg, records, path, f"eval {cfg.eval.split}", lambda: build_generator(cfg))
+    rows = generate_resumable(cfg, records, path, f"eval {cfg.eval.split}", lambda: build_generator(cfg, processor=processor))
     model = describe_model(cfg.model)
     metrics, paths = score_and_write(records, [row["prediction"] for row in rows], cfg.eval, model["name"],
                                      Path(run_dir), "results", extra={"model": model},

@@ -133,11 +133,9 @@ def image_params(family: str, processor) -> dict[str, dict[str, int]]:
     return {"model": get_family(family).image_settings(processor)}
 
 
-def model_image_params(model_cfg) -> dict[str, dict[str, int]]:
-    """:func:`image_params` of ``model_cfg``'s processor, for tasks that load it further down."""
-    resolved = resolve_model(model_cfg.family, model_cfg.path)
-    processor = load_processor(resolved, model_cfg.min_pixels, model_cfg.max_pixels, model_cfg.image_size)
-    return image_params(resolved.family, processor)
+def configured_processor(resolved: ResolvedModel, model_cfg):
+    """:func:`load_processor` with ``model_cfg``'s pixel budget and image size (``model.*``)."""
+    return load_processor(resolved, model_cfg.min_pixels, model_cfg.max_pixels, model_cfg.image_size)
 
 
 def load_model(

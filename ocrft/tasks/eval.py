@@ -48,11 +48,14 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
 
         metrics, paths = run_predictions_eval(cfg, records, ctx.run_dir)
     else:
+        processor = None
         if ctx.tracker.run_id is not None:  # the pixel budget / image size the processor resolves to, as params
-            from ocrft.models.loading import model_image_params
+            from ocrft.models.loading import configured_processor, image_params, resolve_model
 
-            ctx.tracker.log_params(model_image_params(cfg.model))
-        metrics, paths = run_local_eval(cfg, records, ctx.run_dir)
+            resolved = resolve_model(cfg.model.family, cfg.model.path)
+            processor = configured_processor(resolved, cfg.model)  # loaded once: the generator reuses it
+            ctx.tracker.log_params(image_params(resolved.family, processor))
+        metrics, paths = run_local_eval(cfg, records, ctx.run_dir, processor)
     metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
     ctx.tracker.log_metrics(metrics)
     ctx.tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures

@@ -26,14 +26,14 @@ PROCESSOR_FILES = (
 def run_merge(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.evaluation.generation import Generator
     from ocrft.evaluation.local import generate_with_progress
-    from ocrft.models.loading import MODEL_CARD, load_model, load_processor, resolve_model
+    from ocrft.models.loading import MODEL_CARD, configured_processor, load_model, resolve_model
     from ocrft.models.registry import get_family
 
     resolved = resolve_model(cfg.model.family, cfg.model.path)
     if not resolved.adapter_path:
         raise ConfigError(f"model.path={cfg.model.path!r} has no adapter to merge (expected an ocrft run folder or adapter)")
     family = get_family(resolved.family)
-    processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.image_size)
+    processor = configured_processor(resolved, cfg.model)
     adapted = load_model(resolved, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
     out = Path(cfg.merge.output_dir).expanduser() if cfg.merge.output_dir else ctx.run_dir / "merged"
     tmp = out.with_name(f".{out.name}.tmp")

@@ -22,7 +22,7 @@ from ocrft.evaluation.local import evaluate_records
 from ocrft.evaluation.metrics import metric_tags
 from ocrft.evaluation.results import load_results, to_frame
 from ocrft.models.collate import Collator
-from ocrft.models.loading import check_family, image_params, load_model, load_processor, resolve_model
+from ocrft.models.loading import check_family, configured_processor, image_params, load_model, resolve_model
 from ocrft.models.registry import get_family
 from ocrft.models.sharding import check_supported_sharding, is_sharded
 from ocrft.provenance import describe_model
@@ -48,7 +48,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     check_family(resolved, cfg.model.family)
     family = get_family(resolved.family)
     # 2. processor
-    processor = load_processor(resolved, cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.image_size)
+    processor = configured_processor(resolved, cfg.model)
     tracker.log_params(image_params(resolved.family, processor))  # the pixel budget / image size it resolved to
     # 3. data; every train/val sample's prompt + image + target tokens must fit train.max_length
     data = load_data(cfg.data, run_dir)

@@ -156,11 +156,11 @@ def token_report(model_cfg, splits: dict[str, list[Record]], prompt: str, system
         "splits": {name: {"total": stats, "image": stats, "over_max_length": n} or None}}``,
         stats as :func:`length_stats`; ``over_max_length`` counts what task=train would refuse.
     """
-    from ocrft.models.loading import image_params, load_processor, resolve_model
+    from ocrft.models.loading import configured_processor, image_params, resolve_model
     from ocrft.models.registry import get_family
 
     resolved = resolve_model(model_cfg.family, model_cfg.path)
-    processor = load_processor(resolved, model_cfg.min_pixels, model_cfg.max_pixels, model_cfg.image_size)
+    processor = configured_processor(resolved, model_cfg)
     family = get_family(resolved.family)
     model = {"family": resolved.family, "path": model_cfg.path, **image_params(resolved.family, processor)["model"]}
     out: dict = {"model": model, "max_length": max_length, "splits": {}}
