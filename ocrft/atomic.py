@@ -118,21 +118,24 @@ def _first_disk_full(err: BaseException) -> Optional[BaseException]:
     return named[0] if named else None
 
 
-def mount_point(path: Path) -> str:
-    """The mount point of the filesystem holding ``path`` (or its nearest existing parent)."""
+def _existing(path: Path) -> Path:
+    """``path`` made absolute, or its nearest existing parent (a file not yet written)."""
     path = Path(os.path.abspath(path))
     while not path.exists() and path != path.parent:
         path = path.parent
+    return path
+
+
+def mount_point(path: Path) -> str:
+    """The mount point of the filesystem holding ``path`` (or its nearest existing parent)."""
+    path = _existing(path)
     while not os.path.ismount(path):
         path = path.parent
     return str(path)
 
 
 def _free_bytes(path: Path) -> int:
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    stats = os.statvfs(path)
+    stats = os.statvfs(_existing(path))
     return stats.f_bavail * stats.f_frsize
 
 
