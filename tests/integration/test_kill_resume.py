@@ -396,7 +396,7 @@ def test_local_eval_checkpoint_skips_finished_ids_and_redoes_stale_ones(eval_cfg
     run_dir = tmp_path / "run"
     records = load_eval_split(eval_cfg, run_dir)
     fake = FakeGenerator(crash_after=2)
-    monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", lambda cfg: fake)
+    monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", lambda cfg, **loaded: fake)
     with pytest.raises(RuntimeError, match="crashed"):
         run_local_eval(eval_cfg, records, run_dir)
     rows, _ = checkpoint_rows(run_dir / "eval_checkpoint.jsonl")
@@ -409,7 +409,7 @@ def test_local_eval_checkpoint_skips_finished_ids_and_redoes_stale_ones(eval_cfg
     assert [s["id"] for s in results["samples"]] == [r.id for r in records]
     assert [s["prediction"] for s in results["samples"]] == ["pred-0", "pred-1", "pred-2", "pred-3", "pred-0", "pred-1", "pred-2"]
 
-    def no_model(cfg):
+    def no_model(cfg, **loaded):
         raise AssertionError("all samples are done: the model must not be loaded")
 
     monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", no_model)
@@ -419,7 +419,7 @@ def test_local_eval_checkpoint_skips_finished_ids_and_redoes_stale_ones(eval_cfg
     # Another prompt, or new weights at the same path: every checkpointed row is stale.
     (Path(eval_cfg.model.path) / "model.safetensors").write_bytes(b"weights v2, retrained")
     fake = FakeGenerator()
-    monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", lambda cfg: fake)
+    monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", lambda cfg, **loaded: fake)
     run_local_eval(eval_cfg, records, run_dir)
     assert fake.samples == len(records)
 
