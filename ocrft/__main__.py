@@ -48,8 +48,10 @@ CONF_DIR = str(conf_dir.CONF_DIR)
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig):
+    from ocrft.parent_watch import watch_parent
     from ocrft.runner import EXIT_USER_ERROR, in_multirun, run_task, user_error_message
 
+    watch_parent()  # a run the studio started stops when the studio dies
     try:
         return run_task(cfg, resolve_task(cfg.task))
     except Exception as err:

@@ -315,6 +315,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key_env: Optional[str] = None  # env var holding the bearer key; None = no auth
+    # Host header names answered when bound to loopback (DNS rebinding guard); None = localhost,
+    # 127.0.0.1, ::1 and host. Bound beyond loopback, any Host is answered unless this is set.
+    allowed_hosts: Optional[list[str]] = None
     max_body_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_batch_size: int = 8
@@ -360,8 +363,11 @@ class StudioConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     roots: list[str] = field(default_factory=lambda: ["outputs", "multirun"])  # where runs are listed from
-    # env var holding "user:password" for the UI and the jobs API; None = no login
+    # env var holding "user:password" for the UI and the jobs API; None = no login.
+    # Required when host is not a loopback address.
     auth_env: Optional[str] = None
+    # Host header names answered (DNS rebinding guard); None = localhost, 127.0.0.1, ::1 and host
+    allowed_hosts: Optional[list[str]] = None
     max_jobs: int = 1  # launched runs at once; the rest wait in a queue
     mlflow_url: Optional[str] = None  # e.g. http://127.0.0.1:5000, for links to each run
     dashboard_url: Optional[str] = None  # optuna-dashboard, for links to studies

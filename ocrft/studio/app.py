@@ -17,6 +17,8 @@ import urllib.parse
 from importlib import resources
 from typing import Any, Optional
 
+from ocrft.serving.origin_guard import OriginGuard, default_allowed_hosts
+
 log = logging.getLogger(__name__)
 
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "sans-serif")
@@ -79,8 +81,10 @@ def _files_route(app: Any, roots: list[str]) -> None:
         return FileResponse(resolved)
 
 
-def build_app(studio_cfg: Any, auth: Optional[tuple[str, str]] = None) -> Any:
-    """The studio as a FastAPI app (serve it with uvicorn); ``auth`` = (user, password) or None."""
+def build_app(studio_cfg: Any, auth: Optional[tuple[str, str]] = None, manager: Any = None) -> Any:
+    """The studio as a FastAPI app (serve it with uvicorn); ``auth`` = (user, password) or None;
+    ``manager``, the JobManager (default: one on ``studio_cfg``). Every route is behind the
+    Host and Origin checks (ocrft.serving.origin_guard)."""
     import gradio as gr
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
@@ -101,7 +105,7 @@ def build_app(studio_cfg: Any, auth: Optional[tuple[str, str]] = None) -> Any:
                 return Response("login required", status_code=401, headers={"WWW-Authenticate": 'Basic realm="ocrft studio"'})
             return await call_next(request)
 
-    manager = JobManager(studio_cfg)
+    manager = manager or JobManager.from_config(studio_cfg)
     app.include_router(jobs_router(manager), prefix="/api/jobs")
     _files_route(app, roots)
 
@@ -124,7 +128,10 @@ def build_app(studio_cfg: Any, auth: Optional[tuple[str, str]] = None) -> Any:
             blocks.load(fn, inputs, outputs)
 
     theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, blocks, path="/", auth=auth, theme=theme, css=studio_css(), ssr_mode=False, footer_links=[],
         show_error=True,
     )  # fmt: skip
+    hosts = studio_cfg.allowed_hosts
+    hosts = list(hosts) if hosts is not None else default_allowed_hosts(studio_cfg.host)
+    return OriginGuard(app, hosts, check_origin=True, setting="studio")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 from omegaconf import DictConfig
 
 from ocrft import conf_dir
 from ocrft.config import ConfigError, register_configs
+from ocrft.studio.override_policy import PolicyError, check_composed, check_overrides
 
 # Hydra's GlobalHydra is a process-wide singleton: one composition at a time.
 _LOCK = threading.Lock()
@@ -49,11 +50,14 @@ def _fresh_hydra() -> Iterator[None]:
         GlobalHydra.instance().hydra = saved
 
 
-def compose(overrides: list[str], multirun: bool = False) -> DictConfig:
+def compose(overrides: list[str], multirun: bool = False, *, roots: Optional[Sequence[Path]] = None,
+            cwd: Optional[Path] = None) -> DictConfig:  # fmt: skip
     """The composed, validated config for ``overrides``; raises :class:`OverrideError`.
 
     For a multirun, sweep overrides (``a=1,2``, ``interval(...)``) are parsed but left out of
     the composition: Hydra composes one job at a time, and the sweeper checks them at launch.
+    With ``roots``, the overrides are also held to what a launch from the studio may ask
+    (ocrft.studio.override_policy), relative paths taken from ``cwd``.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -65,12 +69,14 @@ def compose(overrides: list[str], multirun: bool = False) -> DictConfig:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
         raise OverrideError(str(err)) from None
-    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    sweeps = [o for o in parsed if o.is_sweep_override()]
     if sweeps and not multirun:
-        raise OverrideError(f"{', '.join(sweeps)}: a sweep needs multirun=true")
-    single = [line for line in overrides if line not in sweeps]
-    register_configs()
+        raise OverrideError(f"{', '.join(o.input_line for o in sweeps)}: a sweep needs multirun=true")
     try:
+        if roots is not None:
+            check_overrides(parsed)
+        single = [o.input_line for o in parsed if not o.is_sweep_override()]
+        register_configs()
         with _LOCK, _fresh_hydra():
             from hydra import compose as hydra_compose
 
@@ -78,7 +84,9 @@ def compose(overrides: list[str], multirun: bool = False) -> DictConfig:
         if cfg.task == "studio":
             raise ConfigError("task=studio cannot be launched from the studio")
         validate_config(cfg)
-    except (HydraException, OmegaConfBaseException, ConfigError) as err:
+        if roots is not None:
+            check_composed(cfg, parsed, roots, cwd or Path.cwd())
+    except (HydraException, OmegaConfBaseException, ConfigError, PolicyError) as err:
         raise OverrideError(_message(err)) from None
     return cfg
 

@@ -1,10 +1,17 @@
-"""Launched runs: ``python -m ocrft ...`` child processes, a FIFO queue, and their JSON API.
+"""Launched runs: ``python -m ocrft ...`` child processes, a FIFO queue kept on disk, and their JSON API.
 
-A job is one CLI run with its own ``run_dir=<runs_root>/studio/<id>``: cancelling it
-(SIGINT, then SIGTERM after a grace period) leaves its checkpoints there, and "resume"
-starts the same argv again, which continues from the last checkpoint. At most ``max_jobs``
-run at once; the rest wait, in order. The argv is a list and no shell is involved, so an
-override is never interpreted by one.
+A job is one CLI run with its own ``run_dir`` (``<first root>/studio/<id>`` unless the launch
+names one inside the roots): cancelling it (SIGINT, then SIGTERM after a grace period) leaves
+its checkpoints there, and "resume" starts the same argv again, which continues from the last
+checkpoint. At most ``max_jobs`` run at once per studio; the rest wait, in order. The argv is
+a list and no shell is involved, so an override is never interpreted by one; what it may ask
+for at all is ocrft.studio.override_policy's.
+
+The queue and history are a SQLite file (ocrft.studio.job_store) in ``<first root>/studio/``,
+so they survive a restart; several studios on the same roots share them and never start a job
+twice. A job whose studio died is ``interrupted`` and resumes from the list. The child watches
+its parent (``OCRFT_PARENT_PID``, ocrft.parent_watch): when the studio dies, the run stops as
+on Ctrl-C instead of running on unseen.
 
 Progress comes from the child's output (the trainer's step bar, its loss dicts, the
 ``val/<metric>`` lines of ocrft's validation) and, once it ends, from its ``run.json``.
@@ -24,251 +31,328 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ocrft.studio.compose import OverrideError, compose
+from ocrft.studio.job_store import ACTIVE, RESUMABLE, STATUSES, Job, JobStore, new_job_id
+from ocrft.studio.override_policy import within
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 # The trainer's tqdm bar has no label ("eval after:", "Loading weights:" ones do): " 50%|##  | 2/4 [".
 _STEP = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[")
 _LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")
 _VAL = re.compile(r"step (\d+): (val/\w+) = ([0-9.eE+-]+)")
-
-
-@dataclass
-class Job:
-    id: str
-    overrides: list[str]
-    multirun: bool
-    run_dir: Path
-    argv: list[str]
-    log_path: Path
-    status: str = "queued"
-    step: Optional[int] = None
-    max_steps: Optional[int] = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    returncode: Optional[int] = None
-    error: Optional[str] = None
-    submitted: float = field(default_factory=time.time)
-    started: Optional[float] = None
-    ended: Optional[float] = None
-    cancel_requested: bool = False
-    process: Optional[subprocess.Popen] = field(default=None, repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "status": self.status, "step": self.step, "max_steps": self.max_steps,
-            "metrics": dict(self.metrics), "run_dir": str(self.run_dir), "overrides": list(self.overrides),
-            "multirun": self.multirun, "argv": list(self.argv), "log": str(self.log_path),
-            "returncode": self.returncode, "error": self.error, "submitted": self.submitted,
-            "started": self.started, "ended": self.ended,
-        }  # fmt: skip
+PROGRESS_EVERY_S = 1.0  # progress parsed from output reaches the jobs file at most this often
 
 
 class JobManager:
-    """Starts, queues, watches and cancels launched runs; every method is thread-safe."""
+    """Starts, queues, watches and cancels launched runs; every method is thread-safe.
 
-    def __init__(
-        self,
-        max_jobs: Any,
-        runs_root: str | Path | None = None,
-        python: str = sys.executable,
-        cwd: str | Path | None = None,
-        grace_s: float = 20.0,
-    ) -> None:
-        """``max_jobs`` runs at once; jobs write under ``<runs_root>/studio/``. Given the
-        ``studio`` config instead of a number, its ``max_jobs`` and first root are used."""
-        if not isinstance(max_jobs, int):  # the studio config node (StudioConfig)
-            studio_cfg, max_jobs = max_jobs, max_jobs.max_jobs
-            runs_root = runs_root or (list(studio_cfg.roots) or ["outputs"])[0]
+    Args:
+        runs_root: jobs write under ``<runs_root>/studio/``, where the jobs file lives too.
+        roots: the folders a launch may write in (``studio.roots``); default ``[runs_root]``.
+        max_jobs: runs of this studio at once.
+        python: the interpreter that runs ``-m ocrft``.
+        cwd: the children's working folder: relative paths in overrides mean what they mean there.
+        grace_s: how long a stopped run gets after each signal before the next.
+        poll_s: how often the queue is read for jobs that other studios queued.
+    """
+
+    def __init__(self, *, runs_root: str | Path, roots: Optional[Sequence[str | Path]] = None, max_jobs: int = 1,
+                 python: str = sys.executable, cwd: str | Path | None = None, grace_s: float = 20.0,
+                 poll_s: float = 1.0) -> None:  # fmt: skip
+        from filelock import FileLock
+
+        self.cwd = Path(cwd or os.getcwd()).resolve()
+        self.runs_root = _absolute(Path(runs_root), self.cwd)
+        self.roots = [_absolute(Path(r), self.cwd) for r in (roots or [runs_root])]
         self.max_jobs = max(1, int(max_jobs))
-        self.runs_root = Path(runs_root or "outputs").resolve()
-        self.python = python
-        self.cwd = Path(cwd or os.getcwd()).resolve()  # relative paths in overrides mean what they mean on the CLI
-        self.grace_s = grace_s
-        self._jobs: dict[str, Job] = {}
-        self._queue: deque[str] = deque()
+        self.python, self.grace_s, self.poll_s = python, grace_s, poll_s
+        self.store = JobStore(self.runs_root / "studio")
+        # This studio's life, as a lock the OS frees when the process dies (SIGKILL included).
+        self.owner = uuid.uuid4().hex[:12]
+        self._owner_lock = FileLock(self._owner_file(self.owner))
+        self._owner_lock.acquire()
+        self._processes: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._closed = False
+        self._watchers: list[threading.Thread] = []
+        for job_id in self.store.mark_orphans(self._owner_alive):
+            log.warning("job %s was running when its studio stopped: interrupted (resume it to continue)", job_id)
+        self._dispatcher = threading.Thread(target=self._dispatch, name="studio-jobs", daemon=True)
+        self._dispatcher.start()
         atexit.register(self.shutdown)  # no run outlives the studio unseen: each gets its Ctrl-C
 
+    @classmethod
+    def from_config(cls, studio_cfg: Any) -> "JobManager":
+        """The manager of ``task=studio``: jobs under the first of ``studio.roots``."""
+        roots = list(studio_cfg.roots) or ["outputs"]
+        return cls(runs_root=roots[0], roots=roots, max_jobs=studio_cfg.max_jobs)
+
     # -- submitting ----------------------------------------------------------------------
-    def submit(self, overrides: list[str], multirun: bool = False) -> Job:
-        """Validate ``overrides`` as the CLI would (:class:`OverrideError` if it would refuse
-        them: nothing starts), then queue the run; it starts when a slot is free."""
+    def check(self, overrides: list[str], multirun: bool = False, job_id: str = "preview") -> tuple[list[str], Path, Any]:
+        """(the overrides as launched, the run_dir, the composed config), or
+        :class:`OverrideError` if the CLI would refuse them or the studio may not launch them."""
         overrides = [o.strip() for o in overrides if o and o.strip()]
-        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         given = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == "run_dir"]
         run_dir = Path(given[-1].split("=", 1)[1]) if given else self.runs_root / "studio" / job_id
-        run_dir = run_dir if run_dir.is_absolute() else self.cwd / run_dir
+        run_dir = _absolute(run_dir, self.cwd)
+        overrides = [o for o in overrides if o not in given]
+        cfg = compose([*overrides, f"run_dir={run_dir}"], multirun=multirun, roots=self.roots, cwd=self.cwd)
+        if within(cfg.run_dir, self.roots, self.cwd) is None:  # run_dir=${oc.env:HOME}, ../..
+            raise OverrideError(f"run_dir={cfg.run_dir}: outside the studio's roots; a launched run writes only there")
+        return overrides, Path(cfg.run_dir), cfg
+
+    def submit(self, overrides: list[str], multirun: bool = False) -> Job:
+        """Check ``overrides`` (:meth:`check`: nothing starts if refused), then queue the run;
+        it starts when a slot is free."""
+        job_id = new_job_id()
+        overrides, run_dir, _ = self.check(overrides, multirun, job_id)
         # A multirun writes its jobs under the sweep folder (hydra.sweep.dir), one subfolder each.
-        where = f"hydra.sweep.dir={run_dir}" if multirun else f"run_dir={run_dir}"
-        overrides = [o for o in overrides if o not in given] + [where]
-        compose(overrides, multirun=multirun)  # raises OverrideError naming the key
+        overrides.append(f"hydra.sweep.dir={run_dir}" if multirun else f"run_dir={run_dir}")
         argv = [self.python, "-m", "ocrft", *(["--multirun"] if multirun else []), *overrides]
         job = Job(id=job_id, overrides=overrides, multirun=multirun, run_dir=run_dir, argv=argv,
                   log_path=run_dir.parent / f"{run_dir.name}.log")  # fmt: skip
-        with self._lock:
-            self._jobs[job.id] = job
-            self._queue.append(job.id)
-            log.info("job %s queued: %s", job.id, " ".join(overrides))
-            self._pump()
+        self.store.add(job)
+        log.info("job %s queued: %s", job.id, " ".join(overrides))
+        self._wake()
         return job
 
     def resume(self, job_id: str) -> Job:
-        """Queue a cancelled or failed job again with the same argv and run_dir (it resumes
-        from its last checkpoint)."""
-        with self._lock:
-            job = self._get(job_id)
-            if job.status not in ("cancelled", "failed"):
-                raise ValueError(f"job {job_id} is {job.status}: only a cancelled or failed job resumes")
-            job.status, job.cancel_requested, job.returncode, job.error, job.ended = "queued", False, None, None, None
-            self._queue.append(job.id)
-            log.info("job %s queued to resume in %s", job.id, job.run_dir)
-            self._pump()
-            return job
+        """Queue a cancelled, failed or interrupted job again with the same argv and run_dir
+        (it resumes from its last checkpoint)."""
+        reset = {"status": "queued", "cancel_requested": False, "returncode": None, "error": None, "ended": None}
+        if not self.store.update(job_id, only_if=RESUMABLE, **reset):
+            job = self.store.get(job_id)  # KeyError for an unknown id
+            raise ValueError(f"job {job_id} is {job.status}: only a {', '.join(RESUMABLE)} job resumes")
+        log.info("job %s queued to resume", job_id)
+        self._wake()
+        return self.store.get(job_id)
 
     def cancel(self, job_id: str) -> Job:
         """Cancel: a queued job leaves the queue; a running one gets SIGINT (ocrft's own
         Ctrl-C path: run.json is written), then SIGTERM and SIGKILL if it lingers."""
+        if self.store.update(job_id, only_if=("queued",), status="cancelled", ended=time.time()):
+            self._wake()
+            return self.store.get(job_id)
+        job = self.store.get(job_id)
+        if job.status != "running" or job.pid is None:
+            return job  # already over (or not started yet): nothing to cancel
+        self.store.update(job_id, cancel_requested=True)
         with self._lock:
-            job = self._get(job_id)
-            if job.status == "queued":
-                self._queue.remove(job.id)
-                job.status, job.ended = "cancelled", time.time()
-                self._changed.notify_all()
-                return job
-            if job.status != "running" or job.process is None:
-                return job  # already over: nothing to cancel
-            job.cancel_requested = True
-            process = job.process
-        threading.Thread(target=self._stop, args=(process,), name=f"cancel-{job_id}", daemon=True).start()
-        return job
+            process = self._processes.get(job_id)
+        # Ours, or another live studio's (same machine, same user): the signal goes to its group.
+        threading.Thread(target=self._stop, args=(job.pid, process), name=f"cancel-{job_id}", daemon=True).start()
+        return self.store.get(job_id)
 
     # -- reading -------------------------------------------------------------------------
     def get(self, job_id: str) -> dict[str, Any]:
-        with self._lock:
-            return self._get(job_id).as_dict()
+        return self.store.get(job_id).as_dict()
 
     def list(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [job.as_dict() for job in self._jobs.values()]
+        return [job.as_dict() for job in self.store.all()]
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Block until the job is over (finished, failed, cancelled) or ``timeout`` passes."""
+        """Block until the job is over (not queued or running) or ``timeout`` passes."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            job = self._get(job_id)
-            while job.status in ("queued", "running"):
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._changed.wait(left)
-            return job.as_dict()
+        while (job := self.store.get(job_id)).status in ACTIVE:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            with self._lock:
+                self._changed.wait(self.poll_s)
+        return job.as_dict()
 
     def shutdown(self) -> None:
-        """Cancel everything (the studio is stopping): queued jobs are dropped, running ones get
-        SIGINT (then SIGTERM, SIGKILL); returns once they are gone."""
+        """The studio is stopping: queued jobs stay queued (the next studio runs them); running
+        ones get SIGINT (then SIGTERM, SIGKILL) and end ``interrupted``. Returns once they are gone."""
         with self._lock:
-            self._queue.clear()
-            processes = []
-            for job in self._jobs.values():
-                if job.status == "queued":
-                    job.status, job.ended = "cancelled", time.time()
-                elif job.status == "running" and job.process is not None:
-                    job.cancel_requested = True
-                    processes.append(job.process)
-        for process in processes:
-            self._stop(process)
+            if self._closed:
+                return
+            self._closed = True
+            processes = dict(self._processes)
+            self._changed.notify_all()
+        for process in processes.values():
+            self._stop(process.pid, process)
+        self._dispatcher.join(timeout=5)
+        for watcher in self._watchers:
+            watcher.join(timeout=5)  # each records how its job ended
+        self._owner_lock.release()
 
     # -- internals -----------------------------------------------------------------------
-    def _get(self, job_id: str) -> Job:
-        if job_id not in self._jobs:
-            raise KeyError(job_id)
-        return self._jobs[job_id]
+    def _owner_file(self, owner: str) -> Path:
+        (self.store.state_dir / "owners").mkdir(exist_ok=True)
+        return self.store.state_dir / "owners" / f"{owner}.lock"
 
-    def _pump(self) -> None:
-        """Start queued jobs while slots are free (called with the lock held)."""
-        running = sum(job.status == "running" for job in self._jobs.values())
-        while self._queue and running < self.max_jobs:
-            job = self._jobs[self._queue.popleft()]
-            try:
-                self._start(job)
-                running += 1
-            except OSError as err:  # the interpreter vanished, the folder is not writable
-                job.status, job.error, job.ended = "failed", f"could not start: {err}", time.time()
+    def _owner_alive(self, owner: Optional[str]) -> bool:
+        """Whether the studio ``owner`` still runs: it holds its lock until it dies."""
+        from filelock import FileLock, Timeout
+
+        if owner == self.owner:
+            return True
+        if not owner:
+            return False
+        lock = FileLock(self._owner_file(owner))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        self._owner_file(owner).unlink(missing_ok=True)
+        return False
+
+    def _wake(self) -> None:
+        with self._lock:
             self._changed.notify_all()
+
+    def _dispatch(self) -> None:
+        """Start queued jobs while this studio has free slots; the only thread that starts
+        children. Polls the shared file for jobs queued by other studios."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                free = self.max_jobs - len(self._processes)
+            while free > 0 and not self._closed and (job := self.store.claim(self.owner)) is not None:
+                self._start(job)
+                free -= 1
+            with self._lock:
+                if not self._closed:
+                    self._changed.wait(self.poll_s)
 
     def _start(self, job: Job) -> None:
-        job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        logfile = open(job.log_path, "ab")  # appended to on resume
-        logfile.write(f"$ {' '.join(job.argv)}\n".encode())
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        # Own session: a signal meant for the studio (Ctrl-C) does not reach the runs; cancel
-        # signals the whole group, dataloader workers included.
-        job.process = subprocess.Popen(job.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        job.status, job.started = "running", time.time()
-        log.info("job %s started (pid %d), log %s", job.id, job.process.pid, job.log_path)
-        threading.Thread(target=self._watch, args=(job, logfile), name=f"job-{job.id}", daemon=True).start()
+        if job.pid is not None:  # its last process, started by a studio that died, may still be ending
+            self._await_orphan(job)
+        try:
+            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            # The child stops (as on Ctrl-C) when this studio dies: ocrft.parent_watch.
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "OCRFT_PARENT_PID": str(os.getpid())}
+            with open(job.log_path, "ab") as log_file:  # appended to on resume
+                log_file.write(f"$ {' '.join(job.argv)}\n".encode())
+                start = log_file.tell()
+                # The run writes its log itself, so what it says after a studio died is kept too.
+                # Own session: a signal meant for the studio (Ctrl-C) does not reach the runs;
+                # cancel signals the whole group, dataloader workers included.
+                process = subprocess.Popen(job.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        except OSError as err:  # the interpreter vanished, the folder is not writable
+            self.store.update(job.id, status="failed", error=f"could not start: {err}", ended=time.time())
+            return
+        with self._lock:
+            self._processes[job.id] = process
+        self.store.update(job.id, pid=process.pid, step=job.step, started=time.time())
+        log.info("job %s started (pid %d), log %s", job.id, process.pid, job.log_path)
+        watcher = threading.Thread(target=self._watch, args=(job, process, start), name=f"job-{job.id}", daemon=True)
+        self._watchers.append(watcher)
+        watcher.start()
 
-    def _watch(self, job: Job, logfile: Any) -> None:
-        """Copy the child's output to its log while parsing progress; then record how it ended."""
-        process = job.process
-        assert process is not None and process.stdout is not None
+    def _watch(self, job: Job, process: subprocess.Popen, start: int) -> None:
+        """Follow the run's log from ``start`` while parsing progress; then record how it ended."""
         pending, decoder = "", codecs.getincrementaldecoder("utf-8")("replace")  # a character may span chunks
-        with logfile:
-            while chunk := process.stdout.read1(65536):  # blocks until output or EOF: no polling
-                logfile.write(chunk)
-                logfile.flush()
+        saved = 0.0
+        with open(job.log_path, "rb") as log_file:
+            log_file.seek(start)
+            while True:
+                ended = process.poll() is not None  # read once more after the end: the last lines
+                chunk = log_file.read(65536)
+                if not chunk:
+                    if ended:
+                        break
+                    time.sleep(0.2)
+                    continue
                 lines = re.split(r"[\r\n]", pending + decoder.decode(chunk))
                 pending = lines.pop()
-                with self._lock:
-                    for line in lines:
-                        _parse_progress(job, line)
-            returncode = process.wait()
+                if any([_parse_progress(job, line) for line in lines]) and time.monotonic() - saved > PROGRESS_EVERY_S:
+                    self.store.update(job.id, step=job.step, max_steps=job.max_steps, metrics=job.metrics)
+                    saved = time.monotonic()
+        returncode = process.wait()
         record = _read_run_record(job.run_dir)
+        job.metrics.update({k: v for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))})
+        if "train/global_step" in job.metrics:
+            job.step = int(job.metrics["train/global_step"])
         with self._lock:
-            job.returncode, job.ended, job.process = returncode, time.time(), None
-            job.metrics.update({k: v for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))})
-            if "train/global_step" in job.metrics:
-                job.step = int(job.metrics["train/global_step"])
-            if job.cancel_requested:
-                job.status = "cancelled"
-            elif returncode == 0:
-                job.status = "finished"
-            else:
-                job.status = "failed"
-                job.error = record.get("error") or f"exit status {returncode}; see {job.log_path}"
-            log.info("job %s %s (exit %s)", job.id, job.status, returncode)
-            self._pump()
-            self._changed.notify_all()
+            self._processes.pop(job.id, None)
+            closing_down = self._closed
+        if self.store.get(job.id).cancel_requested:
+            status, error = "cancelled", None
+        elif returncode == 0:
+            status, error = "finished", None
+        elif closing_down:
+            status, error = "interrupted", "the studio stopped while it ran; resume it to continue"
+        else:
+            status, error = "failed", record.get("error") or f"exit status {returncode}; see {job.log_path}"
+        self.store.update(job.id, status=status, error=error, returncode=returncode, ended=time.time(), pid=None,
+                          step=job.step, max_steps=job.max_steps, metrics=job.metrics)  # fmt: skip
+        log.info("job %s %s (exit %s)", job.id, status, returncode)
+        self._wake()
 
-    def _stop(self, process: subprocess.Popen) -> None:
+    def _stop(self, pid: int, process: Optional[subprocess.Popen] = None) -> None:
+        """SIGINT, SIGTERM, SIGKILL to the job's process group, ``grace_s`` apart, until it is
+        gone (``process``, when it is our child; else the group)."""
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
             try:
-                os.killpg(process.pid, sig)
+                os.killpg(pid, sig)
             except ProcessLookupError:
                 return
-            try:
-                process.wait(timeout=self.grace_s)
+            if self._gone(pid, process, self.grace_s):
                 return
+            log.warning("pid %d still running %.0f s after %s", pid, self.grace_s, sig.name)
+
+    def _await_orphan(self, job: Job) -> None:
+        """Wait for the process a dead studio started for ``job`` to stop by itself (it watches
+        its parent); stop it if it lingers and is still that process (not a reused pid)."""
+        assert job.pid is not None
+        if not self._gone(job.pid, None, self.grace_s) and _started_near(job.pid, job.started):
+            log.warning("job %s: the process of its previous run (pid %d) is still running; stopping it", job.id, job.pid)
+            self._stop(job.pid)
+
+    @staticmethod
+    def _gone(pid: int, process: Optional[subprocess.Popen], timeout: float) -> bool:
+        """Whether our child ``process`` exits (or, not ours, group ``pid`` empties) within ``timeout``."""
+        if process is not None:
+            try:
+                process.wait(timeout)  # reaps it: a zombie would still count as a group member
+                return True
             except subprocess.TimeoutExpired:
-                log.warning("pid %d still running %.0f s after %s", process.pid, self.grace_s, sig.name)
+                return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.1)
+        return False
 
 
-def _parse_progress(job: Job, line: str) -> None:
+def _started_near(pid: int, when: Optional[float], slack_s: float = 10.0) -> bool:
+    """Whether process ``pid`` started within ``slack_s`` of ``when`` (Linux /proc); False where
+    that cannot be read, so a reused pid is never signalled."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return when is not None and abs(boot + ticks / os.sysconf("SC_CLK_TCK") - when) < slack_s
+
+
+def _absolute(path: Path, cwd: Path) -> Path:
+    return path if path.is_absolute() else cwd / path
+
+
+def _parse_progress(job: Job, line: str) -> bool:
+    """Update ``job`` from one output line; whether the line carried progress."""
     if match := _STEP.match(line):
         job.step, job.max_steps = int(match[1]), int(match[2])
     elif match := _LOSS.search(line):
         job.metrics["train/loss"] = float(match[1])
     elif match := _VAL.search(line):
         job.metrics[match[2]] = float(match[3])
+    else:
+        return False
+    return True
 
 
 def _read_run_record(run_dir: Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ocrft.studio.compose import OverrideError, compose, group_options
+from ocrft.studio.compose import OverrideError, group_options
 
 if TYPE_CHECKING:
     from ocrft.studio.jobs import JobManager
@@ -90,7 +90,7 @@ def build_launch_tab(manager: "JobManager") -> None:
     def on_show(*values: Any) -> tuple[str, str]:
         overrides, sweep = overrides_of(values)
         try:
-            cfg = compose(overrides, multirun=sweep)
+            _, _, cfg = manager.check(overrides, multirun=sweep)  # what Launch would check: the same refusals
         except OverrideError as err:
             return f"**Refused:** `{' '.join(overrides)}`\n\n```\n{err}\n```", ""
         OmegaConf.resolve(cfg)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ocrft.config import ConfigError
 from ocrft.runner import RunContext, TaskResult
+from ocrft.serving.origin_guard import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ def run_studio(cfg: Any, ctx: RunContext) -> TaskResult:
 
     sc = cfg.studio
     env = sc.auth_env
+    if not env and not is_loopback(sc.host):
+        # As Jupyter refuses to listen beyond loopback without a token: the studio starts runs.
+        raise ConfigError(f"studio.host={sc.host} reaches beyond this machine: set studio.auth_env to an "
+                          "environment variable holding 'user:password' (the studio launches runs as you)")  # fmt: skip
     if env and not os.environ.get(env):
         raise ConfigError(f"studio.auth_env={env}: that environment variable is not set (expected 'user:password')")
     try:

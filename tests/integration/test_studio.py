@@ -129,7 +129,7 @@ def test_login_guards_the_api_and_files(tmp_path):
 
     cfg = compose(["task=studio", f"studio.roots=[{tmp_path}]"]).studio
     (tmp_path / "a.txt").write_text("hello")
-    client = TestClient(build_app(cfg, auth=("me", "s3cret")))
+    client = TestClient(build_app(cfg, auth=("me", "s3cret")), base_url="http://127.0.0.1")
     target = "/files/" + str((tmp_path / "a.txt").resolve()).lstrip("/")
     for path in ("/api/jobs", target):
         assert client.get(path).status_code == 401

@@ -100,7 +100,7 @@ def test_misspelt_override_is_refused_with_the_compose_error_and_nothing_starts(
     bad_value = httpx.post(f"{url}/api/jobs", json={"overrides": ["peft.method=lorra"]})
     assert bad_value.status_code == 422 and "peft.method='lorra'" in bad_value.json()["detail"]  # ocrft's own check
     assert httpx.get(f"{url}/api/jobs").json() == []
-    assert not (tmp_path / "outputs").exists()
+    assert sorted(p.name for p in (tmp_path / "outputs" / "studio").iterdir()) == ["jobs.sqlite", "owners"]  # no run
     assert httpx.get(f"{url}/api/jobs/nope").status_code == 404
 
 
@@ -175,7 +175,15 @@ def test_launch_form_in_chromium_refuses_a_typo_then_runs_a_tiny_training(tmp_pa
         b.click("#launch-launch")
         wait_text(b, "#launch-message", "max_stepz")
         assert "Key 'max_stepz' not in 'TrainConfig'" in b.run_js("return document.querySelector('#launch-message').innerText")
-        assert not (tmp_path / "outputs").exists()
+        # the form holds a launch to ocrft's own config as the API does (issue 22)
+        b.type_text("#launch-overrides textarea", "\n".join([*TINY, "+hydra.callbacks.x._target_=shutil.copyfile"]))
+        b.click("#launch-launch")
+        wait_text(b, "#launch-message", "_target_ names a Python callable")
+        b.type_text("#launch-overrides textarea", "\n".join([*TINY, f"run_dir={tmp_path / 'elsewhere'}"]))
+        b.click("#launch-show")
+        wait_text(b, "#launch-message", "outside the studio's roots")
+        assert not (tmp_path / "elsewhere").exists()
+        assert sorted(p.name for p in (tmp_path / "outputs" / "studio").iterdir()) == ["jobs.sqlite", "owners"]  # no run
 
         b.type_text("#launch-overrides textarea", "\n".join(TINY))
         b.click("#launch-show")
