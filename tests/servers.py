@@ -86,3 +86,16 @@ def studio_server(folder: Path, roots: Path, env: dict | None = None) -> Iterato
         except subprocess.TimeoutExpired:
             proc.kill()
 
+
+
+def wait_job_over(url: str, job_id: str, timeout: float = 180) -> dict:
+    """Poll the studio's jobs API at ``url`` until the job is no longer queued or running."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{url}/api/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")

@@ -22,7 +22,9 @@ from ocrft.serving.admission import Admission
 from ocrft.serving.auth import authorized, read_server_key
 from ocrft.serving.batcher import Batcher, Generator
 from ocrft.serving.images import decode_data_url, decode_image
-from ocrft.serving.protocol import RequestError, completion_body, error_body, parse_chat_body, parse_request, sse_chunks
+from ocrft.serving.origin_guard import OriginGuard, default_allowed_hosts, is_loopback
+from ocrft.serving.protocol import (CHAT_REQUEST_SCHEMA, RequestError, completion_body, error_body, parse_chat_body,
+                                    parse_request, sse_chunks)
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,10 @@ def create_app(generator: Generator, serve_cfg: Any, model_name: str) -> Admissi
         return StreamingResponse(sse_chunks(head, text, finish, usage if include_usage else None),
                                  media_type="text/event-stream")  # fmt: skip
 
-    @app.post("/v1/chat/completions")
+    # The body is read by hand (see answer), so its schema is declared for the OpenAPI document.
+    body_schema = {"required": True, "content": {"application/json": {"schema": CHAT_REQUEST_SCHEMA}}}
+
+    @app.post("/v1/chat/completions", openapi_extra={"requestBody": body_schema})
     async def chat_completions(request: Request) -> Any:
         if not authorized(request.headers.get("authorization", ""), key):
             return _error(401, "missing or wrong bearer key", "invalid_api_key")
@@ -146,4 +151,17 @@ def create_app(generator: Generator, serve_cfg: Any, model_name: str) -> Admissi
             log.info("a client hung up before its answer; its request was dropped")
             return _error(499, "client closed the request", "client_closed_request")  # nginx's code; nobody reads it
 
-    return Admission(app, serve_cfg.max_concurrent_requests, serve_cfg.retry_after_s)
+    return Admission(guarded(app, serve_cfg), serve_cfg.max_concurrent_requests, serve_cfg.retry_after_s)
+
+
+def guarded(app: Any, serve_cfg: Any) -> Any:
+    """``app`` behind the Host check (ocrft.serving.origin_guard) when the server is bound to
+    loopback or ``serve.allowed_hosts`` is set: a page whose DNS name was rebound to 127.0.0.1
+    gets 403. Bound beyond loopback with no list, every Host is answered (the key guards it)."""
+    hosts = serve_cfg.allowed_hosts
+    if hosts is None and not is_loopback(serve_cfg.host):
+        return app
+    hosts = list(hosts) if hosts is not None else default_allowed_hosts(serve_cfg.host)
+    # No Origin check: browser clients on other origins (a chat UI) may call a served model.
+    return OriginGuard(app, hosts, check_origin=False, setting="serve",
+                       render=lambda why: error_body(403, why, "host_not_allowed"))  # fmt: skip

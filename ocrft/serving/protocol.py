@@ -50,6 +50,63 @@ class ChatRequest(BaseModel):
     stream_options: Optional[_StreamOptions] = None
 
 
+_TEXT_PART = {
+    "type": "object",
+    "required": ["type", "text"],
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+}
+_IMAGE_PART = {
+    "type": "object",
+    "required": ["type", "image_url"],
+    "properties": {
+        "type": {"const": "image_url"},
+        "image_url": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {"url": {"type": "string", "description": "data:image/png;base64,... (remote URLs are refused)"}},
+        },
+    },
+}
+# The request body of POST /v1/chat/completions in the app's OpenAPI schema (app.openapi(); the
+# server publishes no /openapi.json: this is for tests and tooling). The handler reads the raw
+# body itself (capped at serve.max_body_bytes while it arrives), so FastAPI cannot derive it
+# from a parameter. It is the shape ChatRequest reads, with parse_request's roles and part
+# types; its one rule across messages (exactly one image, in a user message) is not expressed.
+# Extra fields are accepted and ignored.
+CHAT_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["messages"],
+    "properties": {
+        "model": {"type": ["string", "null"]},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["role"],
+                "properties": {
+                    "role": {"enum": ["system", "developer", "user"]},
+                    "content": {"anyOf": [
+                        {"type": "string"},
+                        {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}},
+                        {"type": "null"},
+                    ]},
+                },
+            },
+        },
+        "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "temperature": {"type": ["number", "null"], "description": "accepted and ignored: decoding is greedy"},
+        "n": {"const": 1},
+        "stream": {"type": "boolean"},
+        "stream_options": {
+            "type": ["object", "null"],
+            "properties": {"include_usage": {"type": "boolean"}},
+        },
+    },
+}  # fmt: skip
+
+
 class RequestError(Exception):
     """A request the server refuses; becomes an OpenAI-style JSON error."""
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from ocrft.serving.app import create_app
 from ocrft.serving.auth import read_server_key
+from ocrft.serving.origin_guard import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
 
     read_server_key(cfg.serve)  # refuse a keyless "protected" server before loading weights
     host, port = cfg.serve.host, cfg.serve.port
-    if host not in ("127.0.0.1", "localhost", "::1") and not cfg.serve.api_key_env:
+    if not is_loopback(host) and not cfg.serve.api_key_env:
         log.warning("serving on %s without a key: anyone who can reach port %d can use the model", host, port)
     generator = build_cascade_generator(cfg) if cfg.model.get("family") == "cascade" else build_generator(cfg)
     model_name = serve_model_name(cfg)  # short: the run folder's name or the base's id, never a path

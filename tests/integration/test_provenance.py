@@ -156,7 +156,7 @@ def test_served_run_folder_is_listed_by_its_short_name(trained):
         def generate(self, images, prompts, max_new_tokens):
             return ["x" for _ in images]
 
-    with TestClient(create_app(Echo(), cfg.serve, name)) as http:
+    with TestClient(create_app(Echo(), cfg.serve, name), base_url="http://127.0.0.1") as http:
         ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
         health = http.get("/health").json()
     assert ids == ["tiny-run"] and "/" not in ids[0]

@@ -17,6 +17,7 @@ from typing import Iterator
 import pytest
 
 from ocrft.studio.jobs import JobManager, jobs_router
+from tests.servers import wait_job_over
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -77,18 +78,6 @@ def api(tmp_path: Path) -> Iterator[tuple[str, JobManager]]:
     manager.shutdown()
 
 
-def wait_over(url: str, job_id: str, timeout: float = 180) -> dict:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{url}/api/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
-
-
 def test_misspelt_override_is_refused_with_the_compose_error_and_nothing_starts(api, tmp_path):
     import httpx
 
@@ -117,7 +106,7 @@ def test_three_jobs_with_max_jobs_1_run_one_after_another_and_all_finish(api):
     statuses = {job["id"]: job["status"] for job in httpx.get(f"{url}/api/jobs").json()}
     assert [statuses[i] for i in ids] == ["running", "queued", "queued"]
 
-    jobs = [wait_over(url, job_id) for job_id in ids]
+    jobs = [wait_job_over(url, job_id) for job_id in ids]
     for job in jobs:
         assert job["status"] == "finished", Path(job["log"]).read_text()[-3000:]
         assert job["step"] == 4 and "eval/cer" in job["metrics"] and "train/mean_loss" in job["metrics"]
@@ -137,14 +126,14 @@ def test_cancel_a_running_job_then_resume_it_to_finished(api):
         assert time.monotonic() < deadline and httpx.get(f"{url}/api/jobs/{job_id}").json()["status"] == "running"
         time.sleep(0.1)
     assert httpx.post(f"{url}/api/jobs/{job_id}/cancel").status_code == 200
-    cancelled = wait_over(url, job_id, timeout=60)
+    cancelled = wait_job_over(url, job_id, timeout=60)
     assert cancelled["status"] == "cancelled", Path(cancelled["log"]).read_text()[-3000:]
     assert cancelled["step"] is not None and cancelled["step"] < 60
     assert httpx.post(f"{url}/api/jobs/{job_id}/cancel").json()["status"] == "cancelled"  # a no-op now
 
     resumed = httpx.post(f"{url}/api/jobs/{job_id}/resume")
     assert resumed.status_code == 200 and resumed.json()["status"] in ("queued", "running")
-    done = wait_over(url, job_id)
+    done = wait_job_over(url, job_id)
     log_text = Path(done["log"]).read_text()
     assert done["status"] == "finished", log_text[-3000:]
     assert done["step"] == 60 and done["run_dir"] == str(run_dir)

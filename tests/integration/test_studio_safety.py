@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import studio_server
+from tests.servers import studio_server, wait_job_over
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,16 +45,6 @@ def studio(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     with studio_server(folder, folder / "outputs", env=env) as (url, _):
         yield url.rstrip("/"), int(url.rstrip("/").rsplit(":", 1)[1]), folder
-
-
-def wait_over(url: str, job_id: str, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{url}/api/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
 
 
 def test_a_rebinding_host_gets_403_on_every_route(studio):
@@ -116,7 +106,7 @@ def test_a_same_origin_launch_still_works(studio):
     url, port, _ = studio
     answer = httpx.post(f"{url}/api/jobs", json={"overrides": TINY}, headers={"origin": f"http://127.0.0.1:{port}"})
     assert answer.status_code == 201, answer.text
-    job = wait_over(url, answer.json()["id"])
+    job = wait_job_over(url, answer.json()["id"])
     assert job["status"] == "finished" and job["step"] == 4, Path(job["log"]).read_text()[-3000:]
 
 
@@ -164,8 +154,8 @@ def test_a_studio_killed_mid_job_lists_resumes_and_runs_its_jobs_after_a_restart
         assert jobs[long_job["id"]]["status"] == "interrupted"
         assert jobs[queued_job["id"]]["status"] in ("queued", "running", "finished")
         assert httpx.post(f"{url}/api/jobs/{long_job['id']}/resume").status_code == 200
-        queued_done = wait_over(url, queued_job["id"])
-        resumed = wait_over(url, long_job["id"], timeout=300)
+        queued_done = wait_job_over(url, queued_job["id"])
+        resumed = wait_job_over(url, long_job["id"], timeout=300)
     assert queued_done["status"] == "finished", Path(queued_done["log"]).read_text()[-3000:]
     text = log.read_text()
     assert resumed["status"] == "finished", text[-3000:]
