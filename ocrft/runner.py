@@ -1,8 +1,8 @@
 """Runs one task inside its run folder: validate, seed, record, track, dispatch.
 
-Every run writes ``<run_dir>/config.yaml`` (resolved, secrets redacted) and
-``<run_dir>/run.json`` (task, status, times, metrics, paths, MLflow run id), which tools
-read instead of parsing logs.
+Every run writes ``<run_dir>/config.yaml`` (resolved, secrets redacted),
+``<run_dir>/run.json`` (task, status, times, metrics, paths, MLflow run id) and appends to
+``<run_dir>/progress.jsonl`` (ocrft.progress), which tools read instead of parsing logs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from ocrft import atomic
 from ocrft.distributed import agree_run_dir, world
+from ocrft.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class RunContext:
 
     run_dir: Path
     tracker: Any  # ocrft.tracking tracker (NullTracker with tracking=none)
+    progress: ProgressLog = field(default_factory=lambda: ProgressLog(None))  # progress.jsonl (rank 0)
 
 
 @dataclass
@@ -96,7 +98,9 @@ def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskRe
         "mlflow_run_id": previous.get("mlflow_run_id"),
     }
     t0 = time.time()
+    progress = ProgressLog(run_dir if world().is_main else None)
     try:
+        progress.event("start", task=cfg.task)
         validate_config(cfg)
         _seed(cfg.seed)
         if world().is_main:
@@ -105,13 +109,14 @@ def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskRe
         with open_tracker(cfg, run_dir) as tracker:
             record["mlflow_run_id"] = tracker.run_id
             write_run_record(run_dir, record)
-            result = task_fn(cfg, RunContext(run_dir=run_dir, tracker=tracker))
+            result = task_fn(cfg, RunContext(run_dir=run_dir, tracker=tracker, progress=progress))
             tracker.set_terminal_status(result.status)  # a pruned trial ends KILLED, tagged pruned
     except BaseException as err:
         error = f"{type(err).__name__}: {user_error_message(err) or err}"
         record.update(status="failed", end_time=_now(), error=scrub_text(error))
         try:
             write_run_record(run_dir, record)
+            progress.event("end", status="failed")
         except OSError as record_err:  # a full disk: the task's own error is the one to report
             log.warning("could not record the failure in %s: %s", run_dir / "run.json", record_err)
         raise
@@ -119,6 +124,7 @@ def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskRe
     record["paths"].update(result.paths)
     record["duration_s"] = round(time.time() - t0, 1)
     write_run_record(run_dir, record)
+    progress.event("end", status=result.status, metrics=result.metrics)
     if world().is_main:
         _print_summary(record, cfg)
     return {**result.metrics, "status": result.status}

@@ -13,18 +13,16 @@ twice. A job whose studio died is ``interrupted`` and resumes from the list. The
 its parent (``OCRFT_PARENT_PID``, ocrft.parent_watch): when the studio dies, the run stops as
 on Ctrl-C instead of running on unseen.
 
-Progress comes from the child's output (the trainer's step bar, its loss dicts, the
-``val/<metric>`` lines of ocrft's validation) and, once it ends, from its ``run.json``.
+Progress comes from the run's ``progress.jsonl`` (ocrft.progress: step, max_steps, loss,
+``val/<metric>``), never from its log, and once it ends from its ``run.json``.
 """
 
 from __future__ import annotations
 
 import atexit
-import codecs
 import json
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,17 +32,15 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ocrft.progress import FILE as PROGRESS_FILE
+from ocrft.progress import Progress, read_progress
 from ocrft.studio.compose import OverrideError, compose
 from ocrft.studio.job_store import ACTIVE, RESUMABLE, STATUSES, Job, JobStore, new_job_id
 from ocrft.studio.override_policy import within
 
 log = logging.getLogger(__name__)
 
-# The trainer's tqdm bar has no label ("eval after:", "Loading weights:" ones do): " 50%|##  | 2/4 [".
-_STEP = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[")
-_LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")
-_VAL = re.compile(r"step (\d+): (val/\w+) = ([0-9.eE+-]+)")
-PROGRESS_EVERY_S = 1.0  # progress parsed from output reaches the jobs file at most this often
+PROGRESS_EVERY_S = 0.5  # how often a running job's progress.jsonl is read
 
 
 class JobManager:
@@ -76,7 +72,7 @@ class JobManager:
         self._owner_lock = FileLock(self._owner_file(self.owner))
         self._owner_lock.acquire()
         self._processes: dict[str, subprocess.Popen] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _start registers its process while _dispatch holds it
         self._changed = threading.Condition(self._lock)
         self._closed = False
         self._watchers: list[threading.Thread] = []
@@ -211,16 +207,14 @@ class JobManager:
         """Start queued jobs while this studio has free slots; the only thread that starts
         children. Polls the shared file for jobs queued by other studios."""
         while True:
-            with self._lock:
+            with self._lock:  # claim and start under the lock: shutdown() never misses a job
                 if self._closed:
                     return
-                free = self.max_jobs - len(self._processes)
-            while free > 0 and not self._closed and (job := self.store.claim(self.owner)) is not None:
-                self._start(job)
-                free -= 1
-            with self._lock:
-                if not self._closed:
-                    self._changed.wait(self.poll_s)
+                job = self.store.claim(self.owner) if len(self._processes) < self.max_jobs else None
+                if job is not None:
+                    self._start(job)
+                    continue
+                self._changed.wait(self.poll_s)
 
     def _start(self, job: Job) -> None:
         if job.pid is not None:  # its last process, started by a studio that died, may still be ending
@@ -231,7 +225,6 @@ class JobManager:
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "OCRFT_PARENT_PID": str(os.getpid())}
             with open(job.log_path, "ab") as log_file:  # appended to on resume
                 log_file.write(f"$ {' '.join(job.argv)}\n".encode())
-                start = log_file.tell()
                 # The run writes its log itself, so what it says after a studio died is kept too.
                 # Own session: a signal meant for the studio (Ctrl-C) does not reach the runs;
                 # cancel signals the whole group, dataloader workers included.
@@ -244,29 +237,20 @@ class JobManager:
             self._processes[job.id] = process
         self.store.update(job.id, pid=process.pid, step=job.step, started=time.time())
         log.info("job %s started (pid %d), log %s", job.id, process.pid, job.log_path)
-        watcher = threading.Thread(target=self._watch, args=(job, process, start), name=f"job-{job.id}", daemon=True)
+        watcher = threading.Thread(target=self._watch, args=(job, process), name=f"job-{job.id}", daemon=True)
         self._watchers.append(watcher)
         watcher.start()
 
-    def _watch(self, job: Job, process: subprocess.Popen, start: int) -> None:
-        """Follow the run's log from ``start`` while parsing progress; then record how it ended."""
-        pending, decoder = "", codecs.getincrementaldecoder("utf-8")("replace")  # a character may span chunks
-        saved = 0.0
-        with open(job.log_path, "rb") as log_file:
-            log_file.seek(start)
-            while True:
-                ended = process.poll() is not None  # read once more after the end: the last lines
-                chunk = log_file.read(65536)
-                if not chunk:
-                    if ended:
-                        break
-                    time.sleep(0.2)
-                    continue
-                lines = re.split(r"[\r\n]", pending + decoder.decode(chunk))
-                pending = lines.pop()
-                if any([_parse_progress(job, line) for line in lines]) and time.monotonic() - saved > PROGRESS_EVERY_S:
-                    self.store.update(job.id, step=job.step, max_steps=job.max_steps, metrics=job.metrics)
-                    saved = time.monotonic()
+    def _watch(self, job: Job, process: subprocess.Popen) -> None:
+        """Follow the run's ``progress.jsonl`` (ocrft.progress) until it ends; then record how it ended."""
+        progress, offsets = Progress(step=job.step, max_steps=job.max_steps, metrics=dict(job.metrics)), {}
+        while True:
+            ended = process.poll() is not None  # read once more after the end: the last events
+            if _follow_progress(job, progress, offsets):
+                self.store.update(job.id, step=job.step, max_steps=job.max_steps, metrics=job.metrics)
+            if ended:
+                break
+            time.sleep(PROGRESS_EVERY_S)
         returncode = process.wait()
         record = _read_run_record(job.run_dir)
         job.metrics.update({k: v for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))})
@@ -342,17 +326,21 @@ def _absolute(path: Path, cwd: Path) -> Path:
     return path if path.is_absolute() else cwd / path
 
 
-def _parse_progress(job: Job, line: str) -> bool:
-    """Update ``job`` from one output line; whether the line carried progress."""
-    if match := _STEP.match(line):
-        job.step, job.max_steps = int(match[1]), int(match[2])
-    elif match := _LOSS.search(line):
-        job.metrics["train/loss"] = float(match[1])
-    elif match := _VAL.search(line):
-        job.metrics[match[2]] = float(match[3])
-    else:
+def _follow_progress(job: Job, progress: Progress, offsets: dict[Path, int]) -> bool:
+    """Update ``job`` from the new events of its run's progress.jsonl (of a multirun: its
+    newest trial's); whether anything changed."""
+    files = [job.run_dir / PROGRESS_FILE] if not job.multirun else sorted(
+        job.run_dir.glob(f"*/{PROGRESS_FILE}"), key=lambda p: p.stat().st_mtime)  # fmt: skip
+    if not files or not files[-1].exists():
         return False
-    return True
+    path = files[-1]
+    before = (progress.step, progress.max_steps, dict(progress.metrics))
+    if path not in offsets and job.multirun:  # a new trial: its own steps
+        progress.step = progress.max_steps = None
+    progress, offsets[path] = read_progress(path.parent, offsets.get(path, 0), progress)
+    job.step, job.max_steps = progress.step, progress.max_steps
+    job.metrics.update(progress.metrics)
+    return (progress.step, progress.max_steps, progress.metrics) != before
 
 
 def _read_run_record(run_dir: Path) -> dict[str, Any]:

@@ -70,7 +70,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     generator = build_generator(cfg, model, processor)
     args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world().size)
     save_best = partial(save_model, model, processor, resolved, cfg, run_dir, name="best")
-    validation, callbacks = make_callbacks(tracker, generator, val_records, cfg.prompt.text, cfg.eval, cfg.trial, save_best)
+    validation, callbacks = make_callbacks(tracker, generator, val_records, cfg.prompt.text, cfg.eval, cfg.trial, save_best,
+                                           progress=ctx.progress)  # fmt: skip
     collator = TrainCollator(Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length))
     trainer = OcrftSFTTrainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
                               processing_class=processor, callbacks=callbacks)  # fmt: skip

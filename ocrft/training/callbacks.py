@@ -10,6 +10,7 @@ from transformers import TrainerCallback
 
 from ocrft.distributed import world
 from ocrft.evaluation.metrics import MetricSettings
+from ocrft.progress import ProgressLog
 from ocrft.search import TrialReporter
 from ocrft.training.validation import ValidationCallback, make_validate
 
@@ -40,14 +41,26 @@ def hf_metric_name(key: str) -> str:
 
 class TrackerCallback(TrainerCallback):
     """Sends the Trainer's logs (loss, learning rate, grad norm, epoch, eval) to the run's
-    tracker (ocrft.tracking) at each logging step, under our metric names."""
+    tracker (ocrft.tracking) at each logging step, under our metric names, and each step's
+    position to the run's progress log (ocrft.progress)."""
 
-    def __init__(self, tracker) -> None:
+    def __init__(self, tracker, progress: ProgressLog = ProgressLog(None)) -> None:
         self.tracker = tracker
+        self.progress = progress
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:  # a resumed run starts at its checkpoint's step
+            self.progress.event("train", step=state.global_step, max_steps=state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.progress.event("train", step=state.global_step, max_steps=state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            self.tracker.log_metrics({hf_metric_name(k): v for k, v in logs.items()}, step=state.global_step)
+            metrics = {hf_metric_name(k): v for k, v in logs.items()}
+            self.tracker.log_metrics(metrics, step=state.global_step)
+            self.progress.event("train", step=state.global_step, max_steps=state.max_steps, metrics=metrics)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.tracker.flush()
@@ -84,7 +97,8 @@ class PruningCallback(TrainerCallback):
 
 
 def make_callbacks(
-    tracker, generator, val_records: Sequence, prompt: str, eval_cfg, trial_cfg, save_best: Callable[[], Any]
+    tracker, generator, val_records: Sequence, prompt: str, eval_cfg, trial_cfg, save_best: Callable[[], Any], *,
+    progress: ProgressLog = ProgressLog(None),
 ) -> tuple[Optional[ValidationCallback], list[TrainerCallback]]:
     """The tracker's callback and, when the run validates, the validation callback (which
     reports to the sweep's trial, if any, and calls ``save_best`` on each improvement).
@@ -92,7 +106,7 @@ def make_callbacks(
     Returns:
         the validation callback (None without validation) and every callback for the Trainer.
     """
-    callbacks: list[TrainerCallback] = [TrackerCallback(tracker)]
+    callbacks: list[TrainerCallback] = [TrackerCallback(tracker, progress)]
     if not (eval_cfg.every_n_steps and val_records):
         if eval_cfg.every_n_steps:
             log.warning("eval.every_n_steps=%d but the val split is empty: no validation", eval_cfg.every_n_steps)
@@ -110,6 +124,7 @@ def make_callbacks(
         save_best=save_best,
         patience=eval_cfg.early_stopping_patience,
         reporter=reporter,
+        progress=progress,
     )
     callbacks.append(validation)
     return validation, callbacks

@@ -18,6 +18,7 @@ from ocrft.data.record import Record
 from ocrft.evaluation.generation import generate_all, image_loaders, prompts_for
 from ocrft.evaluation.metrics import MetricSettings, score_detailed
 from ocrft.models.sharding import is_sharded
+from ocrft.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class ValidationCallback(TrainerCallback):
         tracker: the run's tracker (ocrft.tracking), which gets ``val/<name>`` at each validation.
         save_best: saves the current weights as the best ones.
         reporter: the sweep trial to report to (``ocrft.search.TrialReporter``), or None.
+        progress: the run's progress log (ocrft.progress), which gets each validation.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class ValidationCallback(TrainerCallback):
         save_best: Callable[[], Any],
         patience: Optional[int] = None,
         reporter: Any = None,
+        progress: ProgressLog = ProgressLog(None),
     ):
         self.validate = validate
         self.every = every_n_steps
@@ -51,6 +54,7 @@ class ValidationCallback(TrainerCallback):
         self.save_best = save_best
         self.patience = patience
         self.reporter = reporter
+        self.progress = progress
         self.best: Optional[float] = None
         self.best_step: Optional[int] = None
         self.bad_rounds = 0
@@ -68,7 +72,9 @@ class ValidationCallback(TrainerCallback):
         value = metrics[self.metric]
         self.history.append((step, value))
         if is_main:
-            self.tracker.log_metrics({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+            named = {f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+            self.tracker.log_metrics(named, step=step)
+            self.progress.event("validation", step=step, metrics=named)
             log.info("step %d: val/%s = %.4f", step, self.metric, value)
         if self.best is None or (not math.isnan(value) and self.sign * value > self.sign * self.best):
             self.best, self.best_step, self.bad_rounds = value, step, 0

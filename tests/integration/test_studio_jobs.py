@@ -7,6 +7,7 @@ One tiny training is 4 steps of the offline tiny Qwen2-VL on synthetic lines; mo
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -111,6 +112,12 @@ def test_three_jobs_with_max_jobs_1_run_one_after_another_and_all_finish(api):
         assert job["status"] == "finished", Path(job["log"]).read_text()[-3000:]
         assert job["step"] == 4 and "eval/cer" in job["metrics"] and "train/mean_loss" in job["metrics"]
         assert (Path(job["run_dir"]) / "run.json").is_file() and Path(job["log"]).is_file()
+        # progress comes from the run's structured events, not from its log (ocrft.progress)
+        events = [json.loads(line) for line in (Path(job["run_dir"]) / "progress.jsonl").read_text().splitlines()]
+        assert [e["phase"] for e in events][0] == "start" and events[-1] == {**events[-1], "phase": "end", "status": "finished"}
+        train = [e for e in events if e["phase"] == "train"]
+        assert [e["step"] for e in train if "metrics" not in e][-1] == 4 and all(e["max_steps"] == 4 for e in train)
+        assert any("train/mean_loss" in e.get("metrics", {}) for e in train)  # the Trainer's closing log
     for before, after in zip(jobs, jobs[1:]):
         assert after["started"] >= before["ended"], "max_jobs=1 but two jobs ran at once"
 
