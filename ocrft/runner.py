@@ -7,7 +7,6 @@ Every run writes ``<run_dir>/config.yaml`` (resolved, secrets redacted),
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, open_dict
 from ocrft import atomic
 from ocrft.distributed import agree_run_dir, world
 from ocrft.progress import ProgressLog
+from ocrft.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,9 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def read_run_record(run_dir: Path) -> dict:
-    path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def write_run_record(run_dir: Path, record: dict) -> None:
+def write_run_record(run_dir: Path, record: RunRecord) -> None:
     if world().is_main:  # one record per run: rank 0 of a torchrun/accelerate launch writes it
-        atomic.write_json(Path(run_dir) / "run.json", record)
+        record.write(run_dir)
 
 
 def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskResult]) -> dict:
@@ -87,16 +82,13 @@ def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskRe
     with open_dict(cfg):
         cfg.run_dir = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = read_run_record(run_dir)
-    record = {
-        "task": cfg.task,
-        "status": "running",
-        "start_time": previous.get("start_time", _now()),
-        "end_time": None,
-        "metrics": {},
-        "paths": {"run_dir": str(run_dir), "config": str(run_dir / "config.yaml")},
-        "mlflow_run_id": previous.get("mlflow_run_id"),
-    }
+    previous = RunRecord.read(run_dir)  # a resumed run keeps its start time and MLflow run
+    record = RunRecord(
+        task=cfg.task,
+        start_time=previous.start_time if previous else _now(),
+        paths={"run_dir": str(run_dir), "config": str(run_dir / "config.yaml")},
+        mlflow_run_id=previous.mlflow_run_id if previous else None,
+    )
     t0 = time.time()
     progress = ProgressLog(run_dir if world().is_main else None)
     try:
@@ -107,22 +99,23 @@ def run_task(cfg: DictConfig, task_fn: Callable[[DictConfig, RunContext], TaskRe
             atomic.write_text(run_dir / "config.yaml", redacted_yaml(cfg))
         write_run_record(run_dir, record)
         with open_tracker(cfg, run_dir) as tracker:
-            record["mlflow_run_id"] = tracker.run_id
+            record.mlflow_run_id = tracker.run_id
             write_run_record(run_dir, record)
             result = task_fn(cfg, RunContext(run_dir=run_dir, tracker=tracker, progress=progress))
             tracker.set_terminal_status(result.status)  # a pruned trial ends KILLED, tagged pruned
     except BaseException as err:
         error = f"{type(err).__name__}: {user_error_message(err) or err}"
-        record.update(status="failed", end_time=_now(), error=scrub_text(error))
+        record.status, record.end_time, record.error = "failed", _now(), scrub_text(error)
         try:
             write_run_record(run_dir, record)
             progress.event("end", status="failed")
         except OSError as record_err:  # a full disk: the task's own error is the one to report
             log.warning("could not record the failure in %s: %s", run_dir / "run.json", record_err)
         raise
-    record.update(status=result.status, end_time=_now(), metrics=result.metrics, **result.extra)
-    record["paths"].update(result.paths)
-    record["duration_s"] = round(time.time() - t0, 1)
+    record.status, record.end_time, record.metrics = result.status, _now(), result.metrics
+    record.extra.update(result.extra)
+    record.paths.update(result.paths)
+    record.duration_s = round(time.time() - t0, 1)
     write_run_record(run_dir, record)
     progress.event("end", status=result.status, metrics=result.metrics)
     if world().is_main:
@@ -174,19 +167,19 @@ def _seed(seed: int) -> None:
     # every task ~1.5 s, a failing one included.
 
 
-def _print_summary(record: dict, cfg: DictConfig) -> None:
+def _print_summary(record: RunRecord, cfg: DictConfig) -> None:
     """The end of every run: metrics, what was written where, and how to look at it."""
-    m = record["metrics"]
-    lines = [f"ocrft {record['task']}: {record['status']} in {record.get('duration_s', 0)} s"]
+    m = record.metrics
+    lines = [f"ocrft {record.task}: {record.status} in {record.duration_s or 0} s"]
     if "eval_before/cer" in m and "eval/cer" in m:
         n = int(m.get("eval/num_samples", 0))
         lines.append(f"  CER on {n} held-out samples: before {m['eval_before/cer']:.4f} -> after {m['eval/cer']:.4f}")
     for k, v in sorted(m.items()):
         lines.append(f"  {k:<28} {v:.4f}" if isinstance(v, float) else f"  {k:<28} {v}")
-    for k, v in record["paths"].items():
+    for k, v in record.paths.items():
         lines.append(f"  {k + ':':<28} {v}")
-    if record.get("mlflow_run_id"):
+    if record.mlflow_run_id:
         uri = cfg.tracking.uri
-        lines.append(f"  {'mlflow run:':<28} {record['mlflow_run_id']} in {uri}")
+        lines.append(f"  {'mlflow run:':<28} {record.mlflow_run_id} in {uri}")
         lines.append(f"  {'see it with:':<28} mlflow ui --backend-store-uri {uri}")
     log.info("\n".join(lines))

@@ -7,7 +7,6 @@ start and end of every ``--multirun``, whichever sweeper and launcher run the jo
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from ocrft import atomic
 from ocrft.mlflow_experiment import experiment_id, experiment_name
 from ocrft.mlflow_tags import base_tags
 from ocrft.redact import scrub_text
+from ocrft.run_record import RunRecord
 from ocrft.tracking import PARENT_RUN_ENV, PARENT_RUN_FILE, MlflowTracker
 
 log = logging.getLogger(__name__)
@@ -108,24 +108,20 @@ def sweep_summary(sweep_dir: Path, objective: str, greater_is_better: bool) -> t
         metrics (``sweep/jobs``, ``sweep/<status>``, ``best/<objective>``) and tags naming the
         best job's run folder and MLflow run.
     """
-    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/run.json"))]
+    found = [RunRecord.read(p.parent) for p in sorted(sweep_dir.glob("*/run.json"))]
+    records = [r for r in found if r is not None]
     metrics = {"sweep/jobs": float(len(records))}
     for status in ("finished", "failed", "pruned", "running"):
-        metrics[f"sweep/{status}"] = float(sum(r.get("status") == status for r in records))
+        metrics[f"sweep/{status}"] = float(sum(r.status == status for r in records))
     scored = [
         r
         for r in records
-        if r.get("status") == "finished"
-        and isinstance(r.get("metrics", {}).get(objective), (int, float))
-        and math.isfinite(r["metrics"][objective])
+        if r.status == "finished" and isinstance(r.metrics.get(objective), (int, float)) and math.isfinite(r.metrics[objective])
     ]
     tags: dict[str, str] = {}
     if scored:
         pick = max if greater_is_better else min
-        best = pick(scored, key=lambda r: r["metrics"][objective])
-        metrics[f"best/{objective}"] = float(best["metrics"][objective])
-        tags = {
-            "ocrft.best_run_dir": best.get("paths", {}).get("run_dir", ""),
-            "ocrft.best_mlflow_run_id": best.get("mlflow_run_id") or "",
-        }
+        best = pick(scored, key=lambda r: r.metrics[objective])
+        metrics[f"best/{objective}"] = float(best.metrics[objective])
+        tags = {"ocrft.best_run_dir": best.paths.get("run_dir", ""), "ocrft.best_mlflow_run_id": best.mlflow_run_id or ""}
     return metrics, tags

@@ -306,14 +306,16 @@ def _resumable_run(client, run_dir: Path):
     """The MLflow run named by ``run_dir/run.json``, if it exists in this store."""
     from mlflow.exceptions import MlflowException
 
-    record = run_dir / "run.json"
-    run_id = json.loads(record.read_text()).get("mlflow_run_id") if record.exists() else None
+    from ocrft.run_record import RunRecord
+
+    record = RunRecord.read(run_dir)
+    run_id = record.mlflow_run_id if record else None
     if not run_id:
         return None
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        log.info("MLflow run %s (from %s) is not in this store; starting a new run", run_id, record)
+        log.info("MLflow run %s (from %s) is not in this store; starting a new run", run_id, run_dir / "run.json")
         return None
     return run if run.info.lifecycle_stage == "active" else None
 

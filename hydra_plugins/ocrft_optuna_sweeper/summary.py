@@ -11,7 +11,6 @@ finished trial) and interpolations such as ``run_dir`` are kept, so it writes a 
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ocrft.redact import scrub_text
+from ocrft.run_record import RunRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -37,7 +37,6 @@ def finish(sweeper: Any, study: "optuna.Study", sweep_dir: Path, started: str, s
     """Log the best trial and write best.yaml, plots and the sweep's run.json; returns that record."""
     from optuna.trial import TrialState
 
-    from ocrft import atomic
     from ocrft.search import overrides_from_params
 
     trials = study.get_trials(deepcopy=False)
@@ -87,7 +86,7 @@ def finish(sweeper: Any, study: "optuna.Study", sweep_dir: Path, started: str, s
         record["paths"][name] = str(path)
     record["mlflow_run_id"] = log_to_parent_run(sweeper.config, sweep_dir, record)
     record["end_time"] = now()
-    atomic.write_json(sweep_dir / "run.json", record)
+    RunRecord.from_json(record).write(sweep_dir)
     return record
 
 
@@ -157,9 +156,8 @@ def save_plots(study: "optuna.Study", out_dir: Path) -> dict[str, Path]:
 
 def tag_child_run(result: Any, run_dir: Optional[str], number: int, state: str) -> None:
     """Tag the trial's MLflow run (from <run_dir>/run.json) with its trial number and state."""
-    if not run_dir or not (Path(run_dir) / "run.json").exists():
-        return
-    run_id = json.loads((Path(run_dir) / "run.json").read_text()).get("mlflow_run_id")
+    record = RunRecord.read(run_dir) if run_dir else None
+    run_id = record.mlflow_run_id if record else None
     if not run_id:
         return
     uri = OmegaConf.select(result.cfg, "tracking.uri") if result.cfg is not None else None

@@ -90,7 +90,9 @@ def build_app(studio_cfg: Any, auth: Optional[tuple[str, str]] = None, manager: 
     from fastapi.responses import Response
 
     from ocrft.studio.compare_view import compare_tab
-    from ocrft.studio.jobs import JobManager, jobs_router, launch_tab
+    from ocrft.studio.jobs import JobManager
+    from ocrft.studio.jobs_api import jobs_router
+    from ocrft.studio.launch_form import launch_tab
     from ocrft.studio.playground import playground_tab
     from ocrft.studio.results_view import results_tab
     from ocrft.studio.runs import results_choices, runs_tab, scan

@@ -20,7 +20,6 @@ Progress comes from the run's ``progress.jsonl`` (ocrft.progress: step, max_step
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import signal
@@ -34,6 +33,7 @@ from typing import Any, Optional, Sequence
 
 from ocrft.progress import FILE as PROGRESS_FILE
 from ocrft.progress import Progress, read_progress
+from ocrft.run_record import RunRecord
 from ocrft.studio.compose import OverrideError, compose
 from ocrft.studio.job_store import ACTIVE, RESUMABLE, STATUSES, Job, JobStore, new_job_id
 from ocrft.studio.override_policy import within
@@ -252,8 +252,8 @@ class JobManager:
                 break
             time.sleep(PROGRESS_EVERY_S)
         returncode = process.wait()
-        record = _read_run_record(job.run_dir)
-        job.metrics.update({k: v for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))})
+        record = RunRecord.read(job.run_dir) or RunRecord(task="?")  # a multirun's is per trial; a run may die first
+        job.metrics.update({k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
         if "train/global_step" in job.metrics:
             job.step = int(job.metrics["train/global_step"])
         with self._lock:
@@ -266,7 +266,7 @@ class JobManager:
         elif closing_down:
             status, error = "interrupted", "the studio stopped while it ran; resume it to continue"
         else:
-            status, error = "failed", record.get("error") or f"exit status {returncode}; see {job.log_path}"
+            status, error = "failed", record.error or f"exit status {returncode}; see {job.log_path}"
         self.store.update(job.id, status=status, error=error, returncode=returncode, ended=time.time(), pid=None,
                           step=job.step, max_steps=job.max_steps, metrics=job.metrics)  # fmt: skip
         log.info("job %s %s (exit %s)", job.id, status, returncode)
@@ -343,25 +343,4 @@ def _follow_progress(job: Job, progress: Progress, offsets: dict[Path, int]) -> 
     return (progress.step, progress.max_steps, progress.metrics) != before
 
 
-def _read_run_record(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}  # a multirun (run.json per trial) or a run that died before writing one
-
-
-def jobs_router(manager: JobManager):
-    """The JSON jobs API, to be mounted at ``/api/jobs`` (docs/studio.md)."""
-    from ocrft.studio.jobs_api import build_router
-
-    return build_router(manager)
-
-
-def launch_tab(manager: JobManager) -> None:
-    """The Launch tab's components, in the current ``gr.Blocks`` context."""
-    from ocrft.studio.launch_form import build_launch_tab
-
-    build_launch_tab(manager)
-
-
-__all__ = ["Job", "JobManager", "OverrideError", "STATUSES", "jobs_router", "launch_tab"]
+__all__ = ["Job", "JobManager", "OverrideError", "STATUSES"]

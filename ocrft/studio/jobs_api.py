@@ -11,15 +11,14 @@ Overrides the CLI would refuse get 422 with the compose error, which names the k
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from ocrft.studio.compose import OverrideError
 
-if TYPE_CHECKING:
-    from ocrft.studio.jobs import JobManager
+from ocrft.studio.jobs import JobManager
 
 
 class LaunchRequest(BaseModel):
@@ -27,7 +26,8 @@ class LaunchRequest(BaseModel):
     multirun: bool = False
 
 
-def build_router(manager: "JobManager") -> APIRouter:
+def jobs_router(manager: JobManager) -> APIRouter:
+    """The JSON jobs API over ``manager``, to be mounted at ``/api/jobs`` (docs/studio.md)."""
     router = APIRouter(tags=["jobs"])
 
     def found(job_id: str, action: Any) -> dict[str, Any]:

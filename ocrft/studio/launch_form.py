@@ -4,12 +4,11 @@ config (or the CLI's error), launch it as a job, and watch, cancel or resume job
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ocrft.studio.compose import OverrideError, group_options
 
-if TYPE_CHECKING:
-    from ocrft.studio.jobs import JobManager
+from ocrft.studio.jobs import JobManager
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ def form_overrides(experiment: str, choices: dict[str, str], free_text: str) -> 
     return overrides + [line.strip() for line in (free_text or "").splitlines() if line.strip()]
 
 
-def jobs_rows(manager: "JobManager") -> list[list[Any]]:
+def jobs_rows(manager: JobManager) -> list[list[Any]]:
     """One row per job, newest first, for the jobs table."""
     rows = []
     for job in reversed(manager.list()):
@@ -43,11 +42,12 @@ def jobs_rows(manager: "JobManager") -> list[list[Any]]:
     return rows
 
 
-def _job_ids(manager: "JobManager") -> list[str]:
+def _job_ids(manager: JobManager) -> list[str]:
     return [job["id"] for job in reversed(manager.list())]
 
 
-def build_launch_tab(manager: "JobManager") -> None:
+def launch_tab(manager: JobManager) -> None:
+    """The Launch tab's components, in the current ``gr.Blocks`` context."""
     import gradio as gr
     from omegaconf import OmegaConf
 

@@ -7,7 +7,6 @@ Plain functions over files and DataFrames: the Gradio wiring lives in :func:`run
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.parse
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 import pandas as pd
 import yaml
+
+from ocrft.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,6 @@ def find_run_files(roots: Iterable[str | Path], max_depth: int = 6) -> list[Path
     return found
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:  # a run being written, or a broken file: skip it, say why
-        log.warning("studio: cannot read %s: %s", path, err)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _config(run_dir: Path) -> dict:
     """The run's resolved config.yaml (model and data), {} when absent."""
     path = run_dir / "config.yaml"
@@ -76,25 +68,25 @@ def _model_and_data(config: dict) -> tuple[str, str]:
 
 def read_run(run_json: Path) -> Optional[dict]:
     """One run's row (record fields, model, data, metrics, its files); None when unreadable."""
-    record = _read_json(run_json)
-    if not record:
+    record = RunRecord.read(run_json.parent)  # None for a run being written or a broken file (logged)
+    if record is None:
         return None
     run_dir = run_json.parent
     model, data = _model_and_data(_config(run_dir))
-    paths = record.get("paths") if isinstance(record.get("paths"), dict) else {}
+    paths = record.paths if isinstance(record.paths, dict) else {}
     return {
         "run_dir": str(run_dir),
-        "task": record.get("task"),
-        "status": record.get("status"),
-        "start": record.get("start_time"),
-        "duration_s": record.get("duration_s"),
+        "task": record.task,
+        "status": record.status,
+        "start": record.start_time,
+        "duration_s": record.duration_s,
         "model": model,
         "data": data,
-        "metrics": record.get("metrics") if isinstance(record.get("metrics"), dict) else {},
-        "mlflow_run_id": record.get("mlflow_run_id"),
+        "metrics": record.metrics if isinstance(record.metrics, dict) else {},
+        "mlflow_run_id": record.mlflow_run_id,
         "results": {k: v for k, v in paths.items() if isinstance(v, str) and k.startswith(("results", "compare_results")) and v.endswith(".json")},
         "reports": {k: v for k, v in paths.items() if isinstance(v, str) and v.endswith(".html")},
-        "study": record.get("study"),
+        "study": record.extra.get("study"),
     }
 
 

@@ -437,6 +437,7 @@ from ocrft.evaluation.checkpoint import Checkpoint
 from ocrft.redact import redacted_yaml
 from ocrft.tasks.report import render_report_html
 from ocrft.evaluation.results import build_results, score_samples, write_results
+from ocrft.run_record import RunRecord
 from ocrft.runner import write_run_record
 
 out, naive = Path(sys.argv[1]), sys.argv[2] == "naive"
@@ -463,7 +464,7 @@ ckpt = Checkpoint(out / "eval_checkpoint.jsonl")
 for i in range(10**9):  # until killed
     write_results(out / "results.json", {**results, "iteration": i})
     atomic.write_text(out / "results.html", html)
-    write_run_record(out, {"task": "eval", "status": "running", "iteration": i, "metrics": metrics})
+    write_run_record(out, RunRecord(task="eval", metrics=metrics, extra={"iteration": i}))
     atomic.write_text(out / "config.yaml", config)
     atomic.write_jsonl(out / "train.jsonl", split)
     atomic.write_json(out / "prepare_report.json", {"lines": split[:500]})

@@ -17,7 +17,8 @@ from typing import Iterator
 
 import pytest
 
-from ocrft.studio.jobs import JobManager, jobs_router
+from ocrft.studio.jobs import JobManager
+from ocrft.studio.jobs_api import jobs_router
 from tests.servers import wait_job_over
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
