@@ -44,7 +44,7 @@ def main(out: Path) -> None:
     from ocrft.models.sharding import full_state_dict, is_sharded
     from ocrft.training.adapters import apply_peft
     from ocrft.training.checkpoints import load_weights, save_model
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()

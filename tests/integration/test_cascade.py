@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO, run
+from tests.helpers import REPO, run
 from tests.servers import free_port, wait_until_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -99,7 +99,7 @@ def test_cascade_lies_between_its_two_models(served, tmp_path):
 def test_predict_records_route_and_confidence(served, tmp_path):
     import shutil
 
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     from ocrft.data.loading import load_data
 

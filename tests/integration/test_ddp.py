@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run
+from tests.helpers import REPO, run
 from tests.servers import free_port
 
 # A tiny run: 4 optimizer steps of 4 samples, validation every 2 steps on 2 val images.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import compose
+from tests.helpers import compose
 from tests.diskfull import full_fs
 from tests.unit.test_predictions import page_file
 

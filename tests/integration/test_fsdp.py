@@ -11,7 +11,7 @@ import json
 import sys
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.integration.test_ddp import launch
 
 

@@ -378,7 +378,7 @@ class FakeGenerator:
 
 @pytest.fixture
 def eval_cfg(tmp_path):
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     model = tmp_path / "model"  # a local checkpoint folder as far as resolution goes
     model.mkdir()
@@ -540,7 +540,7 @@ def test_a_failed_adapter_save_keeps_the_previous_adapter(tmp_path, monkeypatch)
 
     from ocrft.models.loading import ResolvedModel
     from ocrft.training.checkpoints import save_model
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     class Processor:
         def __init__(self, fail: bool = False):

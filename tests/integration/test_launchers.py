@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, compose
+from tests.helpers import REPO, compose
 
 optuna = pytest.importorskip("optuna")
 

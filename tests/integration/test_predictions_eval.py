@@ -13,7 +13,7 @@ import jiwer
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import REPO, compose, run
+from tests.helpers import REPO, compose, run
 from tests.unit.test_predictions import alto_file, page_file
 
 pytestmark = pytest.mark.integration

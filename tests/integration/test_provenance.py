@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import compose
+from tests.helpers import compose
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONF, REPO, compose
+from tests.helpers import CONF, REPO, compose
 
 pytestmark = pytest.mark.integration
 

@@ -243,7 +243,7 @@ def test_endpoint_eval_of_a_served_model_sends_and_records_its_name(served, tmp_
 
     from ocrft.data.record import Record
     from ocrft.evaluation.endpoint_eval import run_endpoint_eval
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     url, _ = served
     monkeypatch.setenv(KEY_ENV, KEY)
@@ -360,7 +360,7 @@ LINE_IMAGE = "tests/assets/tiny_ocr/line_00.png"
 
 def line_image_url() -> str:
     """A real line image of the tiny OCR set as a data URL."""
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     return "data:image/png;base64," + base64.b64encode((REPO / LINE_IMAGE).read_bytes()).decode()
 
@@ -370,7 +370,7 @@ def serve_process(folder, *overrides: str, model: str = "demo_base") -> Iterator
     """``python -m ocrft task=serve model=demo_base tracking=none`` on a free port, logging to
     ``folder/serve.log``; yields (base URL, process) once /health answers, kills it after if
     the test left it running."""
-    from tests.conftest import REPO
+    from tests.helpers import REPO
     from tests.servers import free_port, wait_until_up
 
     port = free_port()
@@ -422,7 +422,7 @@ def test_serve_a_cascade_answers_unsure_requests_through_its_fallback(tmp_path):
     import io
 
     from ocrft.data.images import decode_image_bytes
-    from tests.conftest import REPO
+    from tests.helpers import REPO
     from tests.fake_openai import FakeOpenAI
 
     raw = (REPO / LINE_IMAGE).read_bytes()

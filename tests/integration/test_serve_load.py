@@ -12,7 +12,7 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.integration.test_serve import chat, line_image_url, serve_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

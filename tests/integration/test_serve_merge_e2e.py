@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import FAMILY_NAMES, REPO, compose, run
+from tests.helpers import FAMILY_NAMES, REPO, compose, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run
+from tests.helpers import REPO, run
 from tests.servers import studio_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -125,7 +125,7 @@ def test_login_guards_the_api_and_files(tmp_path):
     from fastapi.testclient import TestClient
 
     from ocrft.studio.app import build_app
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     cfg = compose(["task=studio", f"studio.roots=[{tmp_path}]"]).studio
     (tmp_path / "a.txt").write_text("hello")

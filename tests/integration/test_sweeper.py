@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
@@ -299,7 +299,7 @@ def test_demo_sweep_prunes_real_training_and_best_yaml_runs(tmp_path):
     from mlflow import MlflowClient
     from omegaconf import OmegaConf
 
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = OmegaConf.to_container(compose(["+experiment=demo_sweep"]).search_space.params)

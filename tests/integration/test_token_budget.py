@@ -11,7 +11,7 @@ import pytest
 from ocrft.config import ConfigError
 from ocrft.data.record import DataError
 from ocrft.models.loading import load_processor, resolve_model
-from tests.conftest import REPO, run
+from tests.helpers import REPO, run
 
 pytestmark = pytest.mark.integration
 

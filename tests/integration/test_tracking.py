@@ -21,7 +21,7 @@ from tests import servers
 from ocrft import tracking
 from ocrft.redact import REDACTED
 from ocrft.runner import TaskResult, run_task
-from tests.conftest import REPO, compose
+from tests.helpers import REPO, compose
 
 pytestmark = pytest.mark.integration
 TOY_APP = REPO / "tests" / "assets" / "toy_app" / "toy.py"

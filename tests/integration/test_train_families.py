@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONF, FAMILY_NAMES, run
+from tests.helpers import CONF, FAMILY_NAMES, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -68,7 +68,7 @@ RECIPES = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if not p.s
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_runs_with_its_family_tiny_model(recipe, tmp_path):
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     family = compose([f"+experiment={recipe}"]).model.family
     quick = [o for o in QUICK if not o.startswith(("train.max_steps", "data"))]

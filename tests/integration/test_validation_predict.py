@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run
+from tests.helpers import REPO, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

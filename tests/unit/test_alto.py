@@ -17,7 +17,7 @@ from ocrft.data.alto import read_alto
 from ocrft.tasks.prepare import run_prepare
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
-from tests.conftest import REPO, compose
+from tests.helpers import REPO, compose
 
 ALTO = REPO / "tests" / "assets" / "exports" / "alto"
 

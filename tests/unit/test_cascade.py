@@ -14,7 +14,7 @@ from ocrft.evaluation import cascade as calc
 from ocrft.evaluation.cascade_generator import CascadeGenerator, build_cascade_generator
 from ocrft.evaluation.endpoint import Completion
 from ocrft.evaluation.generation import Generation
-from tests.conftest import compose
+from tests.helpers import compose
 
 
 def test_pick_threshold_sends_at_most_the_fraction():

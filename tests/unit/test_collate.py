@@ -8,7 +8,7 @@ from PIL import Image
 from ocrft.models.collate import SEQUENCE_KEYS, Collator, Sample, SequenceTooLongError
 from ocrft.models.loading import ensure_tiny, load_processor, resolve_model
 from ocrft.models.registry import get_family
-from tests.conftest import FAMILY_NAMES
+from tests.helpers import FAMILY_NAMES
 
 
 @pytest.fixture(scope="module", params=FAMILY_NAMES)

@@ -12,7 +12,7 @@ from omegaconf.errors import ValidationError
 from ocrft.config import Task
 from ocrft.config import ConfigError
 from ocrft.validate import validate_config
-from tests.conftest import CONF, REPO, compose
+from tests.helpers import CONF, REPO, compose
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))

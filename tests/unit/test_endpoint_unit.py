@@ -209,7 +209,7 @@ def test_server_key_must_not_be_empty(monkeypatch):
 
 
 def test_endpoint_config_composes(monkeypatch):
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
     cfg = compose(["task=eval", "model=endpoint", "model.provider=anthropic", "model.max_retries=3", "model.stream=true"])

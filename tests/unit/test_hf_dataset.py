@@ -131,7 +131,7 @@ def test_empty_text_is_a_bad_record(tmp_path: Path):
 
 
 def test_task_prepare_writes_images_into_the_output(tmp_path: Path):
-    from tests.conftest import run
+    from tests.helpers import run
 
     write_parquet(tmp_path / "src" / "data" / "train-00000-of-00001.parquet", 10)
     out = tmp_path / "prepared"

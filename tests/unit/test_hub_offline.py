@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.servers import free_port
 
 HUB_ID = "Qwen/Qwen2-VL-2B-Instruct"  # conf/model/qwen2_vl_2b.yaml

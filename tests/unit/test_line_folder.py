@@ -142,7 +142,7 @@ def test_scan_prefers_plain_then_nrm_then_bin(tmp_path: Path):
 
 
 def test_task_prepare_and_read_back(ocropus_book: Path, tmp_path: Path):
-    from tests.conftest import run
+    from tests.helpers import run
 
     out = tmp_path / "prepared"
     record = run(["task=prepare", "data=line_folder", f"data.path={ocropus_book}", f"data.output_dir={out}"],
@@ -171,7 +171,7 @@ def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_ro
 
     from ocrft.config import ConfigError
     from ocrft.tasks import train as train_task
-    from tests.conftest import run
+    from tests.helpers import run
 
     tiny = repo_root / "tests" / "assets" / "tiny_ocr"
     lines = tmp_path / "lines"
@@ -204,7 +204,7 @@ def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_ro
 def test_task_prepare_keeps_the_split_folders(tmp_path: Path):
     """train/ validation/ test/ folders are the dataset's own splits: prepare writes them as they
     are instead of pooling and re-splitting them by the ratios."""
-    from tests.conftest import run
+    from tests.helpers import run
 
     src = tmp_path / "src"
     for k, (split, n) in enumerate((("train", 5), ("validation", 2), ("test", 3))):

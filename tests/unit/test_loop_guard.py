@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ocrft.evaluation.loop_guard import loop_start
-from tests.conftest import compose, run
+from tests.helpers import compose, run
 
 
 def test_loop_start_finds_the_second_copy_of_the_shortest_unit():

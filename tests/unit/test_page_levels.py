@@ -22,7 +22,7 @@ from ocrft.data.readers import get_reader
 from ocrft.tasks.prepare import run_prepare
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
-from tests.conftest import REPO, compose
+from tests.helpers import REPO, compose
 
 EXPORTS = REPO / "tests" / "assets" / "exports"
 # what every prepared row of a page export holds (documented in ocrft/tasks/prepare.py)

@@ -22,7 +22,7 @@ from ocrft.data.record import DataError
 from ocrft.tasks.prepare import run_prepare
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
-from tests.conftest import REPO, compose
+from tests.helpers import REPO, compose
 
 EXPORTS = REPO / "tests" / "assets" / "exports"
 DOC_A = EXPORTS / "transkribus" / "Doc_A"

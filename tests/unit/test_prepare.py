@@ -19,7 +19,7 @@ from ocrft.tasks.prepare import IMPORTERS, get_importer, run_prepare
 from ocrft.runner import RunContext
 from ocrft.tracking import NullTracker
 from ocrft.config import ConfigError
-from tests.conftest import REPO, compose
+from tests.helpers import REPO, compose
 
 EXPORTS = REPO / "tests" / "assets" / "exports"
 NS2013 = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2013-07-15"

@@ -14,7 +14,7 @@ from ocrft.redact import (
     scrub_text,
     secret_values,
 )
-from tests.conftest import compose
+from tests.helpers import compose
 
 PLANTED = "plantedValue-7f3a9c1e"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, compose
+from tests.helpers import CONF, compose
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402

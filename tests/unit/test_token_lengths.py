@@ -14,7 +14,7 @@ from ocrft.models.collate import Collator, Sample
 from ocrft.models.loading import load_processor, resolve_model
 from ocrft.models.registry import get_family
 from ocrft.training.token_lengths import check_splits, count_tokens, fit_max_length, length_stats
-from tests.conftest import FAMILY_NAMES
+from tests.helpers import FAMILY_NAMES
 
 PROMPT = "Read the text."
 LONG = "the end of a very long line " * 8
