@@ -34,3 +34,14 @@ def run(overrides: list[str], run_dir: Path) -> dict:
     cfg = compose(["tracking=none", f"run_dir={run_dir}", *overrides])
     run_task(cfg, resolve_task(cfg.task))
     return json.loads((Path(run_dir) / "run.json").read_text())
+
+
+def prepare(tmp_path: Path, fmt: str, *overrides: str):
+    """task=prepare's importer for ``data=<fmt>`` called directly (no run record, no tracking):
+    its TaskResult; the scratch run folder is ``tmp_path / "run"``."""
+    from ocrft.runner import RunContext
+    from ocrft.tasks.prepare import run_prepare
+    from ocrft.tracking import NullTracker
+
+    cfg = compose(["task=prepare", f"data={fmt}", "tracking=none", f"run_dir={tmp_path / 'run'}", *overrides])
+    return run_prepare(cfg, RunContext(run_dir=tmp_path / "run", tracker=NullTracker()))

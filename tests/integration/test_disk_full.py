@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers import compose
 from tests.diskfull import full_fs
-from tests.unit.test_predictions import page_file
+from tests.files import page_file
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.helpers import REPO, compose, run
-from tests.unit.test_predictions import alto_file, page_file
+from tests.files import alto_file, page_file
 
 pytestmark = pytest.mark.integration
 

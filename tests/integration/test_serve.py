@@ -25,7 +25,7 @@ from ocrft.config import ServeConfig
 from ocrft.evaluation.endpoint import EndpointClient
 from ocrft.serving.app import create_app
 from ocrft.config import ConfigError
-from tests.unit.test_endpoint_unit import png_claiming
+from tests.files import png_claiming
 
 pytestmark = pytest.mark.integration
 

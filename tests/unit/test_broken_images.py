@@ -29,6 +29,7 @@ from ocrft.data.reading import WHOLE
 from ocrft.data.readers import read_json_ocr, read_jsonl_vision, read_messages
 from ocrft.data.record import DataError
 from ocrft.evaluation.html import thumbnail_uri
+from tests.files import png_claiming
 
 INK = (4, 4, 16, 16)  # the reference's black box, at the left end of a 60 x 20 line
 
@@ -88,24 +89,12 @@ def noisy(fmt: str) -> bytes:
     return encode(Image.fromarray(rng.integers(0, 255, (80, 200), dtype=np.uint8)), fmt)
 
 
-def png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares ``width`` x ``height`` (a decompression bomb's header)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 BROKEN = {  # name -> (bytes, what the error says, ImageError.kind)
     "cut.png": (lambda: noisy("PNG")[:3000], "truncated", "truncated"),
     "cut.jpg": (lambda: noisy("JPEG")[:4000], "truncated", "truncated"),
     "cut.tif": (lambda: noisy("TIFF")[:9000], "truncated", "truncated"),
     "empty.png": (lambda: b"", "empty (0 bytes)", "empty"),
-    "bomb.png": (lambda: png_declaring(50_000, 50_000), "possible decompression bomb", "too_large"),
+    "bomb.png": (lambda: png_claiming(50_000, 50_000), "possible decompression bomb", "too_large"),
     "text.png": (lambda: b"not an image at all", "not an image PIL can read", "not_an_image"),
 }
 
@@ -134,7 +123,7 @@ def test_each_broken_image_is_an_image_error_naming_it(name):
 def test_bomb_message_gives_the_declared_size_and_the_limit():
     with pytest.raises(ImageError, match=r"declared 5000x4000 = 20000000 pixels, over the limit of 1000000 "
                                          r"\(possible decompression bomb\)"):
-        decode_image_bytes(png_declaring(5000, 4000), 1_000_000, "x.png")
+        decode_image_bytes(png_claiming(5000, 4000), 1_000_000, "x.png")
 
 
 @pytest.mark.parametrize("name", sorted(UNUSUAL))

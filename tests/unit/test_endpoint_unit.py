@@ -9,8 +9,6 @@ import base64
 import io
 import json
 import random
-import struct
-import zlib
 from types import SimpleNamespace
 
 import pytest
@@ -32,18 +30,9 @@ from ocrft.serving.auth import read_server_key
 from ocrft.serving.images import decode_data_url, decode_image
 from ocrft.serving.protocol import ChatRequest, OcrRequest, RequestError, parse_request
 from ocrft.config import ConfigError
+from tests.files import png_claiming
 
 SECRET = "sk-unit-test-secret-0123456789abcdef"
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid ~100-byte PNG whose header claims ``width`` x ``height`` grayscale pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 @pytest.mark.parametrize(

@@ -18,53 +18,13 @@ from ocrft.data.matched import MAX_NAMED
 from ocrft.data.line_folder import read_line_text
 from ocrft.data.predictions import match_predictions
 from ocrft.data.record import DataError, Record
-
-PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
-ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"
+from tests.files import PAGE_NS, alto_file, page_file
 
 
 def gt_line(page: str, line: str, text: str, bbox: list[float], image: str = "", size=(400, 300)) -> Record:
     meta = {"page": page, "region": "r1", "line": line, "bbox": bbox,
             "page_image": image or f"{page}.png", "page_size": list(size)}  # fmt: skip
     return Record(id=f"{page}/{line}", image=f"lines/{page}/{line}.png", text=text, group=page, meta=meta)
-
-
-def alto_file(path: Path, image: str, size: tuple[int, int], lines: list[tuple[str, tuple, list[str]]]) -> Path:
-    """A Tesseract-style ALTO: each line a box and its words as String elements with SP between."""
-    body = []
-    for lid, (x, y, w, h), words in lines:
-        parts = []
-        for k, word in enumerate(words):
-            if k:
-                parts.append('<SP WIDTH="8"/>')
-            parts.append(f'<String ID="{lid}_w{k}" HPOS="{x}" VPOS="{y}" WIDTH="10" HEIGHT="{h}" CONTENT="{word}"/>')
-        body.append(f'<TextLine ID="{lid}" HPOS="{x}" VPOS="{y}" WIDTH="{w}" HEIGHT="{h}">{"".join(parts)}</TextLine>')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<alto xmlns="{ALTO_NS}"><Description>'
-        "<MeasurementUnit>pixel</MeasurementUnit>"
-        f"<sourceImageInformation><fileName>{image}</fileName></sourceImageInformation></Description>"
-        f'<Layout><Page ID="page_0" WIDTH="{size[0]}" HEIGHT="{size[1]}"><PrintSpace>'
-        f'<TextBlock ID="block_0">\n' + "\n".join(body) + "\n</TextBlock></PrintSpace></Page></Layout></alto>\n",
-        encoding="utf-8",
-    )
-    return path
-
-
-def page_file(path: Path, image: str, size: tuple[int, int], lines: list[tuple[str, str, str]]) -> Path:
-    """A PAGE-XML (kraken/Transkribus style): TextLines with Coords points and a TextEquiv."""
-    body = "\n".join(
-        f'<TextLine id="{lid}"><Coords points="{points}"/><TextEquiv><Unicode>{text}</Unicode></TextEquiv></TextLine>'
-        for lid, points, text in lines
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<PcGts xmlns="{PAGE_NS}">'
-        f'<Page imageFilename="{image}" imageWidth="{size[0]}" imageHeight="{size[1]}">'
-        f'<TextRegion id="r1">\n{body}\n</TextRegion></Page></PcGts>\n',
-        encoding="utf-8",
-    )
-    return path
 
 
 # --- JSONL --------------------------------------------------------------------------------

@@ -15,46 +15,16 @@ from PIL import Image
 from ocrft.data.readers import get_reader
 from ocrft.data.record import DataError, Record
 from ocrft.data.splits import drop_leaks, split_records
-from ocrft.tasks.prepare import IMPORTERS, get_importer, run_prepare
-from ocrft.runner import RunContext
-from ocrft.tracking import NullTracker
+from ocrft.tasks.prepare import IMPORTERS, get_importer
 from ocrft.config import ConfigError
-from tests.helpers import REPO, compose
+from tests.files import NS2013, make_export
+from tests.helpers import REPO, prepare
 
 EXPORTS = REPO / "tests" / "assets" / "exports"
-NS2013 = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2013-07-15"
-
-
-def prepare(tmp_path: Path, fmt: str, *overrides: str):
-    cfg = compose(["task=prepare", f"data={fmt}", "tracking=none", f"run_dir={tmp_path / 'run'}", *overrides])
-    return run_prepare(cfg, RunContext(run_dir=tmp_path / "run", tracker=NullTracker()))
 
 
 def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def make_export(root: Path, pages: int) -> dict[str, int]:
-    """Transkribus-style docs of 60x40 pages; page k has k % 4 + 1 lines. Returns lines per page id."""
-    counts = {}
-    for k in range(pages):
-        doc = root / f"Doc_{k % 3}"
-        (doc / "page").mkdir(parents=True, exist_ok=True)
-        stem = f"{k:04d}_scan"
-        # a distinct gray per page: identical scans would be deduplicated
-        Image.new("L", (60, 40), 255 - 7 * k).save(doc / f"{stem}.png")
-        n = k % 4 + 1
-        body = "".join(
-            f'<TextLine id="l{i}"><Coords points="2,{2 + 9 * i} 58,{2 + 9 * i} 58,{9 + 9 * i} 2,{9 + 9 * i}"/>'
-            f"<TextEquiv><Unicode>page {k} line {i}</Unicode></TextEquiv></TextLine>"
-            for i in range(n)
-        )
-        (doc / "page" / f"{stem}.xml").write_text(
-            f'<?xml version="1.0" encoding="UTF-8"?><PcGts xmlns="{NS2013}">'
-            f'<Page imageFilename="{stem}.png" imageWidth="60" imageHeight="40"><TextRegion id="r1">{body}</TextRegion></Page></PcGts>'
-        )
-        counts[f"Doc_{k % 3}/{stem}"] = n
-    return counts
 
 
 # --- splits --------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import os
 import subprocess
 import sys
 
-from tests.unit.test_prepare import make_export, prepare
+from tests.files import make_export
+from tests.helpers import prepare
 
 
 def dead_pid() -> int:
