@@ -172,3 +172,18 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Pat
 
 def write_jsonl(path: str | os.PathLike, rows) -> Path:
     return write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+
+def replace_dir(new: Path, target: Path, aside: Path) -> Path:
+    """Put the finished folder ``new`` in place of ``target``, for folders what :func:`write_bytes`
+    is for files: ``target`` (if any) is renamed to ``aside``, ``new`` to ``target``, then
+    ``aside`` is deleted. Renames within one filesystem are atomic, so a kill at any point
+    leaves ``target`` whole (old or new) or, between the two renames, the old copy at ``aside``,
+    which the caller's leftover cleanup knows by name. Returns ``target``."""
+    import shutil
+
+    if target.exists():
+        os.rename(target, aside)
+    os.rename(new, target)
+    shutil.rmtree(aside, ignore_errors=True)
+    return target

@@ -140,9 +140,8 @@ def _build_and_publish(out: Path, build: Callable[[Path], None], required: Seque
         if problem:
             raise CacheBuildError(f"building {what} for {out} wrote an incomplete folder ({problem}); not published")
         atomic.write_json(tmp / MARKER, {"files": sizes})
-        if out.exists():  # a broken entry: moved aside first, so a kill mid-delete leaves no half folder at `out`
-            _remove(out)
-        os.rename(tmp, out)
+        # a broken entry is moved aside first, so a kill mid-delete leaves no half folder at `out`
+        atomic.replace_dir(tmp, out, out.parent / f".{out.name}.{os.urandom(4).hex()}.tmp")  # a leftover name _discard_leftovers knows
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -151,9 +150,3 @@ def _discard_leftovers(out: Path) -> None:
     """Remove temporary folders of killed builds of this entry (safe: we hold its lock)."""
     for old in out.parent.glob(f".{out.name}.*.tmp"):
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove(folder: Path) -> None:
-    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    os.rename(folder, aside / folder.name)
-    shutil.rmtree(aside, ignore_errors=True)

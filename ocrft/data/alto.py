@@ -24,7 +24,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional
 
-from ocrft.data.lines import Line, PageLines, Region, local, namespace, parse_points, parse_xml
+from ocrft.data.lines import local, namespace, parse_points, parse_xml
+from ocrft.data.page_model import Line, PageLines, Region
 
 ALTO_NAMESPACES = (
     "http://schema.ccs-gmbh.com/ALTO",

@@ -49,6 +49,7 @@ from ocrft.data.crops import (
     open_page_image,
     pixel_box,
 )
+from ocrft.data.page_model import PageLines
 from ocrft.data.page_samples import SAMPLERS, Sample
 from ocrft.data.record import DataError, Record
 
@@ -58,46 +59,6 @@ LOG_EVERY = 50  # pages between progress messages
 MAX_EXAMPLES = 10  # skipped samples named per reason in the report
 FOLDERS = {"line": "lines", "region": "regions", "page": "pages"}  # where each level's images go
 _SAFE_NAME = re.compile(r"[^\w.-]+")
-
-
-@dataclass(frozen=True)
-class Line:
-    """One text line found in a page file, before cropping.
-
-    ``points`` are in the page file's coordinates (see :attr:`PageLines.size`); ``region``
-    is the id of the innermost region holding the line ("" when none does).
-    """
-
-    id: str
-    region: str
-    text: str  # already stripped; "" = no text
-    points: Optional[list[tuple[float, float]]]  # None = coordinates could not be parsed
-    source_line: int  # line of the TextLine element in the XML file
-
-
-@dataclass(frozen=True)
-class Region:
-    """A text region (PAGE TextRegion or TableCell, ALTO TextBlock), before cropping."""
-
-    id: str
-    text: str  # the region's own text (PAGE region TextEquiv), stripped; "" = none
-    points: Optional[list[tuple[float, float]]]  # None = coordinates could not be parsed
-    source_line: int
-
-
-@dataclass
-class PageLines:
-    """What a format module reads from one page file.
-
-    To put ``points`` on the image: multiply x by ``image.width / size[0]`` and y by
-    ``image.height / size[1]`` (they differ for a rescaled image or ALTO's mm10 unit).
-    """
-
-    image_ref: Optional[str]  # the image as the file names it; None = look for a same-stem image
-    size: Optional[tuple[float, float]]  # page size the coordinates refer to; None = image's
-    lines: list[Line] = field(default_factory=list)  # in reading order
-    skip_reason: Optional[str] = None  # the whole page cannot be imported (e.g. unknown unit)
-    regions: list[Region] = field(default_factory=list)  # in reading order; every line's region is here
 
 
 @dataclass

@@ -37,7 +37,8 @@ from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
 from ocrft.data import alto, page_xml
-from ocrft.data.lines import Line, PageLines, sniff
+from ocrft.data.lines import sniff
+from ocrft.data.page_model import Line, PageLines
 from ocrft.data.matched import Matched
 from ocrft.data.record import DataError, Record
 

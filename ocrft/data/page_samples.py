@@ -19,10 +19,9 @@ toward the page's text).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
-if TYPE_CHECKING:  # the readers' types; ocrft.data.lines imports this module to run the samplers
-    from ocrft.data.lines import Line, PageLines, Region
+from ocrft.data.page_model import Line, PageLines, Region
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional
 
-from ocrft.data.lines import Line, PageLines, Region, local, namespace, parse_points, parse_xml, sniff
+from ocrft.data.lines import local, namespace, parse_points, parse_xml, sniff
+from ocrft.data.page_model import Line, PageLines, Region
 from ocrft.data.record import DataError
 
 PAGE_NAMESPACE = "http://schema.primaresearch.org/PAGE/gts/pagecontent/<version date>"

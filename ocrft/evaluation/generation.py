@@ -166,24 +166,13 @@ def generate_all(
 
 def build_generator(cfg, model=None, processor=None) -> Generator:
     """A Generator for ``cfg.model`` (loading it unless ``model``/``processor`` are given)."""
-    from ocrft.models.loading import check_family, configured_processor, load_model, resolve_model
-    from ocrft.models.registry import get_family
+    from ocrft.models.bundle import load_bundle
 
-    resolved = resolve_model(cfg.model.family, cfg.model.path)
-    check_family(resolved, resolved.family)
-    if processor is None:
-        processor = configured_processor(resolved, cfg.model)
-    if model is None:
-        model = load_model(
-            resolved,
-            dtype=cfg.model.dtype,
-            attn_implementation=cfg.model.attn_implementation,
-            trust_remote_code=cfg.model.trust_remote_code,
-        )
+    bundle = load_bundle(cfg.model, weights=model is None, processor=processor)
     return Generator(
-        model,
-        processor,
-        get_family(resolved.family),
+        model if model is not None else bundle.model,
+        bundle.processor,
+        bundle.family,
         system=cfg.prompt.system,
         max_new_tokens=cfg.eval.max_new_tokens,
         repetition_penalty=cfg.eval.repetition_penalty,

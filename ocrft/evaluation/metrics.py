@@ -43,10 +43,8 @@ from typing import Any, Callable, Optional, Sequence
 import regex
 from rapidfuzz.distance import Levenshtein
 
-from ocrft.config import CER_UNITS, ConfigError
+from ocrft.config import BLEU_TOKENIZERS, CER_UNITS, ConfigError
 from ocrft.evaluation.normalize import normalizer
-
-BLEU_TOKENIZERS = ("13a", "zh", "char", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +145,18 @@ def longest_repeat(text: str) -> str:
             if len(m.group(0)) > len(best):
                 best = m.group(0)
     return best
+
+
+def count_looped(metrics: dict, samples: Sequence[dict], looped: Sequence[bool]) -> None:
+    """A sample the loop guard stopped reads clean after its cut, yet it looped: it counts as
+    degenerate. Marks those ``samples`` (from :func:`score_detailed`) and sets
+    ``degenerate_rate`` and ``looped_rate`` in ``metrics``. The one place that says so:
+    validation and results files both call it."""
+    for sample, stopped in zip(samples, looped):
+        sample["degenerate"] = sample["degenerate"] or bool(stopped)
+    n = max(len(samples), 1)
+    metrics["degenerate_rate"] = sum(s["degenerate"] for s in samples) / n
+    metrics["looped_rate"] = sum(bool(x) for x in looped) / n
 
 
 def is_degenerate(prediction: str, reference: str) -> bool:

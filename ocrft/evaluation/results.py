@@ -25,7 +25,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from ocrft import atomic
-from ocrft.evaluation.metrics import MetricSettings, score_detailed
+from ocrft.evaluation.metrics import MetricSettings, count_looped, score_detailed
 from ocrft.evaluation.normalize import normalization_dict
 
 CORE_KEYS = (
@@ -79,13 +79,7 @@ def score_samples(
             [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg, settings, json_target
         )
         per_sample = dict(zip(ok, sample_scores))
-        # A sample the loop guard stopped reads clean after its cut, yet it looped.
-        looped = [i for i in ok if rows[i].get("looped")]
-        for i in looped:
-            per_sample[i]["degenerate"] = True
-        if looped:
-            metrics["degenerate_rate"] = sum(s["degenerate"] for s in per_sample.values()) / len(ok)
-        metrics["looped_rate"] = len(looped) / len(ok)
+        count_looped(metrics, sample_scores, [bool(rows[i].get("looped")) for i in ok])
     else:
         metrics = {"num_samples": 0}
     metrics["num_errors"] = num_errors

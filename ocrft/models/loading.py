@@ -88,6 +88,20 @@ def resolve_model(family: str, path: str) -> ResolvedModel:
     return ResolvedModel(family, path)  # a hub id; loading fails clearly when offline
 
 
+def write_model_card(folder: Path, *, family: str, adapter: bool, base_path: Optional[str] = None,
+                     source_model_path: Optional[str] = None) -> Path:  # fmt: skip
+    """``folder/ocrft_model.json``, the card :func:`resolve_model` reads back: the family, and of
+    an adapter the base checkpoint it applies to. The one writer of the card."""
+    card: dict[str, Any] = {"family": family, "adapter": adapter}
+    if base_path is not None:
+        card["base_path"] = base_path
+    if source_model_path is not None:
+        card["source_model_path"] = source_model_path
+    path = Path(folder) / MODEL_CARD
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
 def check_family(resolved: ResolvedModel, declared: str) -> None:
     """Refuse a checkpoint of another family than ``model.family`` says (before loading it)."""
     config_file = Path(resolved.base_path) / "config.json"

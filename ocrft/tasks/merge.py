@@ -26,15 +26,13 @@ PROCESSOR_FILES = (
 def run_merge(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.evaluation.generation import Generator
     from ocrft.evaluation.local import generate_with_progress
-    from ocrft.models.loading import MODEL_CARD, configured_processor, load_model, resolve_model
-    from ocrft.models.registry import get_family
+    from ocrft.models.bundle import load_bundle
+    from ocrft.models.loading import load_model, resolve_model, write_model_card
 
-    resolved = resolve_model(cfg.model.family, cfg.model.path)
-    if not resolved.adapter_path:
+    if not resolve_model(cfg.model.family, cfg.model.path).adapter_path:  # before any weights are read
         raise ConfigError(f"model.path={cfg.model.path!r} has no adapter to merge (expected an ocrft run folder or adapter)")
-    family = get_family(resolved.family)
-    processor = configured_processor(resolved, cfg.model)
-    adapted = load_model(resolved, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
+    bundle = load_bundle(cfg.model)
+    resolved, family, processor, adapted = bundle.resolved, bundle.family, bundle.processor, bundle.model
     out = Path(cfg.merge.output_dir).expanduser() if cfg.merge.output_dir else ctx.run_dir / "merged"
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -42,9 +40,8 @@ def run_merge(cfg, ctx: RunContext) -> TaskResult:
     merged.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
     copy_processor_files(Path(resolved.base_path), tmp)
-    (tmp / MODEL_CARD).write_text(f'{{"family": "{resolved.family}", "adapter": false}}\n')
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    write_model_card(tmp, family=resolved.family, adapter=False)
+    atomic.replace_dir(tmp, out, out.with_name(f".{out.name}.old"))
     log.info("merged model written to %s", out)
 
     # Check: the reloaded merged checkpoint generates what base + adapter generates.

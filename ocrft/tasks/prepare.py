@@ -193,7 +193,7 @@ _WRITERS = {".json": atomic.write_json, ".jsonl": atomic.write_jsonl}
 def get_importer(fmt: str) -> Importer:
     """Return the importer for ``data.format``; the error lists the importable formats."""
     if fmt not in IMPORTERS:
-        raise ConfigError(f"task=prepare cannot import data.format={fmt!r}; importable: {sorted(IMPORTERS)}")
+        raise ConfigError(f"data.format={fmt!r}: task=prepare cannot import it; importable: {sorted(IMPORTERS)}")
     return IMPORTERS[fmt]
 
 
@@ -225,7 +225,8 @@ def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
     metrics = _metrics(report)
     ctx.tracker.log_metrics(metrics)
     # the splits as written (MLflow's Dataset column), so later runs on OUT show the same files
-    ctx.tracker.log_datasets(data, splits, {name: str(out / f"{name}{importer.ext}") for name in SPLITS})
+    written = {name: str(out / f"{name}{importer.ext}") for name in SPLITS}
+    ctx.tracker.log_datasets(data, splits, written, generated=False)  # imported from files, never rendered
     ctx.tracker.log_artifact(out / REPORT)
     return TaskResult(metrics=metrics, paths={"output_dir": str(out), "prepare_report": str(out / REPORT)})
 
@@ -277,7 +278,8 @@ def _leak_key(split_by_line: bool, crops: bool) -> Callable[[Record], str]:
 def _source(data: DictConfig) -> Path:
     given = data.input_dir or data.path
     if not given:
-        raise ConfigError("task=prepare needs data.input_dir (an export folder) or data.path (a data file)")
+        raise ConfigError("data.input_dir is not set: task=prepare needs data.input_dir (an export folder) "
+                          "or data.path (a data file)")
     source = Path(given).expanduser().resolve()
     if not source.exists():
         raise DataError("input not found", source)
@@ -302,13 +304,7 @@ def _fresh_dir(out: Path, source: Path) -> Path:
 
 def _swap(work: Path, out: Path) -> None:
     """Put ``work`` in place of ``out``; the old output is deleted only once the new is in."""
-    old = None
-    if out.exists():
-        old = out.parent / f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        out.rename(old)
-    work.rename(out)
-    if old:
-        shutil.rmtree(old)
+    atomic.replace_dir(work, out, out.parent / f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     _remove_leftovers(out)
     log.info("wrote %s", out)
 

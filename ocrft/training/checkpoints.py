@@ -13,9 +13,10 @@ from typing import Iterator, Optional
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from ocrft import atomic
 from ocrft.atomic import DiskFullError, disk_full_errno
 from ocrft.distributed import world
-from ocrft.models.loading import MODEL_CARD, ResolvedModel
+from ocrft.models.loading import ResolvedModel, write_model_card
 from ocrft.models.sharding import adapter_keys_to_model_keys, full_state_dict, is_sharded, load_full_state_dict
 from ocrft.redact import redacted_yaml
 
@@ -92,9 +93,8 @@ def save_model(model, processor, resolved: ResolvedModel, cfg, run_dir: Path, na
     try:
         model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state} if state is not None else {}))
         processor.save_pretrained(tmp)
-        card = {"family": cfg.model.family, "base_path": resolved.base_path, "adapter": is_adapter,
-                "source_model_path": cfg.model.path}  # fmt: skip
-        (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2))
+        write_model_card(tmp, family=resolved.family, adapter=is_adapter, base_path=resolved.base_path,
+                         source_model_path=cfg.model.path)  # fmt: skip
         (tmp / "ocrft_config.yaml").write_text(redacted_yaml(cfg))
     except Exception as err:
         code = disk_full_errno(err, tmp)  # before the space comes back: torch's failure is told by it
@@ -103,12 +103,8 @@ def save_model(model, processor, resolved: ResolvedModel, cfg, run_dir: Path, na
             raise
         raise DiskFullError(code, target, kept) from err
     old = run_dir / f".{target.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    shutil.rmtree(old, ignore_errors=True)  # a killed save's leftover
+    return atomic.replace_dir(tmp, target, old)
 
 
 def load_weights(model, best_dir: Path) -> None:

@@ -156,12 +156,11 @@ def token_report(model_cfg, splits: dict[str, list[Record]], prompt: str, system
         "splits": {name: {"total": stats, "image": stats, "over_max_length": n} or None}}``,
         stats as :func:`length_stats`; ``over_max_length`` counts what task=train would refuse.
     """
-    from ocrft.models.loading import configured_processor, image_params, resolve_model
-    from ocrft.models.registry import get_family
+    from ocrft.models.bundle import load_bundle
+    from ocrft.models.loading import image_params
 
-    resolved = resolve_model(model_cfg.family, model_cfg.path)
-    processor = configured_processor(resolved, model_cfg)
-    family = get_family(resolved.family)
+    bundle = load_bundle(model_cfg, weights=False)
+    processor, family, resolved = bundle.processor, bundle.family, bundle.resolved
     model = {"family": resolved.family, "path": model_cfg.path, **image_params(resolved.family, processor)["model"]}
     out: dict = {"model": model, "max_length": max_length, "splits": {}}
     for name, records in splits.items():

@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 from ocrft.config import ConfigError
 from ocrft.data.record import Record
 from ocrft.evaluation.generation import generate_all, image_loaders, prompts_for
-from ocrft.evaluation.metrics import MetricSettings, score_detailed
+from ocrft.evaluation.metrics import MetricSettings, count_looped, score_detailed
 from ocrft.models.sharding import is_sharded
 from ocrft.progress import ProgressLog
 
@@ -128,10 +128,7 @@ def make_validate(
     def validate() -> dict:
         outputs = generate_all(generator, loaders, prompts, batch_size, detailed=True)
         metrics, samples = score_detailed([g.text for g in outputs], references, normalization, settings)
-        # the loop guard cut them clean: count them as the degenerate samples they were
-        degenerate = [s["degenerate"] or g.looped for s, g in zip(samples, outputs)]
-        metrics["degenerate_rate"] = sum(degenerate) / len(outputs)
-        metrics["looped_rate"] = sum(g.looped for g in outputs) / len(outputs)
+        count_looped(metrics, samples, [g.looped for g in outputs])
         return metrics
 
     return validate
