@@ -25,6 +25,7 @@ class ConfigError(ValueError):
 # Choices of string-valued keys, checked by ocrft.validate when a run starts.
 LEVELS = ("line", "region", "page")
 CER_UNITS = ("codepoint", "grapheme")
+BLEU_TOKENIZERS = ("13a", "zh", "char", "none")
 PREDICTION_MATCHES = ("auto", "id", "position")
 CONFIDENCES = ("mean_logprob", "min_logprob")
 
@@ -224,7 +225,7 @@ class LoopGuardConfig:
 
 @dataclass
 class EvalConfig:
-    split: str = "test"
+    split: str = "test"  # train, val, test, or all: every record of the source, whichever split
     limit: Optional[int] = None  # first N samples
     batch_size: int = 8
     workers: int = 4  # concurrent requests for model=endpoint

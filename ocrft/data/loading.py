@@ -17,6 +17,11 @@ Where each split comes from, first match wins:
 
 An empty val split stays empty unless ``data.val_from_train`` is set: that fraction of train
 is then moved to val, by group (``carve_val``). An empty split is logged as a warning.
+
+The split ``all`` (``eval.split=all``) is every record of the source: train, val and test
+loaded as above (a split file a folder lacks counts as empty) and joined by ``join_splits``,
+which keeps ids unique. With ``data.train_ratio=0 data.val_ratio=0`` a single file or a
+folder without split folders is all test instead.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from ocrft.config import ConfigError, OnError
 from ocrft.data.readers import READERS, Reader, ReadResult, read_lines_jsonl
 from ocrft.data.reading import WHOLE
 from ocrft.data.record import DataError, Record
-from ocrft.data.splits import SPLITS, carve_val, split_records
+from ocrft.data.splits import ALL, SPLITS, carve_val, join_splits, split_records
 
 log = logging.getLogger(__name__)
 
@@ -145,21 +150,28 @@ def load_data(data_cfg: Any, run_dir: Optional[Path] = None, splits: Sequence[st
         data_cfg: the ``data`` config (DataConfig, DictConfig or anything with its attributes).
         run_dir: the run folder; images decoded from ``data:`` URLs go to ``<run_dir>/images``
             unless ``data.cache_dir`` is set.
-        splits: the splits to load; each is required.
+        splits: the splits to load; each is required. ``all`` is every split joined
+            (``join_splits``); the splits it reads are returned too, and a split file a folder
+            lacks is then empty rather than an error.
 
     Raises:
-        ValueError: for an unknown format or when no source is configured for a split.
-        DataError: for a missing file or a bad record (with ``data.on_error=raise``).
+        ConfigError: for an unknown format, a split without a source, or a data.path or
+            data.<split>_file that does not exist; the message starts with the key.
+        DataError: for a bad file or record (with ``data.on_error=raise``).
     """
-    fmt, loaded, skipped = data_cfg.format, LoadedData(splits={}), Counter()
+    requested, splits = splits, [s for s in SPLITS if ALL in splits or s in splits] + [
+        s for s in splits if s not in (*SPLITS, ALL)]
+    fmt, skipped = data_cfg.format, Counter()
+    loaded = LoadedData(splits={})
     if fmt in GENERATORS:
         for split in splits:
             loaded.splits[split], out = _generate_cached(fmt, data_cfg, split)
             loaded.sources[split] = str(out)
     else:
         if fmt not in READERS:
-            raise ConfigError(f"unknown data.format={fmt!r}; known: {sorted([*GENERATORS, *READERS])}")
-        _load_files(data_cfg, READERS[fmt], splits, run_dir, loaded, skipped)
+            raise ConfigError(f"data.format={fmt!r} is unknown; known: {sorted([*GENERATORS, *READERS])}")
+        optional = set(SPLITS) - set(requested) if ALL in requested else set()
+        _load_files(data_cfg, READERS[fmt], splits, run_dir, loaded, skipped, optional)
     if data_cfg.val_from_train and "val" in loaded.splits and not loaded.splits["val"] and loaded.splits.get("train"):
         train, val = carve_val(loaded.splits["train"], data_cfg.val_from_train, data_cfg.split_seed)
         loaded.splits["train"], loaded.splits["val"] = train, val
@@ -175,6 +187,12 @@ def load_data(data_cfg: Any, run_dir: Optional[Path] = None, splits: Sequence[st
     if skipped:
         log.warning("skipped records by reason: %s", loaded.skipped)
     _check_overlap(loaded.splits)
+    if ALL in requested:
+        loaded.splits[ALL] = join_splits(loaded.splits)
+        parts = dict.fromkeys(loaded.sources[s] for s in SPLITS)
+        loaded.sources[ALL] = next(iter(parts)) if len(parts) == 1 else "; ".join(
+            f"{s}: {loaded.sources[s]}" for s in SPLITS)
+        log.info("data all: %d records (every split)", len(loaded.splits[ALL]))
     return loaded
 
 
@@ -205,7 +223,8 @@ def _read_whole(reader: Reader, source: str, cfg: Any, cache_dir: Optional[Path]
 
 
 def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Optional[Path],
-                loaded: LoadedData, skipped: Counter) -> None:
+                loaded: LoadedData, skipped: Counter, optional: set[str]) -> None:
+    """Read ``splits`` into ``loaded``; one of ``optional`` without a source is empty, not an error."""
     on_error = cfg.on_error  # the reader validates it (enum or string)
     cache_dir = Path(cfg.cache_dir).expanduser() / "images" if cfg.cache_dir else (
         Path(run_dir) / "images" if run_dir is not None else None)
@@ -213,7 +232,7 @@ def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Option
     path = Path(cfg.path).expanduser() if cfg.path else None
     # a whole-dataset reader decides itself what a missing path means (hf_dataset: a hub id)
     if path is not None and not path.exists() and reader.read_splits is None:
-        raise DataError("data.path does not exist", path)
+        raise ConfigError(f"data.path={path} does not exist")
     whole: Optional[dict[str, list[Record]]] = None
     sources: dict[str, str] = {}
     if path is not None and reader.read_splits is not None and not (path / f"train{reader.ext}").is_file():
@@ -235,11 +254,18 @@ def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Option
                 raise ConfigError(f"data.path is one file, split into {'/'.join(SPLITS)}: no {split!r} split")
             loaded.splits[split], loaded.sources[split] = whole[split], sources[split]
             continue
+        elif split in optional and any(getattr(cfg, f"{s}_file", None) for s in SPLITS):
+            loaded.splits[split], loaded.sources[split] = [], f"none (no data.path or data.{split}_file)"
+            continue
         else:
-            raise ConfigError(f"no data for the {split} split: set data.path (a data file, or a folder of "
-                             f"{'/'.join(SPLITS)}{reader.ext} files) or data.{split}_file")
+            raise ConfigError(f"data.path is not set: no data for the {split} split; set data.path (a data file, "
+                              f"or a folder of {'/'.join(SPLITS)}{reader.ext} files) or data.{split}_file")
+        if split in optional and not explicit and not file.exists():
+            loaded.splits[split], loaded.sources[split] = [], f"none ({file} does not exist)"
+            continue
         if not file.exists() or (reader.read_splits is None and not file.is_file()):
-            source = f"data.{split}_file" if explicit else "data.path"
-            raise DataError(f"{split} split file not found (from {source})", file)
+            problem = "does not exist" if not file.exists() else "is not a file"
+            raise ConfigError(f"data.{split}_file={file} {problem}" if explicit else
+                              f"data.path={path}: its {split} split file {file} {problem}")
         loaded.splits[split] = _read(reader, file, on_error, cache_dir, skipped, options)
         loaded.sources[split] = str(file)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
+from dataclasses import replace
 from typing import Callable, Sequence
 
+from ocrft.config import ConfigError
 from ocrft.data.record import Record
 
+log = logging.getLogger(__name__)
+
 SPLITS = ("train", "val", "test")
+ALL = "all"  # eval.split=all: every record of the source, whichever split it is in
 
 
 def _group(r: Record) -> str:
@@ -17,6 +23,39 @@ def _group(r: Record) -> str:
 
 def _by_record(r: Record) -> str:
     return r.id
+
+
+def check_ratios(train_ratio: float, val_ratio: float) -> None:
+    """Refuse ratios that cannot split: each in [0, 1] and their sum at most 1. A train
+    ratio of 0 makes everything val and test (a source to score, not to train on)."""
+    if not 0 <= train_ratio <= 1:
+        raise ConfigError(f"data.train_ratio={train_ratio} must be between 0 and 1")
+    if not 0 <= val_ratio < 1:
+        raise ConfigError(f"data.val_ratio={val_ratio} must be at least 0 and below 1")
+    if train_ratio + val_ratio > 1:
+        raise ConfigError(f"data.train_ratio={train_ratio} + data.val_ratio={val_ratio} must be at most 1 "
+                          "(test takes the rest)")
+
+
+def join_splits(splits: dict[str, list[Record]]) -> list[Record]:
+    """Every record of ``splits`` (train, then val, then test): what ``eval.split=all`` scores.
+
+    A record read into two splits (one file named as two of them) is kept once. Two different
+    records with one id (say line 3 of train.jsonl and of test.jsonl, both without ids) get
+    ``<split>/<id>`` instead, so that ids stay unique in results; the rest keep their ids.
+    """
+    seen: dict[Record, str] = {}
+    for name in SPLITS:
+        for r in splits.get(name, []):
+            seen.setdefault(r, name)
+    splits_of_id: dict[str, set[str]] = defaultdict(set)
+    for r, name in seen.items():
+        splits_of_id[r.id].add(name)
+    shared = {rid for rid, names in splits_of_id.items() if len(names) > 1}
+    if shared:
+        log.warning("%d ids occur in more than one split (e.g. %r): those records are named <split>/<id>",
+                    len(shared), sorted(shared)[0])
+    return [replace(r, id=f"{name}/{r.id}") if r.id in shared else r for r, name in seen.items()]
 
 
 def split_records(
@@ -32,10 +71,7 @@ def split_records(
     then land in two splits.
     """
     group_of = _by_record if by_record else _group
-    if not (0 < train_ratio <= 1 and 0 <= val_ratio < 1 and train_ratio + val_ratio <= 1):
-        raise ValueError(
-            f"data.train_ratio={train_ratio} and data.val_ratio={val_ratio} must be in (0, 1] and sum to at most 1"
-        )
+    check_ratios(train_ratio, val_ratio)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         groups[group_of(r)].append(i)

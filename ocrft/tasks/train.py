@@ -16,6 +16,7 @@ import torch
 from transformers import set_seed
 
 from ocrft.data.loading import load_data
+from ocrft.data.splits import ALL, join_splits
 from ocrft.distributed import world
 from ocrft.evaluation.generation import build_generator
 from ocrft.evaluation.local import evaluate_records
@@ -55,7 +56,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     counts, data.skipped["too_long"] = check_splits(data.splits, ("train", "val"), processor, family, cfg.prompt.text,
                                                     cfg.prompt.system, cfg.train.max_length, cfg.data.on_error,
                                                     data.sources)  # fmt: skip
-    val_records, eval_records = data.splits.get("val", []), data.splits.get(cfg.eval.split) or []
+    val_records = data.splits.get("val", [])
+    eval_records = join_splits(data.splits) if cfg.eval.split == ALL else data.splits.get(cfg.eval.split) or []
     eval_records = eval_records[: cfg.eval.limit] if cfg.eval.limit else eval_records
     check_validation_data(cfg.eval.every_n_steps, val_records, cfg.data.format, data.sources.get("val", "-"))
     tracker.log_datasets(cfg.data, data.splits, data.sources)  # MLflow's Dataset column

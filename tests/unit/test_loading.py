@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ocrft.config import DataConfig, OnError
+from ocrft.config import ConfigError, DataConfig, OnError
 from ocrft.data import synthetic
 from ocrft.data.loading import load_data
 from ocrft.data.record import DataError
@@ -83,7 +83,7 @@ def test_explicit_files_win_over_the_folder(split_folder, tmp_path):
 
 def test_missing_split_file_names_its_path(split_folder):
     (split_folder / "val.json").unlink()
-    with pytest.raises(DataError) as exc:
+    with pytest.raises(ConfigError) as exc:
         load_data(data_cfg(format="json_ocr", path=str(split_folder)))
     assert str(split_folder / "val.json") in str(exc.value) and "data.path" in str(exc.value)
     # a split not asked for is not required
@@ -93,9 +93,9 @@ def test_missing_split_file_names_its_path(split_folder):
 def test_no_source_names_the_keys_to_set():
     with pytest.raises(ValueError, match=r"data\.path.*data\.train_file"):
         load_data(data_cfg(format="json_ocr"))
-    with pytest.raises(DataError, match="data.path does not exist"):
+    with pytest.raises(ConfigError, match="data.path=/no/such/dir does not exist"):
         load_data(data_cfg(format="json_ocr", path="/no/such/dir"))
-    with pytest.raises(ValueError, match=r"unknown data\.format='csv'.*synthetic"):
+    with pytest.raises(ValueError, match=r"data\.format='csv' is unknown.*synthetic"):
         load_data(data_cfg(format="csv", path=str(TINY)))
 
 
@@ -272,3 +272,36 @@ def test_empty_val_stops_a_validating_run():
         check_validation_data(5, [], "line_folder", "LINES (has no val split)")
     check_validation_data(0, [], "line_folder", "LINES")  # not validating: nothing to check
     check_validation_data(5, ["a record"], "line_folder", "LINES")
+
+
+def test_split_all_is_every_record_once_with_unique_ids(split_folder, tmp_path):
+    loaded = load_data(data_cfg(format="json_ocr", path=str(split_folder)), splits=("all",))
+    assert {k: len(v) for k, v in loaded.splits.items()} == {"train": 8, "val": 2, "test": 2, "all": 12}
+    assert [r.id for r in loaded.splits["all"]][:1] == ["train:0"]  # ids as the splits have them
+    assert str(split_folder / "test.json") in loaded.sources["all"]
+    # a folder without a val file: val is empty, not an error, when every split is asked for
+    (split_folder / "val.json").unlink()
+    assert len(load_data(data_cfg(format="json_ocr", path=str(split_folder)), splits=("all",)).splits["all"]) == 10
+    # one file named as two splits is read once; two files whose rows share fallback ids
+    # ("<file stem>:<index>") keep them apart as <split>/<id>
+    same = load_data(data_cfg(format="json_ocr", train_file=str(split_folder / "train.json"),
+                              test_file=str(split_folder / "train.json")), splits=("all",))  # fmt: skip
+    assert len(same.splits["all"]) == 8
+    twin = tmp_path / "twin" / "train.json"
+    twin.parent.mkdir()
+    twin.write_text((split_folder / "test.json").read_text())
+    for png in split_folder.glob("*.png"):
+        shutil.copy(png, twin.parent / png.name)
+    clash = load_data(data_cfg(format="json_ocr", train_file=str(split_folder / "train.json"), test_file=str(twin)),
+                      splits=("all",))  # fmt: skip
+    ids = [r.id for r in clash.splits["all"]]
+    assert len(ids) == len(set(ids)) == 10 and "train/train:0" in ids and "test/train:0" in ids
+
+
+def test_train_ratio_zero_makes_a_single_source_all_test():
+    everything = load_data(data_cfg(format="json_ocr", path=str(TINY / "ocr.json"), train_ratio=0, val_ratio=0))
+    assert {k: len(v) for k, v in everything.splits.items()} == {"train": 0, "val": 0, "test": 12}
+    with pytest.raises(ConfigError, match=r"^data\.train_ratio=1\.5 must be between 0 and 1"):
+        load_data(data_cfg(format="json_ocr", path=str(TINY / "ocr.json"), train_ratio=1.5))
+    with pytest.raises(ConfigError, match=r"^data\.train_ratio=0\.8 \+ data\.val_ratio=0\.5 must be at most 1"):
+        split_records([], 0.8, 0.5, 0)
