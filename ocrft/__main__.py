@@ -38,6 +38,12 @@ def resolve_task(name: str):
     return getattr(importlib.import_module(module), func)
 
 
+def run_named_task(cfg: DictConfig, ctx):
+    """``cfg.task``'s function, imported only when run_task calls it, after the config is
+    validated: a bad value then fails in half a second, not after torch is imported (~5 s)."""
+    return resolve_task(cfg.task)(cfg, ctx)
+
+
 def _share_config_store() -> None:
     """Make a copy of Hydra's ConfigStore the store itself.
 
@@ -70,7 +76,7 @@ def main(cfg: DictConfig):
 
     watch_parent()  # a run the studio started stops when the studio dies
     try:
-        return run_task(cfg, resolve_task(cfg.task))
+        return run_task(cfg, run_named_task)
     except Exception as err:
         message = user_error_message(err)
         if message is None or in_multirun():

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from ocrft.config import ConfigError
+
 if TYPE_CHECKING:
     import optuna
 
@@ -37,7 +39,7 @@ PRUNER_KEYS = {
 PARAM_TYPES = ("float", "int", "categorical")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ConfigError):
     """A search space that cannot be sampled or names keys the job config lacks."""
 
 
@@ -117,7 +119,7 @@ def suggest(trial: "optuna.Trial", params: Iterable[Any]) -> list[str]:
         elif kind == "categorical":
             value = decode_choice(trial.suggest_categorical(path, [encode_choice(c) for c in p["choices"]]))
         else:
-            raise SearchSpaceError(f"search_space param {path!r}: type={kind!r}; choose one of {PARAM_TYPES}")
+            raise SearchSpaceError(f"search_space.params: {path!r} has type={kind!r}; choose one of {PARAM_TYPES}")
         overrides.append(format_override(path, value))
     return overrides
 
@@ -138,7 +140,7 @@ def check_search_space(cfg: DictConfig, params: Iterable[Any]) -> None:
     """
     params = param_dicts(params)
     if not params:
-        raise SearchSpaceError("the search space is empty: choose one, e.g. search_space=default")
+        raise SearchSpaceError("search_space.params is empty: choose a search space, e.g. search_space=default")
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # type: ignore[arg-type]
     missing = object()
     problems = []
@@ -166,7 +168,7 @@ def check_search_space(cfg: DictConfig, params: Iterable[Any]) -> None:
                 problems.append(f"{path}: value {value!r} does not fit: {str(err).splitlines()[0]}")
                 break
     if problems:
-        raise SearchSpaceError("bad search space (search_space.params):\n  " + "\n  ".join(problems))
+        raise SearchSpaceError("search_space.params: bad search space:\n  " + "\n  ".join(problems))
 
 
 # ---------------------------------------------------------------- study pieces shared with the job
@@ -178,7 +180,7 @@ def build_pruner(spec: Optional[Mapping[str, Any]]) -> "optuna.pruners.BasePrune
 
     kind = (spec or {}).get("type", "none")
     if kind not in PRUNER_KEYS:
-        raise ValueError(f"hydra.sweeper.pruner.type={kind!r}; choose one of {sorted(PRUNER_KEYS)}")
+        raise ConfigError(f"hydra.sweeper.pruner.type={kind!r}; choose one of {sorted(PRUNER_KEYS)}")
     kwargs = {k: spec[k] for k in PRUNER_KEYS[kind] if spec.get(k) is not None}  # type: ignore[index]
     classes = {
         "median": optuna.pruners.MedianPruner,
@@ -242,7 +244,7 @@ def create_study(
     ``trials_dataframe`` show instead of "Objective 0".
 
     Raises:
-        ValueError: an existing study that optimises in the other direction.
+        ConfigError: an existing study that optimises in the other direction.
     """
     import warnings
 
@@ -251,7 +253,8 @@ def create_study(
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction, sampler=sampler,
                                 pruner=pruner, load_if_exists=True)  # fmt: skip
     if study.direction.name.lower() != direction:
-        raise ValueError(f"study {study_name!r} was created to {study.direction.name.lower()}, not {direction}")
+        raise ConfigError(f"hydra.sweeper.direction={direction}: study {study_name!r} in this storage was created to "
+                          f"{study.direction.name.lower()}; name another study (hydra.sweeper.study_name) or storage")
     if study.metric_names != [metric]:
         if study.metric_names:
             log.warning("study %s named its objective %s; it is now %s", study_name, study.metric_names[0], metric)

@@ -1,10 +1,12 @@
-"""Checks a composed config before anything heavy runs; errors name the key at fault."""
+"""Checks a composed config before anything heavy runs. Every error is a ConfigError whose
+message starts with the key at fault (``ocrft: error: <key>...``, exit status 2)."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ocrft.config import CER_UNITS, CONFIDENCES, LEVELS, PREDICTION_MATCHES, ConfigError, Task
+from ocrft.config import BLEU_TOKENIZERS, CER_UNITS, CONFIDENCES, LEVELS, PREDICTION_MATCHES, ConfigError, Task
+from ocrft.data.splits import ALL, SPLITS, check_ratios
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -24,21 +26,36 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.peft.method not in ("lora", "dora", "none"):
         raise ConfigError(f"peft.method={cfg.peft.method!r}; choose lora, dora or none")
     if (cfg.quant.load_in_4bit or cfg.quant.load_in_8bit) and cfg.peft.method == "none":
-        raise ConfigError("quantized weights cannot be fully fine-tuned: use peft=lora (QLoRA) with quant=4bit/8bit")
-    if cfg.train.max_steps == 0 or cfg.train.num_train_epochs <= 0:
-        raise ConfigError("train.max_steps must be -1 (use epochs) or > 0, and train.num_train_epochs > 0")
-    if cfg.eval.batch_size < 1 or cfg.eval.workers < 1:
-        raise ConfigError("eval.batch_size and eval.workers must be >= 1")
-    _choice("data.level", cfg.data.level, LEVELS)
+        raise ConfigError("peft.method=none: quantized weights cannot be fully fine-tuned; use peft=lora (QLoRA) "
+                          "with quant=4bit/8bit, or quant=none")
+    if cfg.train.max_steps == 0 or cfg.train.max_steps < -1:
+        raise ConfigError(f"train.max_steps={cfg.train.max_steps} must be -1 (train for num_train_epochs) or > 0")
+    if cfg.train.num_train_epochs <= 0:
+        raise ConfigError(f"train.num_train_epochs={cfg.train.num_train_epochs} must be > 0")
+    for key in ("batch_size", "workers"):
+        if cfg.eval[key] < 1:
+            raise ConfigError(f"eval.{key}={cfg.eval[key]} must be >= 1")
+    _check_data(cfg)
     _choice("eval.cer_unit", cfg.eval.cer_unit, CER_UNITS)
+    _choice("eval.bleu_tokenize", cfg.eval.bleu_tokenize, BLEU_TOKENIZERS)
     _choice("model.predictions_match", cfg.model.predictions_match, PREDICTION_MATCHES)
-    if cfg.data.max_pixels < 1:
-        raise ConfigError(f"data.max_pixels={cfg.data.max_pixels} must be >= 1")
     _check_generation(cfg)
     _check_serve(cfg.serve)
     if family == "cascade":
         _check_cascade(cfg.cascade, cfg.eval.num_beams)
-    fraction = cfg.data.val_from_train
+
+
+def _check_data(cfg: DictConfig) -> None:
+    data = cfg.data
+    _choice("data.level", data.level, LEVELS)
+    _choice("eval.split", cfg.eval.split, (*SPLITS, ALL))
+    if data.max_pixels < 1:
+        raise ConfigError(f"data.max_pixels={data.max_pixels} must be >= 1")
+    check_ratios(data.train_ratio, data.val_ratio)
+    if cfg.task == "train" and data.train_ratio == 0:
+        # 0 is for scoring a source that has no split files (task=eval: everything is test)
+        raise ConfigError("data.train_ratio=0 leaves nothing to train on: task=train needs data.train_ratio > 0")
+    fraction = data.val_from_train
     if fraction is not None and not 0 < fraction < 1:
         raise ConfigError(f"data.val_from_train={fraction} must be a fraction between 0 and 1 (exclusive)")
 
@@ -50,11 +67,10 @@ def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 
 def _check_generation(cfg: DictConfig) -> None:
     guard = cfg.eval.loop_guard
-    if guard.ngram < 1 or guard.max_repeats < 2:
-        raise ConfigError(
-            f"eval.loop_guard.ngram={guard.ngram} must be >= 1 and eval.loop_guard.max_repeats={guard.max_repeats}"
-            " >= 2 (or eval.loop_guard.enabled=false)"
-        )
+    if guard.ngram < 1:
+        raise ConfigError(f"eval.loop_guard.ngram={guard.ngram} must be >= 1 (or eval.loop_guard.enabled=false)")
+    if guard.max_repeats < 2:
+        raise ConfigError(f"eval.loop_guard.max_repeats={guard.max_repeats} must be >= 2 (or eval.loop_guard.enabled=false)")
     if cfg.eval.no_repeat_ngram_size < 0:
         raise ConfigError(f"eval.no_repeat_ngram_size={cfg.eval.no_repeat_ngram_size} must be >= 0 (0 = off)")
     if cfg.eval.repetition_penalty <= 0:
@@ -72,6 +88,7 @@ def _check_serve(serve: DictConfig) -> None:
 
 def _check_cascade(cascade: DictConfig, num_beams: int) -> None:
     _choice("cascade.confidence", cascade.confidence, CONFIDENCES)
+    _choice("cascade.calibration_split", cascade.calibration_split, SPLITS)
     threshold = cascade.threshold
     if threshold != "auto" and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
         raise ConfigError(f"cascade.threshold={threshold!r} must be a number (a log-probability, <= 0) or 'auto'")

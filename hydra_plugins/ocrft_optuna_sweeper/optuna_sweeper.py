@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +30,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.ocrft_optuna_sweeper import config as _config  # noqa: F401 - registers the schema
+from ocrft.config import ConfigError
 from ocrft.redact import scrub_text
 
 if TYPE_CHECKING:
@@ -80,12 +82,12 @@ class OptunaSweeper(Sweeper):
 
     # ------------------------------------------------------------------ the loop
 
-    def sweep(self, arguments: list[str]) -> list[Sequence["JobReturn"]]:
-        from hydra_plugins.ocrft_optuna_sweeper import summary
-        from hydra_plugins.ocrft_optuna_sweeper.study import Tally, build_sampler, grid_space, study_name_for
+    def _open_study(self, arguments: list[str]) -> "optuna.Study":
+        """Check the overrides and the space, then create or load the study."""
+        from hydra_plugins.ocrft_optuna_sweeper.study import build_sampler, grid_space, study_name_for
         from ocrft.search import PRUNER_ATTR, absolute_storage_url, build_pruner, create_study, open_storage
 
-        assert self.config is not None and self.launcher is not None
+        assert self.config is not None
         self.fixed = _fixed_overrides(arguments)
         self.params = self._search_params()
         self.study_name = study_name_for(self.config)
@@ -105,7 +107,22 @@ class OptunaSweeper(Sweeper):
         # The job rebuilds the pruner from here (it may run in another process or machine).
         study.set_user_attr(PRUNER_ATTR, self.pruner_spec)
         study.set_user_attr("ocrft.metric", self.metric)
+        return study
 
+    def sweep(self, arguments: list[str]) -> list[Sequence["JobReturn"]]:
+        from hydra_plugins.ocrft_optuna_sweeper import summary
+        from hydra_plugins.ocrft_optuna_sweeper.study import Tally
+
+        assert self.config is not None and self.launcher is not None
+        try:
+            study = self._open_study(arguments)
+        except ConfigError as err:
+            # a bad sweeper or search_space value: one paragraph, as a run's own errors are
+            # (ocrft/__main__.py), not Hydra's traceback
+            from ocrft.runner import EXIT_USER_ERROR, user_error_message
+
+            sys.stderr.write(f"ocrft: error: {user_error_message(err)}\n")
+            raise SystemExit(EXIT_USER_ERROR) from None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # Hydra's own sweepers save the config as typed; a key given on the command line stays out.
@@ -154,12 +171,13 @@ class OptunaSweeper(Sweeper):
 
         space = OmegaConf.select(self.config, "search_space.params")
         if space is None:
-            raise ValueError("hydra/sweeper=optuna needs a `search_space` config group with `params`")
+            raise ConfigError("search_space.params is not set: hydra/sweeper=optuna needs a search_space group "
+                              "(e.g. search_space=default)")
         params = OmegaConf.to_container(space, resolve=True)
         check_search_space(self.config, params)
         both = shared_keys(self.fixed, [p["path"] + "=" for p in params])
         if both:
-            raise ValueError(f"{both} set on the command line and searched by search_space; drop one")
+            raise ConfigError(f"{', '.join(both)}: set on the command line and searched by search_space; drop one")
         return params
 
     def _failure_stop(self, tally: Any) -> Optional[str]:
@@ -297,9 +315,9 @@ def _fixed_overrides(arguments: list[str]) -> list[str]:
 
     for override in OverridesParser.create().parse_overrides(arguments):
         if override.is_sweep_override():
-            raise ValueError(
-                f"{override.input_line!r}: hydra/sweeper=optuna searches the search_space group; "
-                "put the parameter there instead of sweeping it on the command line"
+            raise ConfigError(
+                f"{override.key_or_group}: {override.input_line!r} sweeps it, but hydra/sweeper=optuna searches "
+                "the search_space group; put the parameter there instead of sweeping it on the command line"
             )
     return list(arguments)
 

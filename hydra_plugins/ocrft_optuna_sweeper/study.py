@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from ocrft.config import ConfigError
 from ocrft.search import SearchSpaceError, encode_choice, param_dicts
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def build_sampler(spec: Mapping[str, Any], params: Iterable[Any], seed: Optional
 
     kind = spec["type"]
     if kind not in SAMPLER_KEYS:
-        raise ValueError(f"hydra.sweeper.sampler.type={kind!r}; choose one of {sorted(SAMPLER_KEYS)}")
+        raise ConfigError(f"hydra.sweeper.sampler.type={kind!r}; choose one of {sorted(SAMPLER_KEYS)}")
     kwargs = {k: spec[k] for k in SAMPLER_KEYS[kind] if spec.get(k) is not None}
     if kind == "tpe":
         # constant_liar: trials still running (other workers, the rest of a batch) count as
@@ -73,7 +74,8 @@ def grid_space(params: Iterable[Any]) -> dict[str, list]:
             n = int(round((p["high"] - p["low"]) / p["step"]))
             grid[p["path"]] = [round(p["low"] + i * p["step"], 12) for i in range(n + 1)]
         else:
-            raise SearchSpaceError(f"sampler=grid: float parameter {p['path']!r} needs a step or choices")
+            raise SearchSpaceError(f"search_space.params: float parameter {p['path']!r} needs a step or choices "
+                                   "(hydra.sweeper.sampler.type=grid)")
     return grid
 
 

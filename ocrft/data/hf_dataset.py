@@ -71,7 +71,7 @@ def load(source: str) -> tuple[Any, Optional[Path]]:
     except Exception as e:  # datasets raises many types; one clear message either way
         raise DataError(f"datasets could not load this: {type(e).__name__}: {e}", path) from e
     if not _HUB_ID.fullmatch(source):
-        raise DataError("data.path does not exist (and is not a hub dataset id like 'owner/name')", source)
+        raise ConfigError(f"data.path={source} does not exist (and is not a hub dataset id like 'owner/name')")
     log.info("data.path=%s is not a local path: loading it from the Hugging Face hub", source)
     try:
         return datasets.load_dataset(source), None

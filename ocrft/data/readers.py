@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from ocrft.config import OnError
+from ocrft.config import ConfigError, OnError
 from ocrft.data import hf_dataset, line_folder
 from ocrft.data.reading import MAX_ERRORS, ReadResult, Reader  # noqa: F401 (re-exported)
 from ocrft.data.reading import BadRecord as _BadRecord, Collector as _Collector, cache_image_bytes, checked_image
@@ -300,4 +300,4 @@ def get_reader(fmt: str) -> Reader:
     try:
         return READERS[fmt]
     except KeyError:
-        raise ValueError(f"unknown data.format={fmt!r}; readers: {sorted(READERS)}") from None
+        raise ConfigError(f"data.format={fmt!r} is unknown; readers: {sorted(READERS)}") from None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ocrft import atomic, paths
-from ocrft.config import OnError
+from ocrft.config import ConfigError, OnError
 from ocrft.data.record import DataError, Record
 
 MAX_ERRORS = 10  # messages kept in ReadResult.errors; the counts keep the rest
@@ -80,7 +80,7 @@ def skip_mode(on_error: str | OnError) -> bool:
     try:
         return OnError(on_error) is OnError.skip
     except ValueError:
-        raise ValueError(f"data.on_error={on_error!r}: expected one of {[e.value for e in OnError]}") from None
+        raise ConfigError(f"data.on_error={on_error!r}: expected one of {[e.value for e in OnError]}") from None
 
 
 class Collector:

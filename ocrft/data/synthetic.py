@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ocrft import atomic
+from ocrft.config import ConfigError
 from ocrft.data.record import Record
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def find_fonts(fonts: Sequence[str] = ()) -> list[Path]:
             ``FONT_DIRS`` (e.g. ``"DejaVuSerif"``); empty means every DejaVu text font found.
 
     Raises:
-        ValueError: when a font is not found, or no DejaVu font is installed.
+        ConfigError: when a font is not found, or no DejaVu font is installed.
     """
     installed = sorted(
         p for d in FONT_DIRS if d.expanduser().is_dir()
@@ -76,7 +77,8 @@ def find_fonts(fonts: Sequence[str] = ()) -> list[Path]:
         found = [p for p in installed if p.stem.startswith("DejaVu") and "Math" not in p.stem]
         if not found:
             dirs = ", ".join(str(d) for d in FONT_DIRS)
-            raise ValueError(f"no DejaVu fonts found under {dirs}; install fonts-dejavu-core or set data.fonts")
+            raise ConfigError(f"data.fonts=[]: no DejaVu fonts found under {dirs}; install fonts-dejavu-core or "
+                              "name fonts in data.fonts")
         return found
     by_stem: dict[str, Path] = {}
     for p in installed:
@@ -90,7 +92,7 @@ def find_fonts(fonts: Sequence[str] = ()) -> list[Path]:
             out.append(by_stem[str(entry).lower()])
         else:
             known = sorted(p.stem for p in installed)[:30]
-            raise ValueError(f"data.fonts: font {entry!r} is neither a file nor an installed font; installed: {known}")
+            raise ConfigError(f"data.fonts: font {entry!r} is neither a file nor an installed font; installed: {known}")
     return out
 
 
@@ -100,14 +102,14 @@ def charset_alphabet(charset: str) -> tuple[str, tuple[str, ...]]:
         return CHARSETS[charset]
     alphabet = "".join(dict.fromkeys(c for c in charset if not c.isspace()))
     if not alphabet:
-        raise ValueError(f"data.charset={charset!r}: expected {sorted(CHARSETS)} or a literal alphabet")
+        raise ConfigError(f"data.charset={charset!r}: expected {sorted(CHARSETS)} or a literal alphabet")
     return alphabet, ()
 
 
 def random_text(rng: random.Random, charset: str, min_chars: int, max_chars: int) -> str:
     """A seeded line: whole words from the charset's word list, or a random string."""
     if not 1 <= min_chars <= max_chars:
-        raise ValueError(f"need 1 <= data.min_chars ({min_chars}) <= data.max_chars ({max_chars})")
+        raise ConfigError(f"data.min_chars={min_chars} must be >= 1 and <= data.max_chars={max_chars}")
     alphabet, words = charset_alphabet(charset)
     n = rng.randint(min_chars, max_chars)
     if words and rng.random() < 0.5:
@@ -144,7 +146,7 @@ def fonts_for(charset: str, fonts: Sequence[str] = ()) -> list[Path]:
     """The fonts of ``find_fonts(fonts)`` that can draw every character of ``charset``.
 
     Raises:
-        ValueError: when none can, naming the characters the fonts lack.
+        ConfigError: when none can, naming the characters the fonts lack.
     """
     alphabet, words = charset_alphabet(charset)
     chars = "".join(sorted(set(alphabet + "".join(words))))
@@ -156,8 +158,8 @@ def fonts_for(charset: str, fonts: Sequence[str] = ()) -> list[Path]:
             log.warning("font %s lacks %r; not used for charset %r", p.name, lacking[p][:20], charset)
     if not usable:
         worst = min(lacking.values(), key=len)
-        raise ValueError(f"no font in data.fonts can draw data.charset={charset!r} (missing {worst[:20]!r}); "
-                         "install a font that covers it and name it in data.fonts")
+        raise ConfigError(f"data.charset={charset!r}: no font in data.fonts can draw it (missing {worst[:20]!r}); "
+                          "install a font that covers it and name it in data.fonts")
     return usable
 
 

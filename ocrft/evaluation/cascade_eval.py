@@ -46,8 +46,8 @@ def local_family(cfg: Any) -> str:
     if family is None and card.is_file():
         family = json.loads(card.read_text()).get("family")
     if family not in FAMILIES:
-        raise ConfigError(f"model=cascade: the family of model.path={cfg.model.path!r} cannot be read from it;"
-                          f" set cascade.family to one of {sorted(FAMILIES)}")  # fmt: skip
+        raise ConfigError(f"model.path={cfg.model.path!r}: model=cascade cannot read the local model's family from"
+                          f" it; set cascade.family to one of {sorted(FAMILIES)}")  # fmt: skip
     return family
 
 

@@ -95,7 +95,8 @@ def read_api_key(env_var: Optional[str], required: bool, provider: str = "endpoi
         return None
     if not value.isascii() or not value.isprintable():
         # Say which variable, never the value: httpx would otherwise fail on the header.
-        raise ConfigError(f"the value of {env_var} is not a valid API key (non-ASCII or control characters)")
+        raise ConfigError(f"model.api_key_env: the value of {env_var} is not a valid API key (non-ASCII or control "
+                          "characters)")
     return value
 
 

@@ -37,7 +37,7 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.provenance import describe_model
 
     if not cfg.predict.input:
-        raise ConfigError("task=predict needs predict.input=<image or folder>")
+        raise ConfigError("predict.input is not set: task=predict needs predict.input=<image or folder>")
     images = list_images(Path(cfg.predict.input).expanduser())
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
     records = [Record(id=str(p), image=str(p), text="") for p in images]

@@ -114,7 +114,7 @@ def test_unreachable_hub_id_is_one_clear_error(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # so the id is not a local folder
     with pytest.raises(DataError, match=r"no-such-owner/no-such-dataset: not a local path, and the hub dataset could not"):
         load_data(data_cfg(path="no-such-owner/no-such-dataset"))
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(ConfigError, match="data.path=.*does not exist"):
         load_data(data_cfg(path=str(tmp_path / "missing" / "x.parquet")))
 
 
