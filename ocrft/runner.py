@@ -20,6 +20,7 @@ from ocrft import atomic
 from ocrft.distributed import agree_run_dir, world
 from ocrft.progress import ProgressLog
 from ocrft.run_record import RunRecord
+from ocrft.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class RunContext:
     """What a task function gets besides its config."""
 
     run_dir: Path
-    tracker: Any  # ocrft.tracking tracker (NullTracker with tracking=none)
+    tracker: Tracker  # MlflowTracker, or NullTracker with tracking=none (ocrft.tracking)
     progress: ProgressLog = field(default_factory=lambda: ProgressLog(None))  # progress.jsonl (rank 0)
 
 

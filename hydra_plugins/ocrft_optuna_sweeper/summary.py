@@ -173,12 +173,11 @@ def tag_child_run(result: Any, run_dir: Optional[str], number: int, state: str) 
 
 def log_to_parent_run(config: DictConfig, sweep_dir: Path, record: dict) -> Optional[str]:
     """Log best.yaml and the plots to the sweep's MLflow parent run, when there is one."""
-    from ocrft.tracking import PARENT_RUN_FILE  # written into the sweep dir by the MLflow sweep callback
+    from ocrft.tracking.parent_run import sweep_parent_run  # written by the MLflow sweep callback
 
-    parent_file = sweep_dir / PARENT_RUN_FILE
-    if not parent_file.exists():
+    run_id = sweep_parent_run(sweep_dir)
+    if run_id is None:
         return None
-    run_id = parent_file.read_text().strip()
     try:
         from mlflow import MlflowClient
 

@@ -53,6 +53,9 @@ class LoadedData:
     splits: dict[str, list[Record]]
     skipped: dict[str, int] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    # rendered on the fly (data.format names one of GENERATORS), not read from files: MLflow
+    # names such a dataset by its format alone (ocrft.tracking.inputs)
+    generated: bool = False
 
 
 def _lines_job(cfg: Any, split: str, n: int, seed: int) -> tuple[Callable[..., list[Record]], dict]:
@@ -162,7 +165,7 @@ def load_data(data_cfg: Any, run_dir: Optional[Path] = None, splits: Sequence[st
     requested, splits = splits, [s for s in SPLITS if ALL in splits or s in splits] + [
         s for s in splits if s not in (*SPLITS, ALL)]
     fmt, skipped = data_cfg.format, Counter()
-    loaded = LoadedData(splits={})
+    loaded = LoadedData(splits={}, generated=fmt in GENERATORS)
     if fmt in GENERATORS:
         for split in splits:
             loaded.splits[split], out = _generate_cached(fmt, data_cfg, split)

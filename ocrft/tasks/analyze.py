@@ -265,7 +265,7 @@ def run_analyze(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.data.loading import load_data
 
     data = load_data(cfg.data, ctx.run_dir)
-    ctx.tracker.log_datasets(cfg.data, data.splits, data.sources)  # MLflow's Dataset column
+    ctx.tracker.log_datasets(cfg.data, data.splits, data.sources, generated=data.generated)  # MLflow's Dataset column
     analysis = analyze_splits(data.splits)
     analysis["skipped"] = dict(data.skipped)
     analysis["tokens"] = analyze_tokens(cfg, data.splits)

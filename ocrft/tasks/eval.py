@@ -25,7 +25,7 @@ def load_eval_split(cfg, run_dir: Path, tracker=None) -> list[Record]:
                         data.sources.get(cfg.eval.split))  # fmt: skip
     records = records[: cfg.eval.limit] if cfg.eval.limit else records
     if tracker is not None:
-        tracker.log_datasets(cfg.data, {cfg.eval.split: records}, data.sources)
+        tracker.log_datasets(cfg.data, {cfg.eval.split: records}, data.sources, generated=data.generated)
     return records
 
 

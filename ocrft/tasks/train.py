@@ -60,7 +60,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     eval_records = join_splits(data.splits) if cfg.eval.split == ALL else data.splits.get(cfg.eval.split) or []
     eval_records = eval_records[: cfg.eval.limit] if cfg.eval.limit else eval_records
     check_validation_data(cfg.eval.every_n_steps, val_records, cfg.data.format, data.sources.get("val", "-"))
-    tracker.log_datasets(cfg.data, data.splits, data.sources)  # MLflow's Dataset column
+    tracker.log_datasets(cfg.data, data.splits, data.sources, generated=data.generated)  # MLflow's Dataset column
     train_set = to_train_dataset(data.splits["train"], cfg.prompt.text, [c.total for c in counts["train"]])
     log.info("data: %s; skipped: %s", {k: len(v) for k, v in data.splits.items()}, data.skipped or "none")
     # 4. model, quantization, adapter

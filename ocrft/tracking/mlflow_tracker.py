@@ -1,24 +1,15 @@
-"""Experiment tracking: every run is an MLflow run; a sweep is a parent run with one child per job.
+"""One MLflow run, written through ``MlflowClient`` (never the fluent API's global run).
 
-A sweep's parent run is ocrft.sweep_tracking's. ``open_tracker(cfg, run_dir)`` (used by ``ocrft.runner.run_task``) yields an ``MlflowTracker``
-with ``tracking=mlflow`` and a ``NullTracker`` with ``tracking=none``; task code calls the
-same methods on either. On start the run gets the resolved config (redacted) as dotted params
-and as ``config.yaml``, and tags naming the task, model, dataset, overrides, git commit and run
-folder. On exit the run ends FINISHED, FAILED (with the error in tag ``ocrft.error``), or
-KILLED (Ctrl-C, or ``set_terminal_status("pruned")``). A run folder whose ``run.json`` names an
-MLflow run that exists in the store continues that run instead of starting a new one.
-
-Nothing secret reaches the store: every param, tag and text artifact passes through
-``ocrft.redact`` (secret-named keys and the values of secret-named environment variables).
+Metrics are buffered and sent in batches; params are write-once; every param, tag and text
+artifact is scrubbed of secrets (``ocrft.redact``: secret-named keys and the values of
+secret-named environment variables). Opening the run is ocrft.tracking.runs'.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import numbers
-import os
 import re
 import shutil
 import tempfile
@@ -27,21 +18,16 @@ import time
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator, Optional
-
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from ocrft.atomic import DiskFullError, disk_full_errno
-from ocrft.mlflow_experiment import experiment_id, experiment_name
-from ocrft.mlflow_tags import base_tags, run_name
-from ocrft.redact import (
-    REDACTED,
-    is_secret_key,
-    redacted_container,
-    redacted_yaml,
-    scrub_text,
-    secret_values,
-)
+from ocrft.redact import REDACTED, is_secret_key, scrub_text, secret_values
+from ocrft.tracking.inputs import dataset_inputs
+
+if TYPE_CHECKING:  # annotations only; neither imports ocrft.tracking
+    import pandas
+
+    from ocrft.data.record import Record
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +35,6 @@ log = logging.getLogger(__name__)
 # MLflow's log_batch limit), so a training step never waits on the store.
 FLUSH_SECONDS = 10.0
 FLUSH_ITEMS = 1000
-PARENT_RUN_ENV = "OCRFT_MLFLOW_PARENT_RUN_ID"
-PARENT_RUN_FILE = "mlflow_parent_run_id"
 # MLflow's limits (mlflow.utils.validation); longer values are rejected, so we truncate.
 _MAX_PARAM_LEN = 6000
 _MAX_TAG_LEN = 8000
@@ -58,36 +42,6 @@ _PARAMS_PER_BATCH = 100
 # ocrft run status -> MLflow run status. A pruned trial was stopped on purpose: KILLED.
 _MLFLOW_STATUS = {"finished": "FINISHED", "failed": "FAILED", "pruned": "KILLED", "killed": "KILLED"}
 _TEXT_SUFFIXES = {".txt", ".log", ".json", ".jsonl", ".yaml", ".yml", ".md", ".html", ".csv", ".tsv", ".xml"}
-
-
-class NullTracker:
-    """Tracker used with tracking=none: every call is accepted and ignored."""
-
-    run_id: Optional[str] = None
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
-        pass
-
-    def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
-        pass
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        pass
-
-    def set_terminal_status(self, status: str) -> None:
-        pass
-
-    def log_datasets(self, data_cfg: Any, splits: dict, sources: dict) -> None:
-        pass
-
-    def log_table(self, frame, artifact_file: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
 
 
 class MlflowTracker:
@@ -224,18 +178,21 @@ class MlflowTracker:
         if text is not None:
             path.write_text(text, encoding="utf-8")
 
-    def log_datasets(self, data_cfg: Any, splits: dict, sources: dict) -> None:
+    def log_datasets(
+        self, data_cfg: Any, splits: Mapping[str, Sequence[Record]], sources: Mapping[str, str], *, generated: bool
+    ) -> None:
         """Log each non-empty split of ``splits`` (name -> records, read from ``sources[name]``)
-        as an MLflow dataset input with its context (ocrft.mlflow_inputs)."""
-        from ocrft.mlflow_inputs import dataset_inputs
-
-        self.client.log_inputs(self.run_id, datasets=dataset_inputs(data_cfg, splits, sources))
+        as an MLflow dataset input with its context (ocrft.tracking.inputs). ``generated``: the
+        splits were rendered on the fly (``LoadedData.generated``), so the dataset is named by
+        its format alone."""
+        datasets = dataset_inputs(data_cfg, splits, sources, generated=generated)
+        self.client.log_inputs(self.run_id, datasets=datasets)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Log ``text`` (scrubbed) as the artifact ``artifact_file``."""
         self.client.log_text(self.run_id, self._scrub(text), artifact_file)
 
-    def log_table(self, frame, artifact_file: str) -> None:
+    def log_table(self, frame: pandas.DataFrame, artifact_file: str) -> None:
         """Log a pandas DataFrame as the MLflow table ``artifact_file`` (.json), text cells scrubbed.
 
         Written as ``MlflowClient.log_table`` writes it (``mlflow.load_table`` and the run page
@@ -294,120 +251,3 @@ def _flatten(obj: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[name] = str(value.value if isinstance(value, Enum) else value)
     return out
-
-
-def _hydra_config():
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get() if HydraConfig.initialized() else None
-
-
-def _resumable_run(client, run_dir: Path):
-    """The MLflow run named by ``run_dir/run.json``, if it exists in this store."""
-    from mlflow.exceptions import MlflowException
-
-    from ocrft.run_record import RunRecord
-
-    record = RunRecord.read(run_dir)
-    run_id = record.mlflow_run_id if record else None
-    if not run_id:
-        return None
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        log.info("MLflow run %s (from %s) is not in this store; starting a new run", run_id, run_dir / "run.json")
-        return None
-    return run if run.info.lifecycle_stage == "active" else None
-
-
-def _parent_run(client, run_dir: Path):
-    """The sweep's parent run: from the sweep folder's id file, else the env var set by
-    MlflowSweepCallback for in-process launchers. None outside a sweep."""
-    from hydra.types import RunMode
-    from mlflow.exceptions import MlflowException
-
-    hc = _hydra_config()
-    in_sweep = hc is None or hc.mode == RunMode.MULTIRUN
-    files = [run_dir.parent / PARENT_RUN_FILE]
-    if hc is not None and in_sweep:
-        files.insert(0, Path(hc.sweep.dir) / PARENT_RUN_FILE)
-    run_id = next((f.read_text().strip() for f in files if f.is_file()), None)
-    run_id = run_id or (os.environ.get(PARENT_RUN_ENV) if in_sweep else None)
-    if not run_id:
-        return None
-    try:
-        return client.get_run(run_id)
-    except MlflowException:
-        log.warning("MLflow parent run %s is not in this store; logging this job as a top-level run", run_id)
-        return None
-
-
-def _start_run(cfg: DictConfig, run_dir: Path) -> MlflowTracker:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    hc = _hydra_config()
-    overrides = list(hc.overrides.task) if hc is not None else []
-    tags = {**base_tags(cfg, overrides), "ocrft.run_dir": str(run_dir.resolve())}
-    resumed = _resumable_run(client, run_dir)
-    if resumed is not None:
-        client.update_run(resumed.info.run_id, status="RUNNING")
-        tracker = MlflowTracker(client, resumed.info.run_id, resumed.data.params)
-        tags["ocrft.resumed"] = "true"
-        log.info("MLflow: continuing run %s", tracker.run_id)
-    else:
-        parent = _parent_run(client, run_dir)
-        job_num = hc.job.num if parent is not None and hc is not None else None
-        exp_id = parent.info.experiment_id if parent else experiment_id(client, experiment_name(cfg), cfg.tracking.uri)
-        name = scrub_text(run_name(cfg, job_num))
-        parent_tag = {"mlflow.parentRunId": parent.info.run_id} if parent else None  # what nests it in the UI
-        run = client.create_run(exp_id, run_name=name, tags=parent_tag)
-        tracker = MlflowTracker(client, run.info.run_id)
-        if parent is not None:
-            tags["ocrft.sweep_job"] = str(job_num)
-        log.info("MLflow: run %s (%s) in experiment %s at %s", name, tracker.run_id, exp_id, cfg.tracking.uri)
-    tracker.set_tags(tags)
-    tracker.log_params(_start_params(cfg))
-    tracker.log_text(redacted_yaml(cfg), "config.yaml")
-    return tracker
-
-
-# Model settings whose None means "the processor's own": the task logs the value it resolved
-# (ocrft.models.loading.image_params) and MLflow params are write-once, so None is not logged here.
-RESOLVED_BY_TASK = ("min_pixels", "max_pixels", "image_size")
-
-
-def _start_params(cfg: DictConfig) -> dict:
-    params = redacted_container(cfg)
-    model = params.get("model") or {}
-    for key in RESOLVED_BY_TASK:
-        if key in model and model[key] is None:
-            del model[key]
-    return params
-
-
-@contextlib.contextmanager
-def open_tracker(cfg: DictConfig, run_dir: Path) -> Iterator[MlflowTracker | NullTracker]:
-    """Yield the run's tracker and end its MLflow run when the block exits.
-
-    An exception ends the run FAILED (KILLED for Ctrl-C) with the error in tag
-    ``ocrft.error``, and is re-raised. Only rank 0 of a distributed job tracks.
-    """
-    if not cfg.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
-        yield NullTracker()
-        return
-    tracker = _start_run(cfg, Path(run_dir))
-    try:
-        yield tracker
-    except BaseException as err:
-        _close_quietly(tracker, err)
-        raise
-    _close_quietly(tracker, None)
-
-
-def _close_quietly(tracker: MlflowTracker, error: Optional[BaseException]) -> None:
-    # The run's own outcome (run.json, the task's error) matters more than the store's.
-    try:
-        tracker.close(error)
-    except Exception as err:  # noqa: BLE001
-        log.error("MLflow: could not end run %s: %s", tracker.run_id, err)

@@ -1,4 +1,4 @@
-"""A multirun as one MLflow parent run, with each job's run (ocrft.tracking) as its child.
+"""A multirun as one MLflow parent run, with each job's run (ocrft.tracking.runs) as its child.
 
 Hydra calls the callback below (conf/config.yaml, ``hydra.callbacks.mlflow_sweep``) at the
 start and end of every ``--multirun``, whichever sweeper and launcher run the jobs.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -17,12 +16,12 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ocrft import atomic
-from ocrft.mlflow_experiment import experiment_id, experiment_name
-from ocrft.mlflow_tags import base_tags
 from ocrft.redact import scrub_text
 from ocrft.run_record import RunRecord
-from ocrft.tracking import PARENT_RUN_ENV, PARENT_RUN_FILE, MlflowTracker
+from ocrft.tracking.experiment import experiment_id, experiment_name
+from ocrft.tracking.mlflow_tracker import MlflowTracker
+from ocrft.tracking.parent_run import clear_parent_run, write_parent_run
+from ocrft.tracking.tags import base_tags
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ class MlflowSweepCallback(Callback):
     """Hydra callback: a multirun is one MLflow parent run; each job's run is its child.
 
     on_multirun_start creates the parent in the store and experiment the jobs will use and
-    publishes its id in ``<sweep dir>/mlflow_parent_run_id`` (and $OCRFT_MLFLOW_PARENT_RUN_ID).
+    publishes its id for the jobs (ocrft.tracking.parent_run).
     on_multirun_end logs job counts by status and the best objective value (the Optuna
     sweeper's ``metric``, else ``val/<eval.metric>``; read from each job's run.json) on the
     parent and ends it. A sweep that dies before that (Hydra's basic sweeper re-raises a job's
@@ -61,20 +60,21 @@ class MlflowSweepCallback(Callback):
                 "ocrft.sweeper": OmegaConf.select(config, "hydra.sweeper._target_") or "",
             }
         )
-        atomic.write_text(sweep_dir / PARENT_RUN_FILE, run.info.run_id)
-        os.environ[PARENT_RUN_ENV] = run.info.run_id
+        write_parent_run(sweep_dir, run.info.run_id)
         atexit.register(self._finish, "failed")
         log.info("MLflow: sweep parent run %s in experiment %s", run.info.run_id, exp_id)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra's basic sweeper saved multirun.yaml as typed, before any ocrft code ran.
-        from ocrft.runner import hydra_output_dir, in_multirun
+        # (Hydra's own config, not ocrft.runner's helpers: the runner imports tracking.)
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
-        if in_multirun():
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             from ocrft.redact import redact_saved_config
 
             # The job's folder is <sweep dir>/<job number> (conf/config.yaml, hydra.sweep.subdir).
-            redact_saved_config(hydra_output_dir().parent / "multirun.yaml")
+            redact_saved_config(Path(HydraConfig.get().runtime.output_dir).parent / "multirun.yaml")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._finish("finished")
@@ -85,8 +85,7 @@ class MlflowSweepCallback(Callback):
             return
         self._tracker = None
         atexit.unregister(self._finish)
-        if os.environ.get(PARENT_RUN_ENV) == tracker.run_id:
-            del os.environ[PARENT_RUN_ENV]
+        clear_parent_run(tracker.run_id)
         try:
             # The Optuna sweeper names its objective; other sweepers get the validation metric.
             objective = OmegaConf.select(config, "hydra.sweeper.metric") or f"val/{config.eval.metric}"

@@ -1,6 +1,6 @@
 """The name and tags of a run in MLflow: task, model, dataset, overrides, git commit.
 
-Shared by a job's run (ocrft.tracking) and a sweep's parent run (ocrft.sweep_tracking).
+Shared by a job's run (ocrft.tracking.runs) and a sweep's parent run (ocrft.tracking.sweep).
 """
 
 from __future__ import annotations

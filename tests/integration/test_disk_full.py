@@ -152,7 +152,7 @@ def test_mlflow_artifact_on_full_disk_names_it_and_keeps_the_local_adapter(fs, t
     from mlflow import MlflowClient
 
     from ocrft.atomic import DiskFullError
-    from ocrft.mlflow_experiment import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    from ocrft.tracking.experiment import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
     from ocrft.runner import user_error_message
     from ocrft.tracking import open_tracker
 

@@ -583,11 +583,11 @@ WRITE_SITES = {
     ("ocrft/models/gemma3.py", "build_tiny"): "tiny checkpoints, " + SWAPPED + " (ensure_tiny)",
     ("ocrft/models/paligemma.py", "build_tiny"): "tiny checkpoints, " + SWAPPED + " (ensure_tiny)",
     ("ocrft/models/qwen_vl.py", "build_tiny"): "tiny checkpoints, " + SWAPPED + " (ensure_tiny)",
-    ("ocrft/tracking.py", "log_artifact"): "scrubbed copies in a temporary staging folder",
-    ("ocrft/tracking.py", "_scrub_file"): "scrubbed copies in a temporary staging folder",
+    ("ocrft/tracking/mlflow_tracker.py", "log_artifact"): "scrubbed copies in a temporary staging folder",
+    ("ocrft/tracking/mlflow_tracker.py", "_scrub_file"): "scrubbed copies in a temporary staging folder",
     ("ocrft/training/checkpoints.py", "save_model"): "adapter or model, " + SWAPPED,
     ("ocrft/tasks/analyze.py", "write_tables"): "to_csv()/to_parquet() return the bytes ocrft.atomic writes",
-    ("ocrft/tracking.py", "log_table"): "the table's JSON in a temporary staging folder for the MLflow upload",
+    ("ocrft/tracking/mlflow_tracker.py", "log_table"): "the table's JSON in a temporary staging folder for the MLflow upload",
     ("ocrft/studio/jobs.py", "_start"): "a launched job's log, appended to as the child writes (a log, not a result: "
     "a kill cuts at most its last line, and the run's own files are atomic)",
     # Known gaps, owned by the sweeper: a kill can leave these half-written (docs/failures.md).

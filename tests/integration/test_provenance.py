@@ -80,7 +80,7 @@ def test_compare_report_header_names_both_sides(trained, tmp_path):
 
 def test_training_run_logs_its_splits_as_mlflow_datasets(trained):
     from ocrft.data.loading import load_data
-    from ocrft.mlflow_inputs import records_digest
+    from ocrft.tracking.inputs import records_digest
 
     uri, run_dir, record = trained
     inputs = inputs_of(uri, record["mlflow_run_id"])
@@ -111,7 +111,7 @@ def test_experiment_is_marked_as_model_training(trained):
 
 
 def test_existing_experiment_without_a_kind_gets_it_and_a_set_kind_is_kept(trained):
-    from ocrft.mlflow_experiment import experiment_id
+    from ocrft.tracking.experiment import experiment_id
 
     uri, _, _ = trained
     c = client(uri)

@@ -21,6 +21,8 @@ from tests import servers
 from ocrft import tracking
 from ocrft.redact import REDACTED
 from ocrft.runner import TaskResult, run_task
+from ocrft.tracking import mlflow_tracker, parent_run
+from ocrft.tracking.experiment import experiment_name
 from tests.helpers import REPO, compose
 
 pytestmark = pytest.mark.integration
@@ -125,7 +127,7 @@ def test_trainer_callback_names_and_batches_metrics(store, tmp_path, monkeypatch
 
     from ocrft.training.callbacks import TrackerCallback
 
-    monkeypatch.setattr(tracking, "FLUSH_SECONDS", 3600.0)  # only on_train_end flushes
+    monkeypatch.setattr(mlflow_tracker, "FLUSH_SECONDS", 3600.0)  # only on_train_end flushes
     seen_before_flush = []
 
     def task(cfg, ctx):
@@ -162,9 +164,9 @@ def test_hf_metric_names(key, name):
 
 
 def test_experiment_name_precedence():
-    assert tracking.experiment_name(compose(["task=eval"])) == "eval"
-    assert tracking.experiment_name(compose(["experiment_name=demo"])) == "demo"
-    assert tracking.experiment_name(compose(["experiment_name=demo", "tracking.experiment=mine"])) == "mine"
+    assert experiment_name(compose(["task=eval"])) == "eval"
+    assert experiment_name(compose(["experiment_name=demo"])) == "demo"
+    assert experiment_name(compose(["experiment_name=demo", "tracking.experiment=mine"])) == "mine"
 
 
 def test_new_experiment_opens_on_the_runs_table(store, tmp_path):
@@ -180,7 +182,7 @@ EVAL = ["task=eval", "data=tiny_ocr", "data.train_ratio=0.5", "data.val_ratio=0.
 
 def test_eval_split_is_logged_as_a_dataset_input(store, tmp_path):
     from ocrft.tasks.eval import load_eval_split
-    from ocrft.mlflow_inputs import records_digest
+    from ocrft.tracking.inputs import records_digest
 
     seen = []
 
@@ -360,14 +362,14 @@ def test_secrets_never_reach_the_store(tmp_path, monkeypatch):
 def toy_sweep(cwd: Path, *overrides: str, env_secret: str) -> subprocess.CompletedProcess:
     """`--multirun` of the toy app (the real conf/, runner and callback) in a fresh process."""
     env = {**os.environ, "OCRFT_FAKE_API_KEY": env_secret}
-    env.pop(tracking.PARENT_RUN_ENV, None)
+    env.pop(parent_run.PARENT_RUN_ENV, None)
     cmd = [sys.executable, str(TOY_APP), "--multirun", "tracking.uri=sqlite:///mlflow.db",
            "tracking.experiment=sweeps", "hydra.sweep.dir=sweep", *overrides]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def sweep_runs(uri: str, sweep_dir: Path):
-    parent_id = (sweep_dir / tracking.PARENT_RUN_FILE).read_text().strip()
+    parent_id = (sweep_dir / parent_run.PARENT_RUN_FILE).read_text().strip()
     parent = client(uri).get_run(parent_id)
     children = client(uri).search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'", order_by=["tags.ocrft.sweep_job"])
