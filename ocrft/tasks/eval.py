@@ -50,11 +50,12 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
     else:
         processor = None
         if ctx.tracker.run_id is not None:  # the pixel budget / image size the processor resolves to, as params
-            from ocrft.models.loading import configured_processor, image_params, resolve_model
+            from ocrft.models.bundle import load_bundle
+            from ocrft.models.loading import image_params
 
-            resolved = resolve_model(cfg.model.family, cfg.model.path)
-            processor = configured_processor(resolved, cfg.model)  # loaded once: the generator reuses it
-            ctx.tracker.log_params(image_params(resolved.family, processor))
+            bundle = load_bundle(cfg.model, weights=False)
+            processor = bundle.processor  # loaded once: the generator reuses it
+            ctx.tracker.log_params(image_params(bundle.resolved.family, processor))
         metrics, paths = run_local_eval(cfg, records, ctx.run_dir, processor)
     metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
     ctx.tracker.log_metrics(metrics)

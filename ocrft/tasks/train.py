@@ -23,8 +23,8 @@ from ocrft.evaluation.local import evaluate_records
 from ocrft.evaluation.metrics import metric_tags
 from ocrft.evaluation.results import load_results, to_frame
 from ocrft.models.collate import Collator
-from ocrft.models.loading import check_family, configured_processor, image_params, load_model, resolve_model
-from ocrft.models.registry import get_family
+from ocrft.models.bundle import load_bundle
+from ocrft.models.loading import image_params
 from ocrft.models.sharding import check_supported_sharding, is_sharded
 from ocrft.provenance import describe_model
 from ocrft.runner import RunContext, TaskResult
@@ -44,12 +44,9 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     set_seed(cfg.seed)  # adapter init and data order are reproducible
     run_dir, tracker = ctx.run_dir, ctx.tracker
     check_supported_sharding(quantized=cfg.quant.load_in_4bit or cfg.quant.load_in_8bit)
-    # 1. model family and checkpoint
-    resolved = resolve_model(cfg.model.family, cfg.model.path)
-    check_family(resolved, cfg.model.family)
-    family = get_family(resolved.family)
-    # 2. processor
-    processor = configured_processor(resolved, cfg.model)
+    # 1-2. checkpoint, family and processor (the weights are loaded at step 4, after the data checks)
+    bundle = load_bundle(cfg.model, weights=False)
+    resolved, family, processor = bundle.resolved, bundle.family, bundle.processor
     tracker.log_params(image_params(resolved.family, processor))  # the pixel budget / image size it resolved to
     # 3. data; every train/val sample's prompt + image + target tokens must fit train.max_length
     data = load_data(cfg.data, run_dir)
@@ -65,8 +62,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     log.info("data: %s; skipped: %s", {k: len(v) for k, v in data.splits.items()}, data.skipped or "none")
     # 4. model, quantization, adapter
     bnb = build_bnb_config(cfg.quant, cfg.model.dtype)
-    model = load_model(resolved, cfg.model.dtype, bnb, cfg.model.attn_implementation, cfg.model.trust_remote_code,
-                       adapter_trainable=True)  # fmt: skip
+    model = load_bundle(cfg.model, trainable=True, quantization_config=bnb, processor=processor).model
     model = apply_peft(model, cfg.peft, family, quantized=bnb is not None)
     # 5. trainer, with the generator that validates and evaluates
     generator = build_generator(cfg, model, processor)

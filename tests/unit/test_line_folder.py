@@ -170,7 +170,7 @@ def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_ro
     import shutil
 
     from ocrft.config import ConfigError
-    from ocrft.tasks import train as train_task
+    from ocrft.models import bundle
     from tests.helpers import run
 
     tiny = repo_root / "tests" / "assets" / "tiny_ocr"
@@ -188,8 +188,8 @@ def test_train_reads_a_line_folder_and_needs_a_val_split(tmp_path: Path, repo_ro
         raise AssertionError("the model was loaded before the empty val split was noticed")
 
     with monkeypatch.context() as m:
-        # the task module's own name: it imports load_model when it is first imported
-        m.setattr(train_task, "load_model", no_model)
+        # the one loader's own name for it: load_bundle reads the weights through it
+        m.setattr(bundle, "load_model", no_model)
         with pytest.raises(ConfigError, match=r"val split is empty .*lines \(has no val split\)"):
             run(args, tmp_path / "no_val")
     record = run([*args, "data.val_from_train=0.34"], tmp_path / "run")
