@@ -13,6 +13,14 @@ import pytest
 
 from tests.helpers import REPO
 
+pytest_plugins = [
+    "tests.fixtures.disk",
+    "tests.fixtures.env",
+    "tests.fixtures.models",
+    "tests.fixtures.runs",
+    "tests.fixtures.studio",
+]
+
 # Any attempt to reach a model hub fails loudly instead of hanging or downloading.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

@@ -27,11 +27,32 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Optional
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def make_dataset(folder: Path, n: int) -> tuple[list, dict[str, str], list[str]]:
+    """``n`` distinct PNG lines: records, {image sha: label} (FakeOpenAI's labels), shas in record order."""
+    from PIL import Image, ImageDraw
+
+    from ocrft.data.record import Record
+
+    folder.mkdir(parents=True, exist_ok=True)
+    records, labels, shas = [], {}, []
+    for i in range(n):
+        path = folder / f"line_{i:02d}.png"
+        im = Image.new("L", (60, 16), 255)
+        ImageDraw.Draw(im).text((2, 2), f"L{i}", fill=i * 7 % 200)
+        im.save(path)
+        label = f"line {i} текст"
+        records.append(Record(id=f"img-{i}", image=str(path), text=label))
+        labels[sha256(path.read_bytes())] = label
+        shas.append(sha256(path.read_bytes()))
+    return records, labels, shas
 
 
 class FakeOpenAI:

@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import yaml
+
 log = logging.getLogger(__name__)
 
 KILL_POINTS_ENV = "OCRFT_KILL_POINTS"
@@ -247,3 +249,65 @@ def append_report(result: FuzzResult, extra: Optional[dict] = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(done, indent=1, ensure_ascii=False) + "\n")
     tmp.replace(path)
+
+
+# --- what a kill leaves on disk ---------------------------------------------------------------
+
+_CHECKED = {".json", ".jsonl", ".yaml", ".yml", ".html", ".safetensors"}
+
+
+def assert_every_file_parses(run_dir: Path) -> int:
+    """Every JSON/JSONL/YAML/HTML/safetensors file ocrft wrote into ``run_dir`` is whole.
+
+    Trainer checkpoints (written by transformers, not atomically) and the eval checkpoint
+    (append-only: its last line may be cut, by design) are checked elsewhere. Returns the
+    number of files checked.
+    """
+    from safetensors import safe_open
+
+    checked = 0
+    for path in sorted(run_dir.rglob("*")):
+        rel = path.relative_to(run_dir)
+        if not path.is_file() or rel.parts[0] == "checkpoints" or path.name.endswith(".tmp"):
+            continue
+        if any(part.startswith(".") for part in rel.parts):  # a temp file or folder mid-swap
+            continue
+        if path.name == "eval_checkpoint.jsonl" or path.suffix not in _CHECKED:
+            continue
+        text = None if path.suffix == ".safetensors" else path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            json.loads(text)
+        elif path.suffix == ".jsonl":
+            [json.loads(line) for line in text.splitlines()]
+        elif path.suffix in (".yaml", ".yml"):
+            yaml.safe_load(text)
+        elif path.suffix == ".html":
+            assert text.rstrip().endswith("</html>"), f"{rel} is cut short"
+        else:
+            with safe_open(str(path), "pt") as f:
+                [f.get_tensor(k) for k in f.keys()]
+        checked += 1
+    return checked
+
+
+def complete_checkpoints(folder: Path) -> list[int]:
+    """Steps of the Trainer checkpoints whose trainer_state.json (written last) parses."""
+    steps = []
+    for path in folder.glob("checkpoint-*"):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        steps.append(int(path.name.split("-")[1]))
+    return sorted(steps)
+
+
+def checkpoint_rows(path: Path) -> tuple[list[dict], int]:
+    """The whole rows of an eval checkpoint and how many lines were cut short."""
+    rows, cut = [], 0
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            cut += 1
+    return rows, cut

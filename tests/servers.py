@@ -1,19 +1,26 @@
-"""Real servers the tests start on loopback: free ports and a local `mlflow server`."""
+"""Real servers the tests start on loopback: free ports, a local `mlflow server`, the studio,
+and task=serve (its app in a thread with a fake model, or the real task in a child process)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from PIL import Image
+
+from tests.helpers import REPO
 
 
 def free_port() -> int:
@@ -87,7 +94,6 @@ def studio_server(folder: Path, roots: Path, env: dict | None = None) -> Iterato
             proc.kill()
 
 
-
 def wait_job_over(url: str, job_id: str, timeout: float = 180) -> dict:
     """Poll the studio's jobs API at ``url`` until the job is no longer queued or running."""
     import httpx
@@ -99,3 +105,92 @@ def wait_job_over(url: str, job_id: str, timeout: float = 180) -> dict:
             return job
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+
+
+# --- task=serve: its app in this process with a fake model, or the real task in a child -------
+
+MODEL = "tiny-ocr"  # the model name FakeGenerator's apps serve
+LINE_IMAGE = "tests/assets/tiny_ocr/line_00.png"
+
+
+class FakeGenerator:
+    """Deterministic stand-in for a VLM: answers with the image size and the prompt."""
+
+    def __init__(self, delay: float = 0.05):
+        self.delay = delay
+        self.batch_sizes: list[int] = []
+        self.limits: list[int] = []
+
+    def generate(self, images: list, prompts: list[str], max_new_tokens: int) -> list[str]:
+        self.batch_sizes.append(len(images))
+        self.limits.append(max_new_tokens)
+        time.sleep(self.delay)  # the model is busy: requests arriving meanwhile queue up
+        return [f"{im.width}x{im.height} {im.mode} {prompt}" for im, prompt in zip(images, prompts)]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+@contextlib.contextmanager
+def running(app) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn in a thread on a free loopback port; yield its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def data_url(size=(30, 12), mode="RGB", fmt="PNG") -> str:
+    buf = io.BytesIO()
+    Image.new(mode, size, "white").save(buf, format=fmt)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+def line_image_url() -> str:
+    """A real line image of the tiny OCR set as a data URL."""
+    return "data:image/png;base64," + base64.b64encode((REPO / LINE_IMAGE).read_bytes()).decode()
+
+
+def chat(url: str, image_url: str, text: str = "Read.", **extra) -> dict:
+    """The body of a chat completion asking ``MODEL`` to read one image."""
+    content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": text}]
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
+
+
+@contextlib.contextmanager
+def serve_process(folder: Path, *overrides: str, model: str = "demo_base",
+                  env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:  # fmt: skip
+    """``python -m ocrft task=serve model=<model> tracking=none`` on a free port (``env`` added to
+    this process's environment), logging to ``folder/serve.log``; yields (base URL, process)
+    once /health answers. A server the test left running gets SIGTERM (it finishes what is in
+    flight), then SIGKILL if it does not exit."""
+    port = free_port()
+    log = folder / "serve.log"  # a file, not a pipe nobody drains: a full pipe would stall the server
+    cmd = [sys.executable, "-m", "ocrft", "task=serve", f"model={model}", "tracking=none", f"serve.port={port}",
+           f"run_dir={folder / 'serve-run'}", *overrides]  # fmt: skip
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env} if env else None, stdout=out,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/health", proc, log, "task=serve", timeout=180)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)

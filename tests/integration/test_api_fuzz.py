@@ -38,7 +38,7 @@ from ocrft.config import ServeConfig
 from ocrft.serving.app import create_app
 from ocrft.studio.jobs import JobManager
 from ocrft.studio.jobs_api import jobs_router
-from tests.integration.test_serve import MODEL, FakeGenerator, data_url
+from tests.servers import MODEL, FakeGenerator, data_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

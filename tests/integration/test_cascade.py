@@ -10,16 +10,12 @@ the server-only CER.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.helpers import REPO, run
-from tests.servers import free_port, wait_until_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -28,29 +24,9 @@ ADAPT = ["train.max_steps=100", "data.num_train=400", "eval.before_after=false",
 
 
 @pytest.fixture(scope="module")
-def adapted(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("adapted")
-    run([*DEMO, *ADAPT], run_dir)
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def served(adapted, tmp_path_factory) -> Iterator[str]:
-    """The base URL of `task=serve` on the adapted run, in its own process."""
-    port, run_dir = free_port(), tmp_path_factory.mktemp("serve")
-    log_path = run_dir / "server.log"  # a file, not a pipe nobody drains
-    with log_path.open("w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "ocrft", "task=serve", "tracking=none", "model=demo_base", "prompt=ocr_line",
-             f"model.path={adapted}", f"serve.port={port}", "eval.max_new_tokens=16", f"run_dir={run_dir}"],
-            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_until_up(f"http://127.0.0.1:{port}/health", server, log_path, "task=serve", timeout=180)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+def train_overrides() -> list[str]:
+    """The demo base adapted to the demo's lines: the run `served` (tests/fixtures/runs.py) serves."""
+    return [*DEMO, *ADAPT]
 
 
 def test_cascade_lies_between_its_two_models(served, tmp_path):

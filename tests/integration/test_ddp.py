@@ -9,15 +9,12 @@ waits for its decision, so early stopping ends both ranks at the same step.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run
+from tests.helpers import REPO, launch, run
 from tests.servers import free_port
 
 # A tiny run: 4 optimizer steps of 4 samples, validation every 2 steps on 2 val images.
@@ -25,21 +22,6 @@ TINY = [
     "model=tiny_qwen2_vl", "train.max_steps=4", "data.num_train=16", "data.num_val=2", "data.num_test=2",
     "eval.every_n_steps=2", "eval.val_subset=2", "eval.max_new_tokens=4", "eval.limit=1", "train.logging_steps=1",
 ]  # fmt: skip
-
-
-def launch(cmd: list[str], cwd: Path, timeout: float = 400, env: dict[str, str] | None = None) -> str:
-    """Run a launcher and its worker processes (one process group); returns their output."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        out = proc.communicate(timeout=timeout)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the workers too: a hung rank outlives its launcher
-        out = proc.communicate()[0]
-        pytest.fail(f"{cmd[2]} did not finish in {timeout} s (a rank waiting on a collective?)\n{out[-6000:]}")
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{out[-8000:]}"
-    return out
 
 
 def record(run_dir: Path) -> dict:

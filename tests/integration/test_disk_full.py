@@ -18,18 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import compose
-from tests.diskfull import full_fs
 from tests.files import page_file
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 ERROR = re.compile(r"^ocrft: error: (no space left on device|file size limit reached) while writing (\S+): (.*)$", re.M)
-
-
-@pytest.fixture
-def fs(tmp_path):
-    with full_fs(tmp_path / "fs") as fs:
-        yield fs
 
 
 def warm_cache(overrides: list[str]) -> None:

@@ -20,36 +20,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from PIL import Image, ImageDraw
 
 from ocrft.config import ModelConfig
 from ocrft.data.record import Record
 from ocrft.evaluation.endpoint import EndpointClient, build_client
 from ocrft.evaluation.endpoint_eval import evaluate_endpoint
 from ocrft.config import ConfigError
-from tests.fake_openai import FakeOpenAI, sha256
+from tests.fake_openai import FakeOpenAI, make_dataset
 
 pytestmark = pytest.mark.integration
 
 KEY = "sk-test-0123456789abcdefghijklmnop"
 # Quick retries; the timeout leaves room for a loaded 2-core machine (only "slow:" exceeds it).
 FAST = dict(timeout=1.0)
-
-
-def make_dataset(folder: Path, n: int) -> tuple[list[Record], dict[str, str], list[str]]:
-    """``n`` distinct PNG lines: records, {image sha: label}, shas in record order."""
-    folder.mkdir(parents=True, exist_ok=True)
-    records, labels, shas = [], {}, []
-    for i in range(n):
-        path = folder / f"line_{i:02d}.png"
-        im = Image.new("L", (60, 16), 255)
-        ImageDraw.Draw(im).text((2, 2), f"L{i}", fill=i * 7 % 200)
-        im.save(path)
-        label = f"line {i} текст"
-        records.append(Record(id=f"img-{i}", image=str(path), text=label))
-        labels[sha256(path.read_bytes())] = label
-        shas.append(sha256(path.read_bytes()))
-    return records, labels, shas
 
 
 def lines(path: Path) -> list[dict]:

@@ -11,8 +11,7 @@ import json
 import sys
 import pytest
 
-from tests.helpers import REPO
-from tests.integration.test_ddp import launch
+from tests.helpers import REPO, launch
 
 
 @pytest.mark.slow

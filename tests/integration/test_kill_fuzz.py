@@ -28,8 +28,15 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.fake_openai import FakeOpenAI, sha256
-from tests.integration.test_kill_resume import assert_every_file_parses, checkpoint_rows, complete_checkpoints
-from tests.killfuzz import FuzzTask, append_report, fuzz, kill_points
+from tests.killfuzz import (
+    FuzzTask,
+    append_report,
+    assert_every_file_parses,
+    checkpoint_rows,
+    complete_checkpoints,
+    fuzz,
+    kill_points,
+)
 
 log = logging.getLogger(__name__)
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

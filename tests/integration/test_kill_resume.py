@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import yaml
+
+from tests.helpers import REPO
+from tests.killfuzz import assert_every_file_parses, checkpoint_rows, complete_checkpoints
 
 log = logging.getLogger(__name__)
 integration = pytest.mark.integration  # the tests that start subprocesses
-REPO = Path(__file__).resolve().parents[2]
 
 # Enough steps after the second kill point (<= step 6) that a kill 0.3 s after a checkpoint
 # lands mid-training even when the tiny model runs ~20 steps/s on a quiet machine.
@@ -91,55 +92,6 @@ def kill_when(cmd: list[str], log_file: Path, ready: Callable[[], bool], delay: 
             child.kill()
         child.wait(30)
     assert child.returncode == -signal.SIGKILL
-
-
-_CHECKED = {".json", ".jsonl", ".yaml", ".yml", ".html", ".safetensors"}
-
-
-def assert_every_file_parses(run_dir: Path) -> int:
-    """Every JSON/JSONL/YAML/HTML/safetensors file ocrft wrote into ``run_dir`` is whole.
-
-    Trainer checkpoints (written by transformers, not atomically) and the eval checkpoint
-    (append-only: its last line may be cut, by design) are checked elsewhere. Returns the
-    number of files checked.
-    """
-    from safetensors import safe_open
-
-    checked = 0
-    for path in sorted(run_dir.rglob("*")):
-        rel = path.relative_to(run_dir)
-        if not path.is_file() or rel.parts[0] == "checkpoints" or path.name.endswith(".tmp"):
-            continue
-        if any(part.startswith(".") for part in rel.parts):  # a temp file or folder mid-swap
-            continue
-        if path.name == "eval_checkpoint.jsonl" or path.suffix not in _CHECKED:
-            continue
-        text = None if path.suffix == ".safetensors" else path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            json.loads(text)
-        elif path.suffix == ".jsonl":
-            [json.loads(line) for line in text.splitlines()]
-        elif path.suffix in (".yaml", ".yml"):
-            yaml.safe_load(text)
-        elif path.suffix == ".html":
-            assert text.rstrip().endswith("</html>"), f"{rel} is cut short"
-        else:
-            with safe_open(str(path), "pt") as f:
-                [f.get_tensor(k) for k in f.keys()]
-        checked += 1
-    return checked
-
-
-def complete_checkpoints(folder: Path) -> list[int]:
-    """Steps of the Trainer checkpoints whose trainer_state.json (written last) parses."""
-    steps = []
-    for path in folder.glob("checkpoint-*"):
-        try:
-            json.loads((path / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        steps.append(int(path.name.split("-")[1]))
-    return sorted(steps)
 
 
 # --- training, then evaluating what it trained -------------------------------------------
@@ -209,17 +161,6 @@ def test_killed_training_resumes_from_its_last_checkpoint(killed_training):
     model = load_model(resolved, dtype="float32")
     assert isinstance(model, PeftModel)
     assert any("lora_A" in name for name, _ in model.named_parameters())
-
-
-def checkpoint_rows(path: Path) -> tuple[list[dict], int]:
-    """The whole rows of an eval checkpoint and how many lines were cut short."""
-    rows, cut = [], 0
-    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            cut += 1
-    return rows, cut
 
 
 def eval_until_killed(cmd: list[str], ckpt: Path, log_file: Path, batches: int, fraction: float) -> list[dict]:

@@ -16,15 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, compose
+from tests.helpers import REPO, TINY_TRIAL, compose
 
 optuna = pytest.importorskip("optuna")
 
 SWEEP_APP = REPO / "tests" / "assets" / "sweep_app" / "app.py"
-TINY_TRIAL = [
-    "train.max_steps=2", "eval.every_n_steps=2", "data.num_train=8", "data.num_val=2", "data.num_test=2",
-    "eval.val_subset=2", "eval.max_new_tokens=4", "eval.limit=2",
-]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -15,16 +15,11 @@ from pathlib import Path
 import optuna
 import pytest
 
+from tests.helpers import TINY_TRIAL
 from tests.postgres import PostgresServer, PostgresUnavailable
 from tests.servers import mlflow_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-# A trial that trains the tiny model for 2 steps and validates once: seconds, not minutes.
-TINY_TRIAL = [
-    "train.max_steps=2", "eval.every_n_steps=2", "data.num_train=8", "data.num_val=2", "data.num_test=2",
-    "eval.val_subset=2", "eval.max_new_tokens=4", "eval.limit=2",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -38,21 +38,25 @@ def inputs_of(uri: str, run_id: str) -> dict[str, tuple[str, str, dict, dict]]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(store uri, run folder, run.json) of a 2-step tiny LoRA training tracked in SQLite."""
-    from ocrft.__main__ import resolve_task
-    from ocrft.runner import run_task
-
-    root = tmp_path_factory.mktemp("provenance")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    run_dir = root / "tiny-run"
-    cfg = compose([*TRAIN, f"tracking.uri={uri}", f"run_dir={run_dir}"])
-    run_task(cfg, resolve_task(cfg.task))
-    return uri, run_dir, json.loads((run_dir / "run.json").read_text())
+def store(tmp_path_factory) -> str:
+    """The SQLite MLflow store the training is tracked in."""
+    return f"sqlite:///{tmp_path_factory.mktemp('provenance') / 'mlflow.db'}"
 
 
-def test_results_before_and_after_training_name_base_and_run_step(trained):
-    _, run_dir, record = trained
+@pytest.fixture(scope="module")
+def train_overrides(store) -> list[str]:
+    return [*TRAIN, "tracking=mlflow", f"tracking.uri={store}"]
+
+
+@pytest.fixture(scope="module")
+def tracked(store, trained, trained_record) -> tuple[str, Path, dict]:
+    """(store uri, run folder, run.json) of the 2-step tiny LoRA training (tests/fixtures/runs.py)
+    tracked in SQLite."""
+    return store, trained, trained_record
+
+
+def test_results_before_and_after_training_name_base_and_run_step(tracked):
+    _, run_dir, record = tracked
     before = json.loads(Path(record["paths"]["results_before"]).read_text())
     after = json.loads(Path(record["paths"]["results"]).read_text())
     assert before["model_name"] != after["model_name"]
@@ -65,11 +69,11 @@ def test_results_before_and_after_training_name_base_and_run_step(trained):
     assert "/" not in after["model"]["id"]
 
 
-def test_compare_report_header_names_both_sides(trained, tmp_path):
+def test_compare_report_header_names_both_sides(tracked, tmp_path):
     from ocrft.__main__ import resolve_task
     from ocrft.runner import run_task
 
-    _, run_dir, record = trained
+    _, run_dir, record = tracked
     cfg = compose(["task=report", "tracking=none", f"run_dir={tmp_path}", f"report.results={record['paths']['results_before']}",
                    f"report.compare={record['paths']['results']}"])  # fmt: skip
     run_task(cfg, resolve_task(cfg.task))
@@ -78,11 +82,11 @@ def test_compare_report_header_names_both_sides(trained, tmp_path):
     assert "(kind run, base tiny:qwen2_vl, adapter adapter, step 2)" in page
 
 
-def test_training_run_logs_its_splits_as_mlflow_datasets(trained):
+def test_training_run_logs_its_splits_as_mlflow_datasets(tracked):
     from ocrft.data.loading import load_data
     from ocrft.tracking.inputs import records_digest
 
-    uri, run_dir, record = trained
+    uri, run_dir, record = tracked
     inputs = inputs_of(uri, record["mlflow_run_id"])
     assert set(inputs) == {"train", "validation", "test"}
     cfg = compose([*TRAIN, "tracking=none"])
@@ -102,18 +106,18 @@ def test_training_run_logs_its_splits_as_mlflow_datasets(trained):
     assert type(parsed).__name__ == "LocalArtifactDatasetSource" and parsed.uri == data_file
 
 
-def test_experiment_is_marked_as_model_training(trained):
-    uri, _, record = trained
+def test_experiment_is_marked_as_model_training(tracked):
+    uri, _, record = tracked
     c = client(uri)
     exp = c.get_experiment(c.get_run(record["mlflow_run_id"]).info.experiment_id)
     assert exp.name == "provenance"
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_existing_experiment_without_a_kind_gets_it_and_a_set_kind_is_kept(trained):
+def test_existing_experiment_without_a_kind_gets_it_and_a_set_kind_is_kept(tracked):
     from ocrft.tracking.experiment import experiment_id
 
-    uri, _, _ = trained
+    uri, _, _ = tracked
     c = client(uri)
     old = c.create_experiment("made-by-hand")
     assert "mlflow.experimentKind" not in c.get_experiment(old).tags
@@ -124,11 +128,11 @@ def test_existing_experiment_without_a_kind_gets_it_and_a_set_kind_is_kept(train
     assert c.get_experiment(genai).tags["mlflow.experimentKind"] == "genai_development"
 
 
-def test_eval_of_the_run_folder_names_it_and_logs_the_eval_split(trained, tmp_path):
+def test_eval_of_the_run_folder_names_it_and_logs_the_eval_split(tracked, tmp_path):
     from ocrft.__main__ import resolve_task
     from ocrft.runner import run_task
 
-    uri, run_dir, _ = trained
+    uri, run_dir, _ = tracked
     cfg = compose(["task=eval", "model=tiny_qwen2_vl", f"model.path={run_dir}", "data=tiny_ocr", "data.train_ratio=0.5",
                    "data.val_ratio=0.25", "eval.limit=2", "eval.max_new_tokens=4", f"tracking.uri={uri}",
                    "tracking.experiment=provenance", f"run_dir={tmp_path}"])  # fmt: skip
@@ -141,13 +145,13 @@ def test_eval_of_the_run_folder_names_it_and_logs_the_eval_split(trained, tmp_pa
     assert set(inputs) == {"test"} and inputs["test"][3] == {"num_rows": 2}
 
 
-def test_served_run_folder_is_listed_by_its_short_name(trained):
+def test_served_run_folder_is_listed_by_its_short_name(tracked):
     from fastapi.testclient import TestClient
 
     from ocrft.provenance import serve_model_name
     from ocrft.serving.app import create_app
 
-    _, run_dir, _ = trained
+    _, run_dir, _ = tracked
     cfg = compose(["task=serve", "model=tiny_qwen2_vl", f"model.path={run_dir}", "tracking=none"])
     name = serve_model_name(cfg)
     assert name == "tiny-run"

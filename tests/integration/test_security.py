@@ -189,8 +189,7 @@ PLANTED = [ENV_KEY, CLI_KEY, SHAPED]
 
 @pytest.mark.slow  # a training run and an endpoint evaluation, both tracked in MLflow
 def test_planted_keys_reach_no_file_no_log_and_no_mlflow_store(tmp_path):
-    from tests.fake_openai import FakeOpenAI
-    from tests.integration.test_endpoint import make_dataset
+    from tests.fake_openai import FakeOpenAI, make_dataset
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {"OPENAI_API_KEY": ENV_KEY}

@@ -11,10 +11,8 @@ import base64
 import io
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Iterator
 
 import httpx
@@ -26,54 +24,27 @@ from ocrft.evaluation.endpoint import EndpointClient
 from ocrft.serving.app import create_app
 from ocrft.config import ConfigError
 from tests.files import png_claiming
+from tests.servers import (
+    LINE_IMAGE,
+    MODEL,
+    FakeGenerator,
+    chat,
+    data_url,
+    free_port,
+    line_image_url,
+    running,
+    serve_process,
+)
 
 pytestmark = pytest.mark.integration
 
 KEY = "ocrft-serve-test-key-0123456789"
 KEY_ENV = "OCRFT_TEST_SERVE_KEY"
-MODEL = "tiny-ocr"
-
-
-class FakeGenerator:
-    """Deterministic stand-in for a VLM: answers with the image size and the prompt."""
-
-    def __init__(self, delay: float = 0.05):
-        self.delay = delay
-        self.batch_sizes: list[int] = []
-        self.limits: list[int] = []
-
-    def generate(self, images: list, prompts: list[str], max_new_tokens: int) -> list[str]:
-        self.batch_sizes.append(len(images))
-        self.limits.append(max_new_tokens)
-        time.sleep(self.delay)  # the model is busy: requests arriving meanwhile queue up
-        return [f"{im.width}x{im.height} {im.mode} {prompt}" for im, prompt in zip(images, prompts)]
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-
-@contextmanager
-def running(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, FakeGenerator]]:
+def fake_served() -> Iterator[tuple[str, FakeGenerator]]:
+    """(base URL, generator): task=serve's app on FakeGenerator, in this process."""
     import os
 
     generator = FakeGenerator()
@@ -88,30 +59,19 @@ def served() -> Iterator[tuple[str, FakeGenerator]]:
         yield url, generator
 
 
-def data_url(size=(30, 12), mode="RGB", fmt="PNG") -> str:
-    buf = io.BytesIO()
-    Image.new(mode, size, "white").save(buf, format=fmt)
-    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
-
-
-def chat(url: str, image_url: str, text: str = "Read.", **extra) -> dict:
-    content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": text}]
-    return {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
-
-
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def test_health_and_models(served):
-    url, _ = served
+def test_health_and_models(fake_served):
+    url, _ = fake_served
     assert httpx.get(f"{url}/health").json() == {"status": "ok", "model": MODEL}  # no key: probes need none
     assert httpx.get(f"{url}/v1/models").status_code == 401
     models = httpx.get(f"{url}/v1/models", headers=AUTH).json()
     assert [m["id"] for m in models["data"]] == [MODEL]
 
 
-def test_chat_completion_with_base64_image(served):
-    url, generator = served
+def test_chat_completion_with_base64_image(fake_served):
+    url, generator = fake_served
     r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(url, data_url((30, 12), "RGBA"), max_tokens=500))
     assert r.status_code == 200, r.text
     body = r.json()
@@ -122,14 +82,14 @@ def test_chat_completion_with_base64_image(served):
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}])
-def test_wrong_or_missing_bearer_is_401(served, headers):
-    url, _ = served
+def test_wrong_or_missing_bearer_is_401(fake_served, headers):
+    url, _ = fake_served
     r = httpx.post(f"{url}/v1/chat/completions", headers=headers, json=chat(url, data_url()))
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
 
 
-def test_oversized_body_is_413_declared_or_streamed(served):
-    url, generator = served
+def test_oversized_body_is_413_declared_or_streamed(fake_served):
+    url, generator = fake_served
     calls = len(generator.batch_sizes)
     big = b'{"messages": "' + b"x" * 300_000 + b'"}'
     r = httpx.post(f"{url}/v1/chat/completions", headers={**AUTH, "Content-Type": "application/json"}, content=big)
@@ -152,8 +112,8 @@ def test_oversized_body_is_413_declared_or_streamed(served):
     ],
     ids=["bomb-over-limit", "bomb-over-pil-limit", "undecodable", "bad-base64", "https-url", "metadata-url"],
 )
-def test_hostile_images_are_refused_before_the_model(served, image_url, status):
-    url, generator = served
+def test_hostile_images_are_refused_before_the_model(fake_served, image_url, status):
+    url, generator = fake_served
     calls = len(generator.batch_sizes)
     r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=chat(url, image_url))
     assert r.status_code == status, r.text
@@ -162,8 +122,8 @@ def test_hostile_images_are_refused_before_the_model(served, image_url, status):
         assert "data URL" in r.json()["error"]["message"]
 
 
-def test_broken_images_are_400_and_the_server_stays_healthy(served):
-    url, generator = served
+def test_broken_images_are_400_and_the_server_stays_healthy(fake_served):
+    url, generator = fake_served
     calls = len(generator.batch_sizes)
     buf = io.BytesIO()
     Image.frombytes("L", (200, 60), bytes(range(256)) * 47).save(buf, format="PNG")  # ~12 KB of pixel data
@@ -179,15 +139,15 @@ def test_broken_images_are_400_and_the_server_stays_healthy(served):
     assert ok.json()["choices"][0]["message"]["content"] == "31x9 RGB Read."
 
 
-def test_bad_requests_are_400(served):
-    url, _ = served
+def test_bad_requests_are_400(fake_served):
+    url, _ = fake_served
     for body in (b"not json", b'{"messages": []}', b'{"messages": [{"role": "user", "content": "text only"}]}'):
         r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, content=body)
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", body
 
 
-def test_concurrent_requests_are_batched(served):
-    url, generator = served
+def test_concurrent_requests_are_batched(fake_served):
+    url, generator = fake_served
     generator.batch_sizes.clear()
     generator.delay = 0.3  # while the first batch runs, the other requests must pile up
     sizes = [(20 + i, 10) for i in range(8)]
@@ -202,10 +162,10 @@ def test_concurrent_requests_are_batched(served):
     assert max(generator.batch_sizes) > 1 and max(generator.batch_sizes) <= 4  # batched, within max_batch_size
 
 
-def test_official_openai_client(served):
+def test_official_openai_client(fake_served):
     import openai
 
-    url, _ = served
+    url, _ = fake_served
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=30)
     messages = [
         {"role": "system", "content": "You are an OCR engine."},
@@ -228,8 +188,8 @@ def test_official_openai_client(served):
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-def test_endpoint_client_against_served_model(served, tmp_path, stream):
-    url, _ = served
+def test_endpoint_client_against_served_model(fake_served, tmp_path, stream):
+    url, _ = fake_served
     path = tmp_path / "line.png"
     Image.new("L", (50, 16), 200).save(path)
     client = EndpointClient(f"{url}/v1", MODEL, api_key=KEY, stream=stream, max_tokens=16, timeout=30)
@@ -238,14 +198,14 @@ def test_endpoint_client_against_served_model(served, tmp_path, stream):
     assert done.usage == {"prompt_tokens": 3, "completion_tokens": 5}
 
 
-def test_endpoint_eval_of_a_served_model_sends_and_records_its_name(served, tmp_path, monkeypatch):
+def test_endpoint_eval_of_a_served_model_sends_and_records_its_name(fake_served, tmp_path, monkeypatch):
     import json
 
     from ocrft.data.record import Record
     from ocrft.evaluation.endpoint_eval import run_endpoint_eval
     from tests.helpers import compose
 
-    url, _ = served
+    url, _ = fake_served
     monkeypatch.setenv(KEY_ENV, KEY)
     Image.new("L", (40, 16), 200).save(tmp_path / "a.png")
     cfg = compose(["task=eval", "model=endpoint", "model.provider=ocrft", f"model.base_url={url}/v1",
@@ -296,21 +256,13 @@ print("RESULT", json.dumps(run_serve(cfg, None).extra), flush=True)
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_run_serve_serves_until_signalled(tmp_path, sig):
     import signal
     import subprocess
     import sys
 
-    port = _free_port()
+    port = free_port()
     script = tmp_path / "serve_child.py"
     script.write_text(_SERVE_CHILD)
     child = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -353,40 +305,6 @@ def test_run_serve_checks_the_key_before_loading_the_model(monkeypatch):
     cfg = OmegaConf.create({"serve": vars(ServeConfig(api_key_env=KEY_ENV)), "model": {"name": None, "path": "x"}})
     with pytest.raises(ConfigError, match=KEY_ENV):
         run_serve(cfg, None)
-
-
-LINE_IMAGE = "tests/assets/tiny_ocr/line_00.png"
-
-
-def line_image_url() -> str:
-    """A real line image of the tiny OCR set as a data URL."""
-    from tests.helpers import REPO
-
-    return "data:image/png;base64," + base64.b64encode((REPO / LINE_IMAGE).read_bytes()).decode()
-
-
-@contextmanager
-def serve_process(folder, *overrides: str, model: str = "demo_base") -> Iterator[tuple[str, subprocess.Popen]]:
-    """``python -m ocrft task=serve model=demo_base tracking=none`` on a free port, logging to
-    ``folder/serve.log``; yields (base URL, process) once /health answers, kills it after if
-    the test left it running."""
-    from tests.helpers import REPO
-    from tests.servers import free_port, wait_until_up
-
-    port = free_port()
-    log = folder / "serve.log"
-    cmd = [sys.executable, "-m", "ocrft", "task=serve", f"model={model}", "tracking=none", f"serve.port={port}",
-           f"run_dir={folder / 'serve-run'}", *overrides]  # fmt: skip
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/health", proc, log, "task=serve")
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.mark.slow

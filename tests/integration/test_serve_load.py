@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.helpers import REPO
-from tests.integration.test_serve import chat, line_image_url, serve_process
+from tests.servers import chat, line_image_url, serve_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -5,28 +5,16 @@ generate what base + adapter generate."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.helpers import FAMILY_NAMES, REPO, compose, run
+from tests.helpers import FAMILY_NAMES, compose, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TRAIN = ["data=tiny_ocr", "train.max_steps=3", "train.learning_rate=5e-3", "train.per_device_train_batch_size=4",
          "eval.before_after=false", "eval.max_new_tokens=8", "train.save_steps=100"]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # The shipped demo base (a tiny model that reads short lines) with a little training: unlike
@@ -35,10 +23,9 @@ SERVED = ["model=demo_base", "prompt=ocr_line"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("trained")
-    run([*SERVED, *TRAIN], run_dir)
-    return run_dir
+def train_overrides() -> list[str]:
+    """The run `trained` and `served` (tests/fixtures/runs.py) hold: the demo base, a little trained."""
+    return [*SERVED, *TRAIN]
 
 
 # batch 1 / one worker on both sides: the same forward passes, so identical greedy text;
@@ -50,35 +37,6 @@ LOCAL_EVAL = ["task=eval", *SERVED, "data=tiny_ocr", "eval.split=train", "eval.m
 def local_eval(trained, tmp_path_factory) -> dict:
     """run.json of task=eval on the trained adapter, in this process (no server involved)."""
     return run([*LOCAL_EVAL, f"model.path={trained}"], tmp_path_factory.mktemp("local"))
-
-
-@pytest.fixture(scope="module")
-def served(trained, tmp_path_factory) -> str:
-    """The base URL of `task=serve` on the trained adapter, in its own process."""
-    port, run_dir = _free_port(), tmp_path_factory.mktemp("serve")
-    server_log = run_dir / "server.log"  # a file, not a pipe nobody drains: a full pipe would stall the server
-    log_file = server_log.open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ocrft", "task=serve", "tracking=none", *SERVED, f"model.path={trained}",
-         f"serve.port={port}", "eval.max_new_tokens=8", f"run_dir={run_dir}"],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log_file, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server_log.read_text()
-            assert time.time() < deadline, "server did not come up"
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log_file.close()
 
 
 def _samples(record: dict) -> list[dict]:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run
-from tests.servers import studio_server
+from tests.helpers import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -26,14 +25,14 @@ TRAIN = ["model=tiny_qwen2_vl", "data=tiny_ocr", "data.train_ratio=0.5", "data.v
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    """(url, roots folder, run.json of the tiny training) with the studio serving that folder."""
-    tmp = tmp_path_factory.mktemp("studio")
-    roots = tmp / "outputs"
-    record = run(TRAIN, roots / "train" / "tiny-run")
-    with studio_server(tmp, roots) as (url, proc):
-        yield url, roots, record
-    assert proc.returncode == 0, (tmp / "studio.log").read_text()[-4000:]
+def train_overrides() -> list[str]:
+    return TRAIN
+
+
+@pytest.fixture(scope="module")
+def studio_roots(trained: Path) -> Path:
+    """The outputs folder holding the tiny training (tests/fixtures/runs.py): what the studio serves."""
+    return trained.parents[1]
 
 
 def open_tab(b, name: str) -> None:
@@ -65,10 +64,10 @@ def wait_js(b, script: str, timeout: float = 30, *args):
     raise AssertionError(f"timed out waiting for: {script}")
 
 
-def test_studio_runs_results_compare(studio, tmp_path):
+def test_studio_runs_results_compare(studio, trained_record, tmp_path):
     from tests.browser import Browser
 
-    url, roots, record = studio
+    url, record = studio.url, trained_record
     results, before = record["paths"]["results"], record["paths"]["results_before"]
     with Browser(window_size=(1400, 1100)) as b:
         b.open(url, wait_for_css="#runs-table")
@@ -108,8 +107,8 @@ def test_studio_runs_results_compare(studio, tmp_path):
         assert b.console_errors() == []
 
 
-def test_files_route_serves_reports_only_under_roots(studio):
-    url, roots, record = studio
+def test_files_route_serves_reports_only_under_roots(studio, trained_record):
+    url, roots, record = studio.url + "/", studio.roots, trained_record
     report = record["paths"].get("results_report")
     if report:
         with urllib.request.urlopen(url + "files/" + str(Path(report).resolve()).lstrip("/")) as resp:

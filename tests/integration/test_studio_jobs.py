@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -19,53 +17,10 @@ import pytest
 
 from ocrft.studio.jobs import JobManager
 from ocrft.studio.jobs_api import jobs_router
-from tests.servers import wait_job_over
+from tests.helpers import LONG_JOB, TINY_JOB
+from tests.servers import running, wait_job_over
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-TINY = ["model=tiny_qwen2_vl", "data=synthetic", "data.num_train=8", "data.num_val=2", "data.num_test=2",
-        "train.max_steps=4", "tracking=none", "eval.before_after=false", "eval.max_new_tokens=4"]  # fmt: skip
-# Long enough to be cancelled mid-way (a checkpoint every 2 steps), short enough to resume to the end.
-LONG = [*TINY[:-4], "train.max_steps=60", "train.save_steps=2", "train.logging_steps=1",
-        "train.per_device_train_batch_size=2", "tracking=none", "eval.before_after=false", "eval.max_new_tokens=4"]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn serving ``app`` in a thread on a free port of 127.0.0.1."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.url = f"http://127.0.0.1:{free_port()}"
-        port = int(self.url.rsplit(":", 1)[1])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "Server":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch) -> None:
-    # Children inherit it: oversubscribed OpenMP threads spin on a shared 2-core machine.
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.setenv(name, "1")
-    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture
@@ -75,8 +30,8 @@ def api(tmp_path: Path) -> Iterator[tuple[str, JobManager]]:
     manager = JobManager(max_jobs=1, runs_root=tmp_path / "outputs", cwd=tmp_path, grace_s=15)
     app = FastAPI()
     app.include_router(jobs_router(manager), prefix="/api/jobs")
-    with Server(app) as server:
-        yield server.url, manager
+    with running(app) as url:
+        yield url, manager
     manager.shutdown()
 
 
@@ -84,7 +39,7 @@ def test_misspelt_override_is_refused_with_the_compose_error_and_nothing_starts(
     import httpx
 
     url, _ = api
-    answer = httpx.post(f"{url}/api/jobs", json={"overrides": [*TINY, "train.max_stepz=4"]})
+    answer = httpx.post(f"{url}/api/jobs", json={"overrides": [*TINY_JOB, "train.max_stepz=4"]})
     assert answer.status_code == 422
     detail = answer.json()["detail"]
     assert "train.max_stepz" in detail and "Key 'max_stepz' not in 'TrainConfig'" in detail
@@ -101,7 +56,7 @@ def test_three_jobs_with_max_jobs_1_run_one_after_another_and_all_finish(api):
     import httpx
 
     url, _ = api
-    launched = [httpx.post(f"{url}/api/jobs", json={"overrides": TINY, "multirun": False}) for _ in range(3)]
+    launched = [httpx.post(f"{url}/api/jobs", json={"overrides": TINY_JOB, "multirun": False}) for _ in range(3)]
     assert [r.status_code for r in launched] == [201] * 3
     ids = [r.json()["id"] for r in launched]
     assert len({r.json()["run_dir"] for r in launched}) == 3 and all("/studio/" in r.json()["run_dir"] for r in launched)
@@ -127,7 +82,7 @@ def test_cancel_a_running_job_then_resume_it_to_finished(api):
     import httpx
 
     url, _ = api
-    job_id = httpx.post(f"{url}/api/jobs", json={"overrides": LONG}).json()["id"]
+    job_id = httpx.post(f"{url}/api/jobs", json={"overrides": LONG_JOB}).json()["id"]
     run_dir = Path(httpx.get(f"{url}/api/jobs/{job_id}").json()["run_dir"])
     deadline = time.monotonic() + 120
     while not (run_dir / "checkpoints" / "checkpoint-2").is_dir():  # something to resume from
@@ -163,26 +118,26 @@ def test_launch_form_in_chromium_refuses_a_typo_then_runs_a_tiny_training(tmp_pa
 
     studio_cfg = OmegaConf.structured(StudioConfig(roots=[str(tmp_path / "outputs")], max_jobs=1))
     app = build_app(studio_cfg)
-    with Server(app) as server, Browser(timeout=60) as b:
-        b.open(server.url + "/", wait_for_css="button[role=tab]")
+    with running(app) as url, Browser(timeout=60) as b:
+        b.open(url + "/", wait_for_css="button[role=tab]")
         tab = [t for t in b.driver.find_elements("css selector", "button[role=tab]") if t.text.strip() == "Launch"]
         tab[0].click()
         b.wait_for("#launch-overrides textarea")
-        b.type_text("#launch-overrides textarea", "\n".join([*TINY, "train.max_stepz=4"]))
+        b.type_text("#launch-overrides textarea", "\n".join([*TINY_JOB, "train.max_stepz=4"]))
         b.click("#launch-launch")
         wait_text(b, "#launch-message", "max_stepz")
         assert "Key 'max_stepz' not in 'TrainConfig'" in b.run_js("return document.querySelector('#launch-message').innerText")
         # the form holds a launch to ocrft's own config as the API does (issue 22)
-        b.type_text("#launch-overrides textarea", "\n".join([*TINY, "+hydra.callbacks.x._target_=shutil.copyfile"]))
+        b.type_text("#launch-overrides textarea", "\n".join([*TINY_JOB, "+hydra.callbacks.x._target_=shutil.copyfile"]))
         b.click("#launch-launch")
         wait_text(b, "#launch-message", "_target_ names a Python callable")
-        b.type_text("#launch-overrides textarea", "\n".join([*TINY, f"run_dir={tmp_path / 'elsewhere'}"]))
+        b.type_text("#launch-overrides textarea", "\n".join([*TINY_JOB, f"run_dir={tmp_path / 'elsewhere'}"]))
         b.click("#launch-show")
         wait_text(b, "#launch-message", "outside the studio's roots")
         assert not (tmp_path / "elsewhere").exists()
         assert sorted(p.name for p in (tmp_path / "outputs" / "studio").iterdir()) == ["jobs.sqlite", "owners"]  # no run
 
-        b.type_text("#launch-overrides textarea", "\n".join(TINY))
+        b.type_text("#launch-overrides textarea", "\n".join(TINY_JOB))
         b.click("#launch-show")
         wait_text(b, "#launch-message", "composes:")
         wait_text(b, "#launch-config", "task: train")  # the editor renders only the lines in view

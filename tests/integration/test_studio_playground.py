@@ -17,9 +17,8 @@ import pytest
 
 from tests.browser import Browser
 from tests.fake_openai import FakeOpenAI
-from tests.servers import studio_server
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 LINE = REPO / "tests" / "assets" / "tiny_ocr" / "line_00.png"
 FAKE_ANSWER = "answered by the fake endpoint"
 
@@ -29,16 +28,6 @@ class _AnyImage(dict):
 
     def __missing__(self, sha: str) -> str:
         return FAKE_ANSWER
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    """(url, folder): the studio started in ``folder`` (its working folder and gradio cache)."""
-    folder = tmp_path_factory.mktemp("studio")
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(folder / "gradio"),
-           "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    with studio_server(folder, folder, env) as (url, _):
-        yield url, folder
 
 
 def _open_playground(b: Browser, url: str) -> None:
@@ -78,7 +67,7 @@ def _upload_and_run(b: Browser, expect_col: str) -> dict:
 
 
 def test_transcribe_uploaded_line_with_demo_base(studio):
-    url, _ = studio
+    url = studio.url
     with Browser() as b:
         _open_playground(b, url)
         assert _value(b, "#pg-prompt textarea") == "Read the line."  # prompt=ocr_line, the default
@@ -103,7 +92,7 @@ def _set_text(b: Browser, css: str, text: str) -> None:
 
 
 def test_pick_a_sample_from_a_data_file_shows_cer_and_diff(studio):
-    url, _ = studio
+    url = studio.url
     with Browser() as b:
         _open_playground(b, url)
         b.click("#pg-data-set button, #pg-data-set")  # open the accordion
@@ -135,7 +124,7 @@ def _pick(b: Browser, css: str, option: str) -> None:
 
 
 def test_endpoint_key_is_used_and_written_nowhere(studio, tmp_path):
-    url, folder = studio
+    url, folder = studio.url, studio.folder
     key, wrong = f"pgkey-{uuid.uuid4().hex}", f"pgwrong-{uuid.uuid4().hex}"
     started = time.time()
     with FakeOpenAI(_AnyImage(), api_key=key) as fake, Browser() as b:

@@ -17,38 +17,25 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import LONG_JOB, TINY_JOB
 from tests.servers import studio_server, wait_job_over
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-TINY = ["model=tiny_qwen2_vl", "data=synthetic", "data.num_train=8", "data.num_val=2", "data.num_test=2",
-        "train.max_steps=4", "tracking=none", "eval.before_after=false", "eval.max_new_tokens=4"]  # fmt: skip
-LONG = [*TINY[:-4], "train.max_steps=60", "train.save_steps=2", "train.logging_steps=1",
-        "train.per_device_train_batch_size=2", "tracking=none", "eval.before_after=false", "eval.max_new_tokens=4"]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch) -> None:
-    # The studio's children inherit it: oversubscribed OpenMP threads spin on a 2-core machine.
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.setenv(name, "1")
-    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    """(url, port, folder): the studio serving <folder>/outputs, started as a user would."""
+def studio_roots(tmp_path_factory) -> Path:
+    """<folder>/outputs holding note.txt, with secret.txt beside it in <folder>: the `studio`
+    (tests/fixtures/studio.py) serves the first only."""
     folder = tmp_path_factory.mktemp("safety")
     (folder / "outputs").mkdir()
     (folder / "outputs" / "note.txt").write_text("under the roots")
     (folder / "secret.txt").write_text("beside the roots")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with studio_server(folder, folder / "outputs", env=env) as (url, _):
-        yield url.rstrip("/"), int(url.rstrip("/").rsplit(":", 1)[1]), folder
+    return folder / "outputs"
 
 
 def test_a_rebinding_host_gets_403_on_every_route(studio):
-    url, port, folder = studio
+    url, port, folder = studio.url, studio.port, studio.folder
     note = "/files" + str((folder / "outputs" / "note.txt").resolve())
     for path in ("/api/jobs", "/", note, "/gradio_api/info", "/config"):
         assert httpx.get(url + path).status_code in (200, 404), path  # its own name: served (gradio may 404 a path)
@@ -56,14 +43,14 @@ def test_a_rebinding_host_gets_403_on_every_route(studio):
         assert refused.status_code == 403, (path, refused.text)
         assert "not a name of this server" in refused.json()["detail"]
     assert httpx.get(url + note).text == "under the roots"
-    launch = httpx.post(f"{url}/api/jobs", json={"overrides": TINY}, headers={"host": f"evil.example:{port}"})
+    launch = httpx.post(f"{url}/api/jobs", json={"overrides": TINY_JOB}, headers={"host": f"evil.example:{port}"})
     assert launch.status_code == 403 and httpx.get(f"{url}/api/jobs").json() == []
 
 
 def test_a_foreign_origin_cannot_launch_or_call_gradio(studio):
-    url, _, folder = studio
+    url, folder = studio.url, studio.folder
     for origin in ("http://evil.example", "null", "http://127.0.0.1:1"):
-        answer = httpx.post(f"{url}/api/jobs", json={"overrides": TINY}, headers={"origin": origin})
+        answer = httpx.post(f"{url}/api/jobs", json={"overrides": TINY_JOB}, headers={"origin": origin})
         assert answer.status_code == 403 and "Origin" in answer.json()["detail"], answer.text
         gradio = httpx.post(f"{url}/gradio_api/queue/join", json={}, headers={"origin": origin})
         assert gradio.status_code == 403
@@ -72,15 +59,15 @@ def test_a_foreign_origin_cannot_launch_or_call_gradio(studio):
 
 
 def test_code_hydra_keys_and_paths_outside_the_roots_are_refused_and_write_nothing(studio):
-    url, port, folder = studio
+    url, port, folder = studio.url, studio.port, studio.folder
     stolen, elsewhere, prepared = folder / "stolen.txt", folder / "elsewhere", folder / "prepared"
     attacks = [
         ["+hydra.callbacks.x._target_=shutil.copyfile", "+hydra.callbacks.x.src=/etc/hostname", f"+hydra.callbacks.x.dst={stolen}"],
         ["+hydra.callbacks.x.anything=1"],
-        [*TINY, f"run_dir={elsewhere}"],
-        [*TINY, "run_dir=outputs/../elsewhere"],
+        [*TINY_JOB, f"run_dir={elsewhere}"],
+        [*TINY_JOB, "run_dir=outputs/../elsewhere"],
         ["task=prepare", "data=synthetic", f"data.output_dir={prepared}"],
-        [*TINY, f"tracking.uri=sqlite:///{folder}/m.db"],
+        [*TINY_JOB, f"tracking.uri=sqlite:///{folder}/m.db"],
     ]
     same_origin = {"origin": f"http://127.0.0.1:{port}"}
     for overrides in attacks:
@@ -93,7 +80,7 @@ def test_code_hydra_keys_and_paths_outside_the_roots_are_refused_and_write_nothi
 
 
 def test_files_traversal_is_refused(studio):
-    url, _, folder = studio
+    url, folder = studio.url, studio.folder
     outside = str((folder / "secret.txt").resolve())
     under = str((folder / "outputs").resolve())
     for path in (f"/files{outside}", f"/files{under}/../secret.txt", f"/files{under}/%2e%2e/secret.txt",
@@ -103,8 +90,8 @@ def test_files_traversal_is_refused(studio):
 
 
 def test_a_same_origin_launch_still_works(studio):
-    url, port, _ = studio
-    answer = httpx.post(f"{url}/api/jobs", json={"overrides": TINY}, headers={"origin": f"http://127.0.0.1:{port}"})
+    url, port = studio.url, studio.port
+    answer = httpx.post(f"{url}/api/jobs", json={"overrides": TINY_JOB}, headers={"origin": f"http://127.0.0.1:{port}"})
     assert answer.status_code == 201, answer.text
     job = wait_job_over(url, answer.json()["id"])
     assert job["status"] == "finished" and job["step"] == 4, Path(job["log"]).read_text()[-3000:]
@@ -124,12 +111,12 @@ def test_a_studio_killed_mid_job_lists_resumes_and_runs_its_jobs_after_a_restart
     roots = tmp_path / "outputs"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     # long enough to be still running a few seconds after the kill, whatever the machine's speed
-    longer = [o for o in LONG if not o.startswith(("train.max_steps", "train.save_steps"))]
+    longer = [o for o in LONG_JOB if not o.startswith(("train.max_steps", "train.save_steps"))]
     longer += ["train.max_steps=300", "train.save_steps=4"]
     with studio_server(tmp_path, roots, env=env) as (url, studio):
         url = url.rstrip("/")
         long_job = httpx.post(f"{url}/api/jobs", json={"overrides": longer}).json()
-        queued_job = httpx.post(f"{url}/api/jobs", json={"overrides": TINY}).json()
+        queued_job = httpx.post(f"{url}/api/jobs", json={"overrides": TINY_JOB}).json()
         run_dir = Path(long_job["run_dir"])
         deadline = time.monotonic() + 180
         while not (run_dir / "checkpoints" / "checkpoint-4").is_dir():

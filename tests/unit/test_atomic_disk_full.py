@@ -14,15 +14,8 @@ from ocrft import atomic
 from ocrft.atomic import DiskFullError
 from ocrft.evaluation.checkpoint import Checkpoint
 from ocrft.runner import user_error_message
-from tests.diskfull import full_fs
 
 FULL = {errno.ENOSPC, errno.EFBIG}
-
-
-@pytest.fixture
-def fs(tmp_path):
-    with full_fs(tmp_path / "fs") as fs:
-        yield fs
 
 
 def test_atomic_write_on_full_fs_keeps_previous_file_and_names_it(fs):

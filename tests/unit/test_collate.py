@@ -6,15 +6,7 @@ import pytest
 from PIL import Image
 
 from ocrft.models.collate import SEQUENCE_KEYS, Collator, Sample, SequenceTooLongError
-from ocrft.models.loading import ensure_tiny, load_processor, resolve_model
-from ocrft.models.registry import get_family
-from tests.helpers import FAMILY_NAMES
-
-
-@pytest.fixture(scope="module", params=FAMILY_NAMES)
-def family_processor(request):
-    resolved = resolve_model(request.param, f"tiny:{request.param}")
-    return get_family(request.param), load_processor(resolved)
+from ocrft.models.loading import ensure_tiny, resolve_model
 
 
 def _samples(targets):

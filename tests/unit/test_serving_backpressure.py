@@ -17,7 +17,7 @@ import pytest
 from ocrft.config import ServeConfig
 from ocrft.serving.app import create_app
 from ocrft.serving.batcher import Batcher
-from tests.integration.test_serve import chat, data_url, running
+from tests.servers import chat, data_url, running
 
 
 class GatedGenerator:

@@ -14,7 +14,6 @@ from ocrft.models.collate import Collator, Sample
 from ocrft.models.loading import load_processor, resolve_model
 from ocrft.models.registry import get_family
 from ocrft.training.token_lengths import check_splits, count_tokens, fit_max_length, length_stats
-from tests.helpers import FAMILY_NAMES
 
 PROMPT = "Read the text."
 LONG = "the end of a very long line " * 8
@@ -33,11 +32,6 @@ def _fixed_expanded(processor, batch, row: int) -> int:
 # image outputs (Qwen: the patch grid merged 2x2) or its fixed sequence length.
 EXPANDED = {"qwen2_vl": _qwen_expanded, "qwen2_5_vl": _qwen_expanded, "qwen3_vl": _qwen_expanded,
             "gemma3": _fixed_expanded, "paligemma": _fixed_expanded}  # fmt: skip
-
-
-@pytest.fixture(scope="module", params=FAMILY_NAMES)
-def family_processor(request):
-    return get_family(request.param), load_processor(resolve_model(request.param, f"tiny:{request.param}"))
 
 
 @pytest.fixture(scope="module")
