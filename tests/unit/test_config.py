@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -27,11 +28,28 @@ def test_every_experiment_composes_and_validates(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_family_is_registered(name):
+    """Each conf/model file validates as shipped; its family one letter off is refused by a
+    message that names model.family and offers the shipped family among the known ones."""
+    cfg = compose([f"model={name}"])
+    validate_config(cfg)
+    family = cfg.model.family
+    cfg.model.family = family + "x"
+    with pytest.raises(ConfigError, match=rf"^model\.family='{family}x' is unknown; known families: ") as err:
+        validate_config(cfg)
+    assert f"'{family}'" in str(err.value).split("known families: ", 1)[1]
+
+
+def test_every_family_a_refusal_offers_is_accepted():
+    """The refusal of an unknown model.family lists every registered family (and the
+    non-weight kinds); each value it offers then validates."""
     from ocrft.models.registry import FAMILIES
 
-    cfg = compose([f"model={name}"])
-    assert cfg.model.family in FAMILIES or cfg.model.family in ("endpoint", "predictions", "cascade")
-    validate_config(cfg)
+    with pytest.raises(ConfigError, match=r"^model\.family='florence' is unknown") as err:
+        validate_config(compose(["model.family=florence"]))
+    offered = re.findall(r"'(\w+)'", str(err.value).split("known families: ", 1)[1])
+    assert set(FAMILIES) < set(offered)  # the registry's families, and endpoint/predictions/cascade
+    for family in offered:
+        validate_config(compose([f"model.family={family}"]))
 
 
 def test_task_group_offers_every_task():
@@ -64,11 +82,28 @@ def test_both_quantizations_refused():
         validate_config(cfg)
 
 
-def test_cpu_safe_defaults():
+def test_default_config_validates_and_loads_its_model_without_remote_code(monkeypatch):
+    """`python -m ocrft` as shipped: the composed default validates, and its model is loaded
+    (through load_bundle, as every task loads one) without running code from the model's
+    folder. That its trainer arguments are CPU-safe (no bf16, no gradient checkpointing on a
+    CPU) is the next test's None case."""
+    import transformers
+
+    from ocrft.models.bundle import load_bundle
+    from ocrft.models.registry import get_family
+
     cfg = compose([])
-    # None = follow the device: off on CPU, on with CUDA (TRL's defaults turn both on).
-    assert cfg.train.bf16 is None and cfg.train.gradient_checkpointing is None
-    assert cfg.model.trust_remote_code is False
+    validate_config(cfg)
+    loaded = {}
+
+    def from_pretrained(path, **kwargs):
+        loaded.update(kwargs, path=path)
+        return "the model"
+
+    model_class = getattr(transformers, get_family(cfg.model.family).model_class)
+    monkeypatch.setattr(model_class, "from_pretrained", from_pretrained)
+    bundle = load_bundle(cfg.model)
+    assert bundle.model == "the model" and loaded["trust_remote_code"] is False
 
 
 @pytest.mark.parametrize("override, expected", [(None, False), (True, True)])

@@ -38,8 +38,16 @@ def test_to_frame_of_no_samples_is_empty():
     assert to_frame({"samples": []}).empty
 
 
-def test_null_tracker_accepts_a_table():
-    NullTracker().log_table(pd.DataFrame({"a": [1]}), "t.json")
+def test_null_tracker_accepts_a_table_and_writes_nothing(tmp_path, monkeypatch):
+    """tracking=none: eval and train hand the results table to the tracker as to MLflow's; it
+    is accepted and ignored: the frame is left as it was and no file appears."""
+    monkeypatch.chdir(tmp_path)
+    frame = to_frame(results())
+    kept = frame.copy()
+    assert NullTracker().log_table(frame, "results_table.json") is None
+    assert NullTracker().log_table(frame.head(1), "tables/before.json") is None
+    pd.testing.assert_frame_equal(frame, kept)
+    assert list(tmp_path.rglob("*")) == []
 
 
 @pytest.mark.integration  # a real SQLite MLflow store
