@@ -28,6 +28,7 @@ CER_UNITS = ("codepoint", "grapheme")
 BLEU_TOKENIZERS = ("13a", "zh", "char", "none")
 PREDICTION_MATCHES = ("auto", "id", "position")
 CONFIDENCES = ("mean_logprob", "min_logprob")
+BACKENDS = ("local", "endpoint", "cascade", "predictions")  # model.backend
 
 
 class Task(str, Enum):
@@ -65,11 +66,14 @@ class EndpointSettings:
 
 
 @dataclass
-class ModelConfig(EndpointSettings):
-    """A local checkpoint (hub id, folder, or ocrft run folder) or a remote endpoint (the
-    EndpointSettings keys; see conf/provider/*.yaml)."""
+class ModelConfig:
+    """What reads the images: ``backend`` says how (local weights, an endpoint, a cascade of
+    both, another engine's output; set by ``model=endpoint`` etc.), ``family`` names the
+    checkpoint's architecture only."""
 
-    family: str = MISSING  # key of ocrft.models.registry.FAMILIES, "endpoint" or "predictions"
+    backend: str = "local"  # one of BACKENDS
+    # key of ocrft.models.registry.FAMILIES; an ocrft run folder's model card names its own
+    family: Optional[str] = None
     path: str = MISSING  # hub id, local checkpoint folder, or an ocrft run folder
     name: Optional[str] = None  # display name in results and MLflow; defaults to path
     dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
@@ -79,15 +83,25 @@ class ModelConfig(EndpointSettings):
     # (Gemma 3, PaliGemma) resize to their processor's size and ignore these.
     min_pixels: Optional[int] = None
     max_pixels: Optional[int] = None
-    # Another engine's output (model=predictions): model.path is a line folder holding
-    # X<predictions_suffix> beside X.gt.txt, a folder of PAGE/ALTO files, or a JSONL of
-    # {"id", "text"}; PAGE/ALTO lines are matched to the ground truth by line id, else by
-    # position (predictions_match=auto|id|position).
-    predictions_suffix: str = ".pred.txt"
-    predictions_match: str = "auto"
     # Fixed-size families (Gemma 3, PaliGemma): the square side images are resized to;
     # None = the processor's own (recorded in MLflow as model.image_size either way).
     image_size: Optional[int] = None
+
+
+@dataclass
+class EndpointModelConfig(ModelConfig, EndpointSettings):
+    """model=endpoint: the endpoint backend holds the EndpointSettings keys (conf/provider/*.yaml)."""
+
+
+@dataclass
+class PredictionsModelConfig(ModelConfig):
+    """model=predictions: another engine's output. model.path is a line folder holding
+    X<predictions_suffix> beside X.gt.txt, a folder of PAGE/ALTO files, or a JSONL of
+    {"id", "text"}; PAGE/ALTO lines are matched to the ground truth by line id, else by
+    position (predictions_match=auto|id|position)."""
+
+    predictions_suffix: str = ".pred.txt"
+    predictions_match: str = "auto"
 
 
 @dataclass
@@ -360,3 +374,6 @@ def register_configs() -> None:
     cs.store(name="base_config", node=RunConfig)
     for group, schema in _GROUPS.items():
         cs.store(group=group, name=f"base_{group}", node=schema)
+    # the backends that carry keys of their own (conf/model/endpoint.yaml, predictions.yaml)
+    cs.store(group="model", name="base_endpoint_model", node=EndpointModelConfig)
+    cs.store(group="model", name="base_predictions_model", node=PredictionsModelConfig)

@@ -148,7 +148,7 @@ def describe_model(
         A dict with ``kind``, ``id``, ``name`` and the keys of the module docstring that apply.
         ``model.name`` set by the user wins as the display name.
     """
-    family, path = _get(model_cfg, "family"), str(_get(model_cfg, "path") or "")
+    backend, path = _get(model_cfg, "backend"), str(_get(model_cfg, "path") or "")
     desc: dict[str, Any]
     if run_dir is not None:
         run = Path(run_dir).resolve()
@@ -156,11 +156,11 @@ def describe_model(
         desc = {"kind": "run", "run": run.name, "base": short_id(path), "adapter": saved}
         if step is not None:
             desc["step"] = int(step)
-    elif family == "endpoint":
+    elif backend == "endpoint":
         desc = {"kind": "endpoint", "provider": provider or _get(model_cfg, "provider"),
                 "endpoint": public_url(endpoint or _get(model_cfg, "base_url")),
                 "remote_model": remote_model or _get(model_cfg, "remote_model")}  # fmt: skip
-    elif family == "predictions":
+    elif backend == "predictions":
         desc = {"kind": "predictions", "source": path}
     elif path and Path(path).expanduser().is_dir():
         desc = _describe_local(Path(path).expanduser())
@@ -173,7 +173,7 @@ def describe_model(
     desc["name"] = (name or _display(desc)) + (f" ({stage})" if stage else "")
     if stage:
         desc["stage"] = stage
-    if path and family != "endpoint" and run_dir is None:
+    if path and backend != "endpoint" and run_dir is None:
         desc["path"] = path
     return desc
 

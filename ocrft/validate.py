@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ocrft.config import BLEU_TOKENIZERS, CER_UNITS, CONFIDENCES, LEVELS, PREDICTION_MATCHES, ConfigError, Task
+from ocrft.config import BACKENDS, BLEU_TOKENIZERS, CER_UNITS, CONFIDENCES, LEVELS, PREDICTION_MATCHES, ConfigError, Task
 from ocrft.data.splits import ALL, SPLITS, check_ratios
 
 
@@ -15,12 +15,15 @@ def validate_config(cfg: DictConfig) -> None:
     tasks = [t.value for t in Task]
     if cfg.task not in tasks:
         raise ConfigError(f"task={cfg.task!r} is not a task; choose one of {tasks}")
-    family = cfg.model.family
-    if family not in ("endpoint", "predictions", "cascade") and family not in FAMILIES:
-        raise ConfigError(
-            f"model.family={family!r} is unknown; known families: {sorted(FAMILIES)}, 'endpoint', 'predictions'"
-            " or 'cascade'"
-        )
+    backend, family = cfg.model.backend, cfg.model.family
+    _choice("model.backend", backend, BACKENDS)
+    if backend == "local" and family is None:
+        raise ConfigError(f"model.family is not set: name the checkpoint's family, one of {sorted(FAMILIES)}")
+    if family is not None and backend in ("local", "cascade") and family not in FAMILIES:
+        key = "cascade.family" if backend == "cascade" else "model.family"  # model=cascade sets one from the other
+        raise ConfigError(f"{key}={family!r} is unknown; known families: {sorted(FAMILIES)} (an endpoint, a "
+                          f"cascade or another engine's output is model.backend: model=endpoint, model=cascade, "
+                          f"model=predictions)")  # fmt: skip
     if cfg.quant.load_in_4bit and cfg.quant.load_in_8bit:
         raise ConfigError("quant.load_in_4bit and quant.load_in_8bit are both true; choose one (quant=4bit or quant=8bit)")
     if cfg.peft.method not in ("lora", "dora", "none"):
@@ -38,10 +41,11 @@ def validate_config(cfg: DictConfig) -> None:
     _check_data(cfg)
     _choice("eval.cer_unit", cfg.eval.cer_unit, CER_UNITS)
     _choice("eval.bleu_tokenize", cfg.eval.bleu_tokenize, BLEU_TOKENIZERS)
-    _choice("model.predictions_match", cfg.model.predictions_match, PREDICTION_MATCHES)
+    if backend == "predictions":
+        _choice("model.predictions_match", cfg.model.predictions_match, PREDICTION_MATCHES)
     _check_generation(cfg)
     _check_serve(cfg.serve)
-    if family == "cascade":
+    if backend == "cascade":
         _check_cascade(cfg.cascade, cfg.eval.num_beams)
 
 

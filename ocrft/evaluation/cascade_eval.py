@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def local_family(cfg: Any) -> str:
-    """The local model's family: ``cascade.family``, else what the ocrft run folder (or model
-    card) at ``model.path`` says.
+    """The local model's family: ``model.family`` (which ``model=cascade`` sets from
+    ``cascade.family``), else what the ocrft run folder (or model card) at ``model.path`` says.
 
     Raises:
         ConfigError: naming cascade.family when neither says it.
@@ -36,18 +36,19 @@ def local_family(cfg: Any) -> str:
     from ocrft.models.loading import MODEL_CARD, resolve_model
     from ocrft.models.registry import FAMILIES
 
-    if cfg.cascade.family:
-        if cfg.cascade.family not in FAMILIES:
-            raise ConfigError(f"cascade.family={cfg.cascade.family!r} is unknown; known families: {sorted(FAMILIES)}")
-        return cfg.cascade.family
-    resolved = resolve_model("cascade", cfg.model.path)
+    declared = cfg.model.family
+    if declared:
+        if declared not in FAMILIES:
+            raise ConfigError(f"cascade.family={declared!r} is unknown; known families: {sorted(FAMILIES)}")
+        return declared
+    resolved = resolve_model(None, cfg.model.path)  # a run folder's card names its family
     card = Path(resolved.base_path) / MODEL_CARD
-    family = resolved.family if resolved.family != "cascade" else None
+    family = resolved.family
     if family is None and card.is_file():
         family = json.loads(card.read_text()).get("family")
     if family not in FAMILIES:
-        raise ConfigError(f"model.path={cfg.model.path!r}: model=cascade cannot read the local model's family from"
-                          f" it; set cascade.family to one of {sorted(FAMILIES)}")  # fmt: skip
+        raise ConfigError(f"model=cascade: the family of model.path={cfg.model.path!r} cannot be read from it;"
+                          f" set cascade.family to one of {sorted(FAMILIES)}")  # fmt: skip
     return family
 
 
@@ -132,7 +133,7 @@ def resolve_threshold(cfg: Any, local: LocalPass, run_dir: Path) -> float:
     return threshold
 
 
-def run_cascade_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
+def run_cascade_eval(cfg: Any, records: Sequence[Record], run_dir: Path, *, tracker: Any = None) -> tuple[dict, dict[str, str]]:
     """task=eval with model=cascade: route, score and write results like any evaluation.
 
     Returns (metrics, paths) for ocrft.tasks.eval.run_eval: the usual scores plus
@@ -161,7 +162,7 @@ def run_cascade_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tupl
         fallback, info = fallback_rows(cfg, [r for r, go in zip(records, routes) if go], run_dir, split)
     samples, predictions, errors, looped, costs = routed_samples(records, rows, confidences, routes, fallback, info)
     local_model = describe_model(local.cfg.model)
-    remote = describe_model({"family": "endpoint"}, provider=info["provider"], endpoint=info["url"],
+    remote = describe_model({"backend": "endpoint"}, provider=info["provider"], endpoint=info["url"],
                             remote_model=info["model"])  # fmt: skip
     model = {"kind": "cascade", "id": f"cascade-{local_model['id']}", "local": local_model, "fallback": remote,
              "name": cfg.model.get("name") or f"cascade: {local_model['name']} -> {remote['name']}"}  # fmt: skip

@@ -157,7 +157,7 @@ def served_model_id(client: EndpointClient) -> Optional[str]:
     return ids[0] if len(ids) == 1 and isinstance(ids[0], str) else None
 
 
-def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
+def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path, *, tracker: Any = None) -> tuple[dict, dict[str, str]]:
     """task=eval with model=endpoint: transcribe ``records`` through the endpoint (resumable
     from ``<run_dir>/endpoint_checkpoint.jsonl``), then score and write results like a
     local evaluation. Returns (metrics, paths) for :func:`ocrft.tasks.eval.run_eval`."""

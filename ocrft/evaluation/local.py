@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ocrft.data.record import Record
 from ocrft.evaluation.scoring import score_and_write
@@ -148,12 +148,21 @@ def generate_resumable(
     return [done[r.id] for r in records]
 
 
-def run_local_eval(cfg, records: Sequence[Record], run_dir: Path, processor=None) -> tuple[dict, dict[str, str]]:
+def run_local_eval(cfg, records: Sequence[Record], run_dir: Path, *, tracker: Any = None) -> tuple[dict, dict[str, str]]:
     """task=eval with a local model, resumable through ``<run_dir>/eval_checkpoint.jsonl``
     (:func:`generate_resumable`): a re-run generates only what is left, then scores every sample.
-    ``processor``: the model's, if the caller already loaded it."""
+    A tracking ``tracker`` gets the pixel budget / image size the processor resolves to as params."""
     from ocrft.evaluation.generation import build_generator
     from ocrft.provenance import describe_model
+
+    processor = None
+    if tracker is not None and tracker.run_id is not None:
+        from ocrft.models.bundle import load_bundle
+        from ocrft.models.loading import image_params
+
+        bundle = load_bundle(cfg.model, weights=False)
+        processor = bundle.processor  # loaded once: the generator reuses it
+        tracker.log_params(image_params(bundle.resolved.family, processor))
 
     path = Path(run_dir) / CHECKPOINT
     rows = generate_resumable(cfg, records, path, f"eval {cfg.eval.split}", lambda: build_generator(cfg, processor=processor))

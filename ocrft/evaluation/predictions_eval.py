@@ -18,7 +18,7 @@ from ocrft.data.predictions import match_predictions
 from ocrft.data.record import Record
 
 
-def run_predictions_eval(cfg: Any, records: Sequence[Record], run_dir: Path) -> tuple[dict, dict[str, str]]:
+def run_predictions_eval(cfg: Any, records: Sequence[Record], run_dir: Path, *, tracker: Any = None) -> tuple[dict, dict[str, str]]:
     """Read ``model.path``, align it with ``records``, score and write ``results.json``/``.html``.
 
     The results name the model ``predictions:<folder or file name>`` (or ``model.name``) and

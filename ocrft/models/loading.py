@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
+from ocrft import atomic
 from ocrft.cache_entry import build_once
 from ocrft.models.registry import get_family
 from ocrft.paths import cache_dir
@@ -55,7 +56,7 @@ def ensure_tiny(family: str, root: Optional[Path] = None, size: str = "tiny") ->
     return build_once(out, build, TINY_FILES, f"{size} {family} checkpoint")
 
 
-def resolve_model(family: str, path: str) -> ResolvedModel:
+def resolve_model(family: Optional[str], path: str) -> ResolvedModel:
     """Turn ``model.family``/``model.path`` into what to load (see module docstring)."""
     scheme, _, rest = path.partition(":")
     if scheme in SIZES and rest:
@@ -97,9 +98,7 @@ def write_model_card(folder: Path, *, family: str, adapter: bool, base_path: Opt
         card["base_path"] = base_path
     if source_model_path is not None:
         card["source_model_path"] = source_model_path
-    path = Path(folder) / MODEL_CARD
-    path.write_text(json.dumps(card, indent=2) + "\n")
-    return path
+    return atomic.write_json(Path(folder) / MODEL_CARD, card)
 
 
 def check_family(resolved: ResolvedModel, declared: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ocrft.data.record import Record
-from ocrft.evaluation.local import run_local_eval
+from ocrft.evaluation.backends import evaluator
 from ocrft.runner import RunContext, TaskResult
 
 
@@ -35,28 +35,9 @@ def run_eval(cfg, ctx: RunContext) -> TaskResult:
     from ocrft.evaluation.results import load_results, to_frame
 
     records = load_eval_split(cfg, ctx.run_dir, ctx.tracker)
-    if cfg.model.family == "endpoint":
-        from ocrft.evaluation.endpoint_eval import run_endpoint_eval
-
-        metrics, paths = run_endpoint_eval(cfg, records, ctx.run_dir)
-    elif cfg.model.family == "cascade":  # local model first, an endpoint for the hard samples
-        from ocrft.evaluation.cascade_eval import run_cascade_eval
-
-        metrics, paths = run_cascade_eval(cfg, records, ctx.run_dir)
-    elif cfg.model.family == "predictions":  # another engine's output: nothing is loaded
-        from ocrft.evaluation.predictions_eval import run_predictions_eval
-
-        metrics, paths = run_predictions_eval(cfg, records, ctx.run_dir)
-    else:
-        processor = None
-        if ctx.tracker.run_id is not None:  # the pixel budget / image size the processor resolves to, as params
-            from ocrft.models.bundle import load_bundle
-            from ocrft.models.loading import image_params
-
-            bundle = load_bundle(cfg.model, weights=False)
-            processor = bundle.processor  # loaded once: the generator reuses it
-            ctx.tracker.log_params(image_params(bundle.resolved.family, processor))
-        metrics, paths = run_local_eval(cfg, records, ctx.run_dir, processor)
+    # local, endpoint, cascade (local first, an endpoint for the hard samples) or predictions
+    # (another engine's output: nothing is loaded): ocrft.evaluation.backends
+    metrics, paths = evaluator(cfg.model.backend)(cfg, records, ctx.run_dir, tracker=ctx.tracker)
     metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
     ctx.tracker.log_metrics(metrics)
     ctx.tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures

@@ -11,6 +11,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from ocrft import atomic
 from ocrft.config import ConfigError
 from ocrft.runner import RunContext, TaskResult
 

@@ -31,8 +31,8 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     """Write ``results.txt`` (``path<TAB>text`` per image) and ``predictions.jsonl``."""
     from ocrft import atomic
     from ocrft.data.record import Record
-    from ocrft.evaluation.cascade_generator import build_cascade_generator
-    from ocrft.evaluation.generation import build_generator
+    from ocrft.evaluation.backends import generator_builder
+    from ocrft.evaluation.cascade_generator import CascadeGenerator
     from ocrft.evaluation.local import generate_with_progress
     from ocrft.provenance import describe_model
 
@@ -41,8 +41,8 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     images = list_images(Path(cfg.predict.input).expanduser())
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
     records = [Record(id=str(p), image=str(p), text="") for p in images]
-    cascade = cfg.model.family == "cascade"  # local model first, an endpoint for the unsure rows
-    generator = build_cascade_generator(cfg) if cascade else build_generator(cfg)
+    generator = generator_builder(cfg.model.backend, "predict")(cfg)
+    cascade = isinstance(generator, CascadeGenerator)  # local model first, an endpoint for the unsure rows
     log.info("transcribing %d image(s) with %s", len(records), describe_model(cfg.model)["name"])
     outputs = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, "predict", detailed=True)
     texts = [o.text for o in outputs]

@@ -38,8 +38,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     fallback) and serve it until Ctrl-C/SIGTERM."""
     import uvicorn
 
-    from ocrft.evaluation.cascade_generator import build_cascade_generator
-    from ocrft.evaluation.generation import build_generator
+    from ocrft.evaluation.backends import generator_builder
     from ocrft.provenance import serve_model_name
     from ocrft.runner import TaskResult
 
@@ -47,7 +46,7 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     host, port = cfg.serve.host, cfg.serve.port
     if not is_loopback(host) and not cfg.serve.api_key_env:
         log.warning("serving on %s without a key: anyone who can reach port %d can use the model", host, port)
-    generator = build_cascade_generator(cfg) if cfg.model.get("family") == "cascade" else build_generator(cfg)
+    generator = generator_builder(cfg.model.backend, "serve")(cfg)  # a local model, or a cascade
     model_name = serve_model_name(cfg)  # short: the run folder's name or the base's id, never a path
     app = create_app(generator, cfg.serve, model_name)
     url = f"http://{host}:{port}/v1"

@@ -81,7 +81,7 @@ CASES = [
     Case("val_from_train", "data.val_from_train", ev("data.val_from_train=1.5")),
     Case("cer_unit", "eval.cer_unit", ev("eval.cer_unit=byte")),
     Case("bleu_tokenize", "eval.bleu_tokenize", ev("eval.bleu_tokenize=klingon")),
-    Case("predictions_match", "model.predictions_match", ev("model.predictions_match=fuzzy")),
+    Case("predictions_match", "model.predictions_match", ev("model=predictions", "model.path=x", "model.predictions_match=fuzzy")),
     Case("loop_guard_ngram", "eval.loop_guard.ngram", ev("eval.loop_guard.ngram=0")),
     Case("loop_guard_max_repeats", "eval.loop_guard.max_repeats", ev("eval.loop_guard.max_repeats=1")),
     Case("no_repeat_ngram_size", "eval.no_repeat_ngram_size", ev("eval.no_repeat_ngram_size=-1")),

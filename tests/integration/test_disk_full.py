@@ -144,9 +144,9 @@ def test_mlflow_artifact_on_full_disk_names_it_and_keeps_the_local_adapter(fs, t
     from mlflow import MlflowClient
 
     from ocrft.atomic import DiskFullError
-    from ocrft.tracking.experiment import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
     from ocrft.runner import user_error_message
     from ocrft.tracking import open_tracker
+    from ocrft.tracking.experiment import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the store is fine; the artifact folder fills up
     client = MlflowClient(tracking_uri=uri)

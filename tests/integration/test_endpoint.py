@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ocrft.config import ModelConfig
+from ocrft.config import EndpointModelConfig
 from ocrft.data.record import Record
 from ocrft.evaluation.endpoint import EndpointClient, build_client
 from ocrft.evaluation.endpoint_eval import evaluate_endpoint
@@ -127,7 +127,7 @@ def test_missing_key_names_the_variable_before_any_request(tmp_path, monkeypatch
     records, labels, _ = make_dataset(tmp_path / "img", 1)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with FakeOpenAI(labels) as server:
-        cfg = SimpleNamespace(**vars(ModelConfig(family="endpoint", path="endpoint", provider="openai", base_url=server.url)))
+        cfg = SimpleNamespace(**vars(EndpointModelConfig(backend="endpoint", path="endpoint", provider="openai", base_url=server.url)))
         with pytest.raises(ConfigError, match="set the environment variable OPENAI_API_KEY"):
             build_client(cfg)
         assert server.log == []
@@ -139,7 +139,7 @@ def test_key_never_reaches_logs_checkpoint_or_results(tmp_path, monkeypatch, cap
     caplog.set_level(logging.DEBUG)  # httpx and httpcore included
     script = {shas[0]: ["500", "truncated"], shas[1]: ["drop"]}
     with FakeOpenAI(labels, api_key=KEY, script=script) as server:
-        cfg = SimpleNamespace(**vars(ModelConfig(family="endpoint", path="e", provider="openai", base_url=server.url,
+        cfg = SimpleNamespace(**vars(EndpointModelConfig(backend="endpoint", path="e", provider="openai", base_url=server.url,
                                                  remote_model="m", timeout=2.0)))
         client = build_client(cfg)
         rows = evaluate_endpoint(records, "read", None, client, workers=2, checkpoint_path=tmp_path / "ok.jsonl")

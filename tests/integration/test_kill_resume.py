@@ -531,6 +531,9 @@ WRITE_SITES = {
     ("ocrft/tracking/mlflow_tracker.py", "log_table"): "the table's JSON in a temporary staging folder for the MLflow upload",
     ("ocrft/studio/jobs.py", "_start"): "a launched job's log, appended to as the child writes (a log, not a result: "
     "a kill cuts at most its last line, and the run's own files are atomic)",
+    ("ocrft/progress.py", "event"): "progress.jsonl, one whole line appended per event (a log of events, not a "
+    "result: a kill cuts at most its last line, which read_progress leaves unread)",
+    ("ocrft/run_record.py", "write"): "RunRecord.to_json() builds the dict; the file is written by atomic.write_json",
     # Known gaps, owned by the sweeper: a kill can leave these half-written (docs/failures.md).
     ("hydra_plugins/ocrft_optuna_sweeper/optuna_sweeper.py", "sweep"): "GAP: multirun.yaml via OmegaConf.save",
     ("hydra_plugins/ocrft_optuna_sweeper/summary.py", "save_plots"): "GAP: plot PNGs via savefig(path)",

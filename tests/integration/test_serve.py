@@ -251,7 +251,7 @@ sys.modules["ocrft.evaluation.generation"] = types.SimpleNamespace(build_generat
 from ocrft.tasks.serve import run_serve
 
 logging.basicConfig(level=logging.INFO)
-cfg = OmegaConf.create({"serve": vars(ServeConfig(port=int(sys.argv[1]))), "model": {"name": "tiny-ocr", "path": "x"}})
+cfg = OmegaConf.create({"serve": vars(ServeConfig(port=int(sys.argv[1]))), "model": {"backend": "local", "name": "tiny-ocr", "path": "x"}})
 print("RESULT", json.dumps(run_serve(cfg, None).extra), flush=True)
 """
 
@@ -302,7 +302,7 @@ def test_run_serve_checks_the_key_before_loading_the_model(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ocrft.evaluation.generation", types.SimpleNamespace(build_generator=build_generator))
     monkeypatch.delenv(KEY_ENV, raising=False)
-    cfg = OmegaConf.create({"serve": vars(ServeConfig(api_key_env=KEY_ENV)), "model": {"name": None, "path": "x"}})
+    cfg = OmegaConf.create({"serve": vars(ServeConfig(api_key_env=KEY_ENV)), "model": {"backend": "local", "name": None, "path": "x"}})
     with pytest.raises(ConfigError, match=KEY_ENV):
         run_serve(cfg, None)
 

@@ -32,22 +32,40 @@ def test_every_model_family_is_registered(name):
     message that names model.family and offers the shipped family among the known ones."""
     cfg = compose([f"model={name}"])
     validate_config(cfg)
-    family = cfg.model.family
+    if cfg.model.backend in ("endpoint", "predictions"):  # no architecture of ours is loaded
+        assert cfg.model.family is None
+        return
+    # model=cascade names its local model's family as cascade.family (model.family follows it)
+    key = "cascade.family" if cfg.model.backend == "cascade" else "model.family"
+    family = cfg.model.family or "qwen2_vl"
     cfg.model.family = family + "x"
-    with pytest.raises(ConfigError, match=rf"^model\.family='{family}x' is unknown; known families: ") as err:
+    with pytest.raises(ConfigError, match=rf"^{key}='{family}x' is unknown; known families: ") as err:
         validate_config(cfg)
     assert f"'{family}'" in str(err.value).split("known families: ", 1)[1]
 
 
+def test_model_backend_is_one_of_four_and_a_local_model_needs_its_family():
+    cfg = compose(["model.backend=remote"])
+    with pytest.raises(ConfigError, match=r"^model\.backend='remote'; choose one of \['local', 'endpoint', 'cascade', 'predictions'\]"):
+        validate_config(cfg)
+    cfg = compose(["model.family=null"])
+    with pytest.raises(ConfigError, match=r"^model\.family is not set"):
+        validate_config(cfg)
+    # the endpoint keys belong to model=endpoint only
+    with pytest.raises(Exception, match="base_url"):
+        compose(["model.base_url=http://127.0.0.1:8000/v1"])
+    assert compose(["model=endpoint", "model.base_url=http://127.0.0.1:8000/v1"]).model.base_url.endswith("/v1")
+
+
 def test_every_family_a_refusal_offers_is_accepted():
-    """The refusal of an unknown model.family lists every registered family (and the
-    non-weight kinds); each value it offers then validates."""
+    """The refusal of an unknown model.family lists every registered family; each value it
+    offers then validates. It points to model=endpoint/cascade/predictions for the rest."""
     from ocrft.models.registry import FAMILIES
 
     with pytest.raises(ConfigError, match=r"^model\.family='florence' is unknown") as err:
         validate_config(compose(["model.family=florence"]))
     offered = re.findall(r"'(\w+)'", str(err.value).split("known families: ", 1)[1])
-    assert set(FAMILIES) < set(offered)  # the registry's families, and endpoint/predictions/cascade
+    assert set(offered) == set(FAMILIES) and "model=endpoint" in str(err.value)
     for family in offered:
         validate_config(compose([f"model.family={family}"]))
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from ocrft.config import ModelConfig, ServeConfig
+from ocrft.config import EndpointModelConfig, ServeConfig
 from ocrft.evaluation.checkpoint import Checkpoint
 from ocrft.evaluation.endpoint import (
     EndpointClient,
@@ -76,7 +76,7 @@ def test_api_key_from_environment(monkeypatch):
 
 def test_build_client_overrides(monkeypatch):
     monkeypatch.setenv("MY_GATEWAY_KEY", SECRET)
-    cfg = ModelConfig(family="endpoint", path="endpoint", provider="openai", base_url="http://127.0.0.1:9/v1/",
+    cfg = EndpointModelConfig(backend="endpoint", path="endpoint", provider="openai", base_url="http://127.0.0.1:9/v1/",
                       remote_model="gpt-4o-mini", api_key_env="MY_GATEWAY_KEY", stream=True, max_retries=2)
     client = build_client(SimpleNamespace(**vars(cfg)))
     assert client.url == "http://127.0.0.1:9/v1/chat/completions"
@@ -84,9 +84,9 @@ def test_build_client_overrides(monkeypatch):
     assert SECRET not in repr(client) and "api_key=***" in repr(client)
     # An optional key (vllm) may be absent; naming a variable explicitly makes it required.
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    assert "api_key=None" in repr(build_client(SimpleNamespace(**vars(ModelConfig(family="endpoint", path="e", provider="vllm")))))
+    assert "api_key=None" in repr(build_client(SimpleNamespace(**vars(EndpointModelConfig(backend="endpoint", path="e", provider="vllm")))))
     with pytest.raises(ConfigError, match="MISSING_KEY_VAR"):
-        build_client(SimpleNamespace(**vars(ModelConfig(family="endpoint", path="e", provider="vllm", api_key_env="MISSING_KEY_VAR"))))
+        build_client(SimpleNamespace(**vars(EndpointModelConfig(backend="endpoint", path="e", provider="vllm", api_key_env="MISSING_KEY_VAR"))))
 
 
 def test_retry_delay_doubles_to_a_cap_with_jitter():

@@ -88,7 +88,7 @@ def test_before_and_after_training_differ(run_dir):
 
 
 def test_endpoint_keeps_no_credentials():
-    cfg = model("endpoint", family="endpoint", provider="vllm", base_url="http://user:pw@gpu-box:8000/v1?key=s3cret",
+    cfg = model("endpoint", backend="endpoint", provider="vllm", base_url="http://user:pw@gpu-box:8000/v1?key=s3cret",
                 remote_model="Qwen/Qwen2.5-VL-7B-Instruct")  # fmt: skip
     d = describe_model(cfg)
     assert d["endpoint"] == "http://gpu-box:8000/v1"
