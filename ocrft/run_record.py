@@ -24,7 +24,7 @@ STATUSES = ("running", "finished", "failed", "pruned")
 
 @dataclass
 class RunRecord:
-    task: str
+    task: Optional[str] = None  # the runner always sets it; a record written elsewhere may not
     status: str = "running"  # running, then finished, failed or pruned
     start_time: Optional[str] = None  # ISO 8601, UTC
     end_time: Optional[str] = None

@@ -12,7 +12,6 @@ killed run re-sends nothing already answered.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from dataclasses import replace
@@ -52,18 +51,12 @@ def local_family(cfg: Any) -> str:
     return family
 
 
-def local_config(cfg: Any) -> Any:
-    """A copy of ``cfg`` whose ``model`` is the cascade's local model (its real family)."""
-    local = copy.deepcopy(cfg)
-    local.model.family = local_family(cfg)
-    return local
-
-
 class LocalPass:
     """The local model over one split, resumable; the model loads at most once, when needed."""
 
     def __init__(self, cfg: Any, run_dir: Path):
-        self.cfg = local_config(cfg)
+        local_family(cfg)  # refuse a model whose family cannot be known before any work
+        self.cfg = cfg
         self.run_dir = Path(run_dir)
         self._generator = None
 

@@ -93,7 +93,7 @@ def build_cascade_generator(cfg: Any) -> CascadeGenerator:
     Raises:
         ConfigError: ``cascade.threshold=auto`` (serving and predict read no calibration split).
     """
-    from ocrft.evaluation.cascade_eval import local_config
+    from ocrft.evaluation.cascade_eval import local_family
     from ocrft.evaluation.endpoint import build_client, load_provider
     from ocrft.evaluation.endpoint_eval import served_model_id
     from ocrft.evaluation.generation import build_generator
@@ -105,5 +105,6 @@ def build_cascade_generator(cfg: Any) -> CascadeGenerator:
     client = build_client(fallback)  # a missing key fails here, before the model loads
     if load_provider(fallback.provider or "ocrft").name == "ocrft" and not fallback.remote_model:
         client.model = served_model_id(client) or client.model
-    return CascadeGenerator(build_generator(local_config(cfg)), client, cfg.cascade.threshold, cfg.cascade.confidence,
+    local_family(cfg)  # the local model's family is known (model.family, cascade.family or its card)
+    return CascadeGenerator(build_generator(cfg), client, cfg.cascade.threshold, cfg.cascade.confidence,
                             cfg.eval.workers, cfg.prompt.system)  # fmt: skip

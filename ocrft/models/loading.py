@@ -61,12 +61,12 @@ def resolve_model(family: Optional[str], path: str) -> ResolvedModel:
     scheme, _, rest = path.partition(":")
     if scheme in SIZES and rest:
         return ResolvedModel(rest, str(ensure_tiny(rest, size=scheme)))
-    if path.startswith("asset:"):
+    if path.startswith("asset:"):  # a model shipped in the package: then read like any folder
         local = ASSETS / path.split(":", 1)[1]
         if not local.is_dir():
             raise ModelPathError(f"model.path={path!r}: no asset folder {local}")
-        return ResolvedModel(family, str(local))
-    local = Path(path).expanduser()
+    else:
+        local = Path(path).expanduser()
     if local.is_dir():
         for sub in (local, local / "adapter", local / "model", local / "best"):
             card = sub / MODEL_CARD

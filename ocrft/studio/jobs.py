@@ -252,7 +252,7 @@ class JobManager:
                 break
             time.sleep(PROGRESS_EVERY_S)
         returncode = process.wait()
-        record = RunRecord.read(job.run_dir) or RunRecord(task="?")  # a multirun's is per trial; a run may die first
+        record = RunRecord.read(job.run_dir) or RunRecord()  # a multirun's is per trial; a run may die first
         job.metrics.update({k: v for k, v in record.metrics.items() if isinstance(v, (int, float))})
         if "train/global_step" in job.metrics:
             job.step = int(job.metrics["train/global_step"])

@@ -35,3 +35,9 @@ def test_missing_or_unreadable_records_read_as_none(tmp_path):
     assert RunRecord.read(tmp_path) is None
     (tmp_path / "run.json").write_text("[1, 2]")
     assert RunRecord.read(tmp_path) is None
+
+
+def test_a_record_naming_only_its_mlflow_run_reads(tmp_path):
+    """What a tool other than the runner may write: the MLflow run a re-run should continue."""
+    (tmp_path / "run.json").write_text('{"mlflow_run_id": "abc"}')
+    assert RunRecord.read(tmp_path).mlflow_run_id == "abc"
