@@ -29,6 +29,11 @@ BLEU_TOKENIZERS = ("13a", "zh", "char", "none")
 PREDICTION_MATCHES = ("auto", "id", "position")
 CONFIDENCES = ("mean_logprob", "min_logprob")
 BACKENDS = ("local", "endpoint", "cascade", "predictions")  # model.backend
+# eval.metric: what validation reports (val/<metric>), picks the best step and prunes trials by;
+# every name is one ocrft.evaluation.metrics.score_detailed returns (a test holds them together)
+VALIDATION_METRICS = ("cer", "mean_cer", "wer", "mean_wer", "char_precision", "char_recall", "char_f1",
+                      "mean_char_f1", "bleu", "ter", "exact_match", "ned", "degenerate_rate", "looped_rate",
+                      "json_valid_rate", "json_field_precision", "json_field_recall", "json_field_f1", "num_samples")  # fmt: skip
 
 
 class Task(str, Enum):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ocrft.config import BACKENDS, BLEU_TOKENIZERS, CER_UNITS, CONFIDENCES, LEVELS, PREDICTION_MATCHES, ConfigError, Task
+from ocrft.config import (BACKENDS, BLEU_TOKENIZERS, CER_UNITS, CONFIDENCES, LEVELS, PREDICTION_MATCHES,
+                          VALIDATION_METRICS, ConfigError, Task)
 from ocrft.data.splits import ALL, SPLITS, check_ratios
 
 
@@ -41,6 +42,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_data(cfg)
     _choice("eval.cer_unit", cfg.eval.cer_unit, CER_UNITS)
     _choice("eval.bleu_tokenize", cfg.eval.bleu_tokenize, BLEU_TOKENIZERS)
+    _choice("eval.metric", cfg.eval.metric, VALIDATION_METRICS)  # else a KeyError at the first validation
     if backend == "predictions":
         _choice("model.predictions_match", cfg.model.predictions_match, PREDICTION_MATCHES)
     _check_generation(cfg)

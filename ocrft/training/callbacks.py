@@ -11,6 +11,7 @@ from transformers import TrainerCallback
 from ocrft.distributed import world
 from ocrft.evaluation.metrics import MetricSettings
 from ocrft.progress import ProgressLog
+from ocrft.tracking.protocol import Tracker
 from ocrft.search import TrialReporter
 from ocrft.training.validation import ValidationCallback, make_validate
 
@@ -44,7 +45,7 @@ class TrackerCallback(TrainerCallback):
     tracker (ocrft.tracking) at each logging step, under our metric names, and each step's
     position to the run's progress log (ocrft.progress)."""
 
-    def __init__(self, tracker, progress: ProgressLog = ProgressLog(None)) -> None:
+    def __init__(self, tracker: Tracker, progress: ProgressLog = ProgressLog(None)) -> None:
         self.tracker = tracker
         self.progress = progress
 
@@ -97,7 +98,7 @@ class PruningCallback(TrainerCallback):
 
 
 def make_callbacks(
-    tracker, generator, val_records: Sequence, prompt: str, eval_cfg, trial_cfg, save_best: Callable[[], Any], *,
+    tracker: Tracker, generator, val_records: Sequence, prompt: str, eval_cfg, trial_cfg, save_best: Callable[[], Any], *,
     progress: ProgressLog = ProgressLog(None),
 ) -> tuple[Optional[ValidationCallback], list[TrainerCallback]]:
     """The tracker's callback and, when the run validates, the validation callback (which

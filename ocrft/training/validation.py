@@ -19,6 +19,7 @@ from ocrft.evaluation.generation import generate_all, image_loaders, prompts_for
 from ocrft.evaluation.metrics import MetricSettings, count_looped, score_detailed
 from ocrft.models.sharding import is_sharded
 from ocrft.progress import ProgressLog
+from ocrft.tracking.protocol import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class ValidationCallback(TrainerCallback):
         every_n_steps: int,
         metric: str,
         greater_is_better: bool,
-        tracker: Any,
+        tracker: Tracker,
         save_best: Callable[[], Any],
         patience: Optional[int] = None,
         reporter: Any = None,

@@ -80,6 +80,7 @@ CASES = [
     Case("train_ratio_0_to_train", "data.train_ratio", ("task=train", "data.train_ratio=0")),
     Case("val_from_train", "data.val_from_train", ev("data.val_from_train=1.5")),
     Case("cer_unit", "eval.cer_unit", ev("eval.cer_unit=byte")),
+    Case("eval_metric", "eval.metric", ev("eval.metric=accuracy")),
     Case("bleu_tokenize", "eval.bleu_tokenize", ev("eval.bleu_tokenize=klingon")),
     Case("predictions_match", "model.predictions_match", ev("model=predictions", "model.path=x", "model.predictions_match=fuzzy")),
     Case("loop_guard_ngram", "eval.loop_guard.ngram", ev("eval.loop_guard.ngram=0")),

@@ -339,6 +339,7 @@ def test_secrets_never_reach_the_store(tmp_path, monkeypatch):
 
     with pytest.raises(RuntimeError):
         run(uri, tmp_path / "run", leaky_task,
+            "model=endpoint",  # the endpoint keys (model.base_url) belong to the endpoint backend
             f"+model.api_key={cli_secret}",
             f"model.base_url=https://ocr:{url_password}@api.example.com/v1",
             f"data.path=/data/{env_secret}/ocr.json",

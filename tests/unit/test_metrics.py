@@ -453,3 +453,15 @@ def test_scores_ten_thousand_pairs_consistently():
     assert m["num_samples"] == 10_000
     assert m["cer"] == pytest.approx(jiwer.cer(refs, hyps), abs=1e-12)
     assert all(math.isfinite(v) for v in m.values())
+
+
+def test_every_validation_metric_eval_metric_accepts_is_one_the_scorer_returns():
+    """eval.metric is checked at start against VALIDATION_METRICS; each name must be a key the
+    validation's scores have (plain text, JSON targets, and looped_rate from count_looped)."""
+    from ocrft.config import VALIDATION_METRICS
+    from ocrft.evaluation.metrics import count_looped, score_detailed
+
+    text, samples = score_detailed(["a line", "other"], ["a lime", "other"])
+    count_looped(text, samples, [False, True])
+    json_metrics, _ = score_detailed(['{"total": "12"}'], ['{"total": "13"}'])
+    assert set(VALIDATION_METRICS) <= set(text) | set(json_metrics)
