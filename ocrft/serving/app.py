@@ -22,7 +22,7 @@ from ocrft.serving.admission import Admission
 from ocrft.serving.auth import authorized, read_server_key
 from ocrft.serving.batcher import Batcher, Generator
 from ocrft.serving.images import decode_data_url, decode_image
-from ocrft.serving.origin_guard import OriginGuard, default_allowed_hosts, is_loopback
+from ocrft.serving.origin_guard import OriginGuard, allowed_hosts, is_loopback
 from ocrft.serving.protocol import (CHAT_REQUEST_SCHEMA, RequestError, completion_body, error_body, parse_chat_body,
                                     parse_request, sse_chunks)
 
@@ -161,7 +161,6 @@ def guarded(app: Any, serve_cfg: Any) -> Any:
     hosts = serve_cfg.allowed_hosts
     if hosts is None and not is_loopback(serve_cfg.host):
         return app
-    hosts = list(hosts) if hosts is not None else default_allowed_hosts(serve_cfg.host)
     # No Origin check: browser clients on other origins (a chat UI) may call a served model.
-    return OriginGuard(app, hosts, check_origin=False, setting="serve",
+    return OriginGuard(app, allowed_hosts(hosts, serve_cfg.host), check_origin=False, setting="serve",
                        render=lambda why: error_body(403, why, "host_not_allowed"))  # fmt: skip

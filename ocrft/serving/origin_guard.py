@@ -53,6 +53,11 @@ def default_allowed_hosts(bound_host: str) -> list[str]:
     return list(dict.fromkeys(n.lower() for n in names))
 
 
+def allowed_hosts(configured: Optional[Iterable[str]], bound_host: str) -> list[str]:
+    """``serve.allowed_hosts`` / ``studio.allowed_hosts`` when set, else :func:`default_allowed_hosts`."""
+    return list(configured) if configured is not None else default_allowed_hosts(bound_host)
+
+
 def host_name(netloc: str) -> Optional[str]:
     """The host part of a ``Host`` header or an origin's netloc, lower-cased, brackets removed;
     None when it cannot be parsed."""

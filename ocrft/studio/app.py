@@ -17,7 +17,7 @@ import urllib.parse
 from importlib import resources
 from typing import Any, Optional
 
-from ocrft.serving.origin_guard import OriginGuard, default_allowed_hosts
+from ocrft.serving.origin_guard import OriginGuard, allowed_hosts
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,4 @@ def build_app(studio_cfg: Any, auth: Optional[tuple[str, str]] = None, manager: 
         app, blocks, path="/", auth=auth, theme=theme, css=studio_css(), ssr_mode=False, footer_links=[],
         show_error=True,
     )  # fmt: skip
-    hosts = studio_cfg.allowed_hosts
-    hosts = list(hosts) if hosts is not None else default_allowed_hosts(studio_cfg.host)
-    return OriginGuard(app, hosts, check_origin=True, setting="studio")
+    return OriginGuard(app, allowed_hosts(studio_cfg.allowed_hosts, studio_cfg.host), check_origin=True, setting="studio")

@@ -36,7 +36,6 @@ from ocrft.progress import Progress, read_progress
 from ocrft.run_record import RunRecord
 from ocrft.studio.compose import OverrideError, compose
 from ocrft.studio.job_store import ACTIVE, RESUMABLE, STATUSES, Job, JobStore, new_job_id
-from ocrft.studio.override_policy import within
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +96,8 @@ class JobManager:
         run_dir = Path(given[-1].split("=", 1)[1]) if given else self.runs_root / "studio" / job_id
         run_dir = _absolute(run_dir, self.cwd)
         overrides = [o for o in overrides if o not in given]
+        # compose refuses a run_dir outside the roots (${oc.env:HOME}, ../..): it is a written path
         cfg = compose([*overrides, f"run_dir={run_dir}"], multirun=multirun, roots=self.roots, cwd=self.cwd)
-        if within(cfg.run_dir, self.roots, self.cwd) is None:  # run_dir=${oc.env:HOME}, ../..
-            raise OverrideError(f"run_dir={cfg.run_dir}: outside the studio's roots; a launched run writes only there")
         return overrides, Path(cfg.run_dir), cfg
 
     def submit(self, overrides: list[str], multirun: bool = False) -> Job:
@@ -125,8 +123,9 @@ class JobManager:
             job = self.store.get(job_id)  # KeyError for an unknown id
             raise ValueError(f"job {job_id} is {job.status}: only a {', '.join(RESUMABLE)} job resumes")
         log.info("job %s queued to resume", job_id)
+        job = self.store.get(job_id)  # as queued: read before the dispatcher is woken to start it
         self._wake()
-        return self.store.get(job_id)
+        return job
 
     def cancel(self, job_id: str) -> Job:
         """Cancel: a queued job leaves the queue; a running one gets SIGINT (ocrft's own
@@ -238,7 +237,7 @@ class JobManager:
         self.store.update(job.id, pid=process.pid, step=job.step, started=time.time())
         log.info("job %s started (pid %d), log %s", job.id, process.pid, job.log_path)
         watcher = threading.Thread(target=self._watch, args=(job, process), name=f"job-{job.id}", daemon=True)
-        self._watchers.append(watcher)
+        self._watchers = [t for t in self._watchers if t.is_alive()] + [watcher]  # shutdown joins the live ones
         watcher.start()
 
     def _watch(self, job: Job, process: subprocess.Popen) -> None:

@@ -40,12 +40,9 @@ class Loaded:
 
 def under_roots(path: str | Path, roots: Sequence[str | Path]) -> Optional[Path]:
     """``path`` resolved (symlinks and .. included), or None when it is outside every root."""
-    resolved = Path(path).resolve()
-    for root in roots:
-        r = Path(root).resolve()
-        if resolved == r or r in resolved.parents:
-            return resolved
-    return None
+    from ocrft.studio.override_policy import within
+
+    return within(path, [Path(r) for r in roots], Path.cwd())
 
 
 @functools.lru_cache(maxsize=8)
