@@ -37,12 +37,12 @@ def main() -> None:
     generator = Generator(model, processor, get_family(args.family), max_new_tokens=args.max_new_tokens)
     records = generate_lines(tempfile.mkdtemp(), args.samples, seed=0)
     loaders, prompts = image_loaders(records), ["Read the line."] * len(records)
-    generate_all(generator, loaders[:2], prompts[:2], 2)  # warm-up
+    generate_all(generator.generate_detailed, loaders[:2], prompts[:2], 2)  # warm-up
 
     timings = {}
     for name, batch_size in (("one-at-a-time", 1), (f"batched ({args.batch_size})", args.batch_size)):
         start = time.perf_counter()
-        generate_all(generator, loaders, prompts, batch_size)
+        generate_all(generator.generate_detailed, loaders, prompts, batch_size)
         timings[name] = len(records) / (time.perf_counter() - start)
     baseline, batched = timings.values()
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "

@@ -63,7 +63,7 @@ def main() -> None:
     loaders, prompts = image_loaders(records), [cfg.prompt.text] * len(records)
     references = [r.text for r in records]
     defaults = dict(generator.generate_kwargs)
-    generate_all(generator, loaders[:2], prompts[:2], 2)  # warm-up
+    generate_all(generator.generate_detailed, loaders[:2], prompts[:2], 2)  # warm-up
 
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"model {args.model}, {len(records)} lines of 16-40 chars, "
@@ -74,7 +74,7 @@ def main() -> None:
         generator.loop_guard = variant["guard"]
         generator.generate_kwargs = {**defaults, **{k: v for k, v in variant.items() if k != "guard"}}
         start = time.perf_counter()
-        outputs = generate_all(generator, loaders, prompts, args.batch_size, detailed=True)
+        outputs = generate_all(generator.generate_detailed, loaders, prompts, args.batch_size)
         seconds[name] = time.perf_counter() - start
         metrics, samples = score_detailed([g.text for g in outputs], references, cfg.eval.normalization)
         degenerate = sum(s["degenerate"] or g.looped for s, g in zip(samples, outputs)) / len(outputs)

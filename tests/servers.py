@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import REPO
+from ocrft.evaluation.generation import Generation
 
 
 def free_port() -> int:
@@ -121,11 +122,11 @@ class FakeGenerator:
         self.batch_sizes: list[int] = []
         self.limits: list[int] = []
 
-    def generate(self, images: list, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def read(self, images: list, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         self.batch_sizes.append(len(images))
         self.limits.append(max_new_tokens)
         time.sleep(self.delay)  # the model is busy: requests arriving meanwhile queue up
-        return [f"{im.width}x{im.height} {im.mode} {prompt}" for im, prompt in zip(images, prompts)]
+        return [Generation(f"{im.width}x{im.height} {im.mode} {prompt}") for im, prompt in zip(images, prompts)]
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -24,13 +24,16 @@ COLUMNS = ("threshold", "routed_fraction", "cer", "cost_total", "meets_target", 
 def calibrate(
     cfg: Any,
     records: Sequence[Record],
-    local_rows: Sequence[dict],
+    *,
+    local: Sequence[Any],
     confidences: Sequence[float],
-    fallback: dict[str, dict],
+    fallback: dict[str, Any],
     info: dict,
     run_dir: Path,
 ) -> tuple[float, dict[str, float], dict[str, str]]:
     """Compute and write the curve; returns (threshold to route by, metrics, paths).
+
+    ``local``: the local model's Generation per record; ``fallback``: the endpoint's by id.
 
     The threshold routed by is ``cascade.threshold`` when it is a number; with ``auto`` it is
     the cheapest one meeting ``cascade.target_cer`` or, without a target (or when none meets
@@ -38,12 +41,11 @@ def calibrate(
     """
     labels = [r.text for r in records]
     settings = (cfg.eval.normalization, cfg.eval.cer_unit)
-    local_counts = calc.char_counts([r["prediction"] for r in local_rows], labels, *settings)
+    local_counts = calc.char_counts([g.text for g in local], labels, *settings)
     # a failed fallback request keeps the local text: the curve is what routing could reach
-    fb_texts = [fallback[r.id]["prediction"] if not fallback[r.id].get("error") else row["prediction"]
-                for r, row in zip(records, local_rows)]  # fmt: skip
+    fb_texts = [fallback[r.id].text if not fallback[r.id].error else g.text for r, g in zip(records, local)]
     fallback_counts = calc.char_counts(fb_texts, labels, *settings)
-    costs = [calc.sample_cost(fallback[r.id].get("usage"), info["pricing"], info["model"]) for r in records]
+    costs = [calc.sample_cost(fallback[r.id].stats.get("usage"), info["pricing"], info["model"]) for r in records]
     curve = calc.cascade_curve(confidences, local_counts, fallback_counts, costs)
     target = cfg.cascade.target_cer
     best = calc.cheapest_meeting(curve, target) if target is not None else None

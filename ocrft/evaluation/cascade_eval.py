@@ -1,26 +1,28 @@
-"""task=eval with model=cascade: a local model reads every sample, an endpoint the hard ones.
+"""model=cascade as a Predictor: a local model reads every sample, an endpoint the hard ones.
 
     python -m ocrft task=eval model=cascade model.path=outputs/train/<run> data=... \\
         cascade.fallback.provider=openai cascade.fallback.remote_model=gpt-4o-mini cascade.threshold=auto
 
-Both passes resume: the local one from ``<run_dir>/cascade_local_<split>.jsonl`` (rows keyed
-by id, valid only under the same generation fingerprint, like ocrft.evaluation.local), the
-fallback one from ``<run_dir>/cascade_fallback_<split>.jsonl`` through
-ocrft.evaluation.endpoint_eval.evaluate_endpoint (its workers, retries and checkpoint), so a
-killed run re-sends nothing already answered.
+For task=eval both passes resume: the local one from ``<run_dir>/cascade_local_<split>.jsonl``
+(rows keyed by id, valid only under the same generation fingerprint, like
+ocrft.evaluation.local), the fallback one from ``<run_dir>/cascade_fallback_<split>.jsonl``
+through ocrft.evaluation.endpoint_eval (its workers, retries and checkpoint), so a killed run
+re-sends nothing already answered. task=predict and task=serve route batch by batch
+(:meth:`CascadePredictor.read`) at a fixed numeric ``cascade.threshold``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from ocrft.config import ConfigError
 from ocrft.data.record import Record
 from ocrft.evaluation import cascade as calc
+from ocrft.evaluation.generation import Generation
+from ocrft.evaluation.predictor import OnBatch, Report, predict_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -51,144 +53,172 @@ def local_family(cfg: Any) -> str:
     return family
 
 
-class LocalPass:
-    """The local model over one split, resumable; the model loads at most once, when needed."""
+class CascadePredictor:
+    """Local model first, the fallback endpoint (``cascade.fallback``) for samples whose
+    confidence (``cascade.confidence``) is strictly below the threshold.
 
-    def __init__(self, cfg: Any, run_dir: Path):
-        local_family(cfg)  # refuse a model whose family cannot be known before any work
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self._generator = None
-
-    def read(self, records: Sequence[Record], split: str) -> list[dict]:
-        """One checkpoint row per record (ocrft.evaluation.local.checkpoint_row): prediction,
-        mean_logprob, min_logprob, num_tokens, looped."""
-        from ocrft.evaluation.local import generate_resumable
-
-        path = self.run_dir / f"cascade_local_{split}.jsonl"
-        return generate_resumable(self.cfg, records, path, f"cascade local {split}", self._load)
-
-    def _load(self):
-        from ocrft.evaluation.generation import build_generator
-
-        self._generator = self._generator or build_generator(self.cfg)
-        return self._generator
-
-
-def fallback_rows(cfg: Any, records: Sequence[Record], run_dir: Path, split: str) -> tuple[dict[str, dict], dict]:
-    """Send ``records`` to ``cascade.fallback`` (resumable); returns (rows by id, endpoint info)."""
-    from ocrft.evaluation.endpoint import build_client, load_provider
-    from ocrft.evaluation.endpoint_eval import evaluate_endpoint, served_model_id
-
-    fallback = cfg.cascade.fallback
-    provider = load_provider(fallback.provider or "ocrft")
-    client = build_client(fallback)  # a missing key fails here, before any request
-    if provider.name == "ocrft" and not fallback.remote_model:
-        client.model = served_model_id(client) or client.model  # task=serve answers under any name
-    info = {"provider": provider.name, "url": client.url, "model": client.model, "pricing": provider.pricing,
-            "pricing_as_of": provider.pricing_as_of}  # fmt: skip
-    if not records:
-        client.close()
-        return {}, info
-    try:
-        rows = evaluate_endpoint(records, cfg.prompt.text, cfg.prompt.system, client, cfg.eval.workers,
-                                 Path(run_dir) / f"cascade_fallback_{split}.jsonl", cfg.eval.save_interval)  # fmt: skip
-    finally:
-        client.close()
-    return {r["id"]: r for r in rows}, info
-
-
-def resolve_threshold(cfg: Any, local: LocalPass, run_dir: Path) -> float:
-    """``cascade.threshold`` as a number; ``auto``: read on ``cascade.calibration_split`` so that
-    at most ``cascade.max_fallback_fraction`` of it falls back."""
-    if cfg.cascade.threshold != "auto":
-        return float(cfg.cascade.threshold)
-    from ocrft.data.loading import load_data
-
-    from ocrft.data.record import DataError
-
-    split = cfg.cascade.calibration_split
-    try:
-        records = load_data(cfg.data, run_dir, splits=(split,)).splits[split]
-    except DataError:  # a bad file: its own message names it
-        raise
-    except (ValueError, KeyError) as e:
-        raise ConfigError(f"cascade.threshold=auto reads cascade.calibration_split={split!r}, which cannot be loaded"
-                          f" ({e}); give that split, a numeric cascade.threshold, or cascade.calibrate=true")  # fmt: skip
-    if not records:
-        raise DataError(f"cascade.calibration_split={split!r} is empty: nothing to pick cascade.threshold=auto on")
-    records = records[: cfg.eval.limit] if cfg.eval.limit else records
-    rows = local.read(records, split)
-    threshold = calc.pick_threshold([calc.confidence_of(r, cfg.cascade.confidence) for r in rows],
-                                    cfg.cascade.max_fallback_fraction)  # fmt: skip
-    log.info("cascade: threshold %.4f picked on %d %s samples (at most %.0f%% fall back)", threshold, len(rows),
-             split, 100 * cfg.cascade.max_fallback_fraction)  # fmt: skip
-    return threshold
-
-
-def run_cascade_eval(cfg: Any, records: Sequence[Record], run_dir: Path, *, tracker: Any = None) -> tuple[dict, dict[str, str]]:
-    """task=eval with model=cascade: route, score and write results like any evaluation.
-
-    Returns (metrics, paths) for ocrft.tasks.eval.run_eval: the usual scores plus
-    ``routed_fraction``, ``threshold`` and, where the fallback is priced, ``cost_total`` and
-    ``cost_per_1k_samples``; with ``cascade.calibrate`` also the curve files and
-    ``calibrated_threshold`` (the cheapest one meeting ``cascade.target_cer``).
+    Each Generation's ``meta`` says how it was read: ``route`` (local | fallback),
+    ``confidence``, ``local_text``, ``fallback_text`` and (task=eval) ``cost`` or
+    (predict, serve) ``fallback_error``. In task=eval a failed fallback request is the
+    sample's error; in predict and serve the local text is kept (a served answer beats none).
     """
-    from ocrft.evaluation.scoring import score_and_write
-    from ocrft.provenance import describe_model
 
-    run_dir, split, kind = Path(run_dir), cfg.eval.split, cfg.cascade.confidence
-    local = LocalPass(cfg, run_dir)  # its read refuses duplicate ids: both checkpoints are keyed by id
-    rows = local.read(records, split)
-    confidences = [calc.confidence_of(r, kind) for r in rows]
-    paths: dict[str, str] = {}
-    extra_metrics: dict[str, float] = {}
-    if cfg.cascade.calibrate:  # both models read every sample: the whole curve, then route
-        fallback, info = fallback_rows(cfg, records, run_dir, split)
-        from ocrft.evaluation.cascade_curve import calibrate
+    reads_images = True
 
-        threshold, extra_metrics, paths = calibrate(cfg, records, rows, confidences, fallback, info, run_dir)
-        routes = calc.route(confidences, threshold)
-    else:
-        threshold = resolve_threshold(cfg, local, run_dir)
-        routes = calc.route(confidences, threshold)
-        fallback, info = fallback_rows(cfg, [r for r, go in zip(records, routes) if go], run_dir, split)
-    samples, predictions, errors, looped, costs = routed_samples(records, rows, confidences, routes, fallback, info)
-    local_model = describe_model(local.cfg.model)
-    remote = describe_model({"backend": "endpoint"}, provider=info["provider"], endpoint=info["url"],
-                            remote_model=info["model"])  # fmt: skip
-    model = {"kind": "cascade", "id": f"cascade-{local_model['id']}", "local": local_model, "fallback": remote,
-             "name": cfg.model.get("name") or f"cascade: {local_model['name']} -> {remote['name']}"}  # fmt: skip
-    summary = {"threshold": threshold, "routed_fraction": sum(routes) / len(routes),
-               **calc.cost_summary(costs, len(records)), **extra_metrics}  # fmt: skip
-    extra = {"model": model, "cascade": {"confidence": kind, "pricing_as_of": info["pricing_as_of"], **summary}}
-    metrics, written = score_and_write(samples, predictions, cfg.eval, model["name"], run_dir, "results",
-                                       errors=errors, extra=extra, looped=looped)  # fmt: skip
-    log.info("cascade: %d of %d samples fell back (threshold %.4f)", sum(routes), len(routes), threshold)
-    files = {side: run_dir / f"cascade_{side}_{split}.jsonl" for side in ("local", "fallback")}
-    checkpoints = {f"cascade_{side}_checkpoint": str(path) for side, path in files.items() if path.exists()}
-    return {**metrics, **summary}, {**written, **paths, **checkpoints}
+    def __init__(self, cfg: Any, *, task: str, run_dir: Optional[Path] = None, local: Any = None, fallback: Any = None):
+        """``local`` and ``fallback`` replace the predictors built from ``cfg`` (a test's stand-ins)."""
+        from ocrft.evaluation.endpoint_eval import EndpointPredictor
+        from ocrft.evaluation.local import LocalPredictor
+
+        self.evaluating = task == "eval"
+        if not self.evaluating and cfg.cascade.threshold == "auto":
+            raise ConfigError(f"cascade.threshold=auto needs labelled data; task={task} needs a number (e.g."
+                              " cascade.threshold=-0.2; task=eval with cascade.calibrate=true helps pick one)")  # fmt: skip
+        if cfg.cascade.confidence not in calc.CONFIDENCES:
+            raise ConfigError(f"cascade.confidence={cfg.cascade.confidence!r}; choose one of {sorted(calc.CONFIDENCES)}")
+        self.cfg, self.split = cfg, cfg.eval.split
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(".")
+        local_family(cfg)  # refuse a model whose family cannot be known before any work
+        self.fallback = fallback or EndpointPredictor(
+            cfg.cascade.fallback, prompt=cfg.prompt.text, system=cfg.prompt.system, workers=cfg.eval.workers,
+            checkpoint=self.run_dir / f"cascade_fallback_{self.split}.jsonl", save_interval=cfg.eval.save_interval,
+        )  # a missing key fails here, before the model loads
+        self.local = local or LocalPredictor(cfg, desc=task)
+        self._report = Report()
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, task: str, run_dir: Optional[Path] = None, tracker: Any = None) -> "CascadePredictor":
+        return cls(cfg, task=task, run_dir=run_dir)
+
+    def read(self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: Optional[int] = None) -> list[Generation]:
+        """One batch, routed at the numeric threshold; the hard rows go to the fallback together."""
+        generations = self.local.read(images, prompts, max_new_tokens)
+        kind = self.cfg.cascade.confidence
+        confidences = [calc.confidence_of(g, kind) for g in generations]
+        routes = calc.route(confidences, float(self.cfg.cascade.threshold))
+        for g, c in zip(generations, confidences):
+            g.meta = {"route": "local", "confidence": c, "local_text": g.text, "fallback_text": None, "fallback_error": None}
+        hard = [i for i, go in enumerate(routes) if go]
+        if hard:
+            answers = self.fallback.read([images[i] for i in hard], [prompts[i] for i in hard])
+            for i, answer in zip(hard, answers):
+                g = generations[i]
+                g.meta.update(route="fallback", fallback_text=answer.text, fallback_error=answer.error)
+                if answer.error:  # a served answer beats none: keep the local text
+                    log.warning("cascade fallback failed (local text kept): %s", answer.error)
+                else:
+                    g.text, g.looped = answer.text, False
+        return generations
+
+    def count_tokens(self, text: str) -> int:
+        return self.local.count_tokens(text)
+
+    def predict(self, records: Sequence[Record], on_batch: Optional[OnBatch] = None) -> list[Generation]:
+        if not self.evaluating:
+            return predict_in_batches(self.read, records, prompt=self.cfg.prompt.text,
+                                      batch_size=self.cfg.eval.batch_size, desc="cascade", on_batch=on_batch)  # fmt: skip
+        return self._evaluate(records)
+
+    def _read_local(self, records: Sequence[Record], split: str) -> list[Generation]:
+        path = self.run_dir / f"cascade_local_{split}.jsonl"
+        return self.local.with_checkpoint(path, f"cascade local {split}").predict(records)
+
+    def _evaluate(self, records: Sequence[Record]) -> list[Generation]:
+        """task=eval: every sample read locally (resumable), the threshold fixed, picked on
+        ``cascade.calibration_split`` (``auto``) or calibrated on this split (``cascade.calibrate``:
+        the fallback then reads every sample too), and the hard samples sent to the fallback."""
+        cfg, kind = self.cfg, self.cfg.cascade.confidence
+        local = self._read_local(records, self.split)  # refuses duplicate ids: both checkpoints are keyed by id
+        confidences = [calc.confidence_of(g, kind) for g in local]
+        extra_metrics: dict[str, float] = {}
+        paths: dict[str, str] = {}
+        if cfg.cascade.calibrate:  # both models read every sample: the whole curve, then route
+            from ocrft.evaluation.cascade_curve import calibrate
+
+            fallback = self._read_fallback(records)
+            threshold, extra_metrics, paths = calibrate(cfg, records, local=local, confidences=confidences,
+                                                        fallback=fallback, info=self.fallback.info, run_dir=self.run_dir)  # fmt: skip
+            routes = calc.route(confidences, threshold)
+        else:
+            threshold = self.resolve_threshold()
+            routes = calc.route(confidences, threshold)
+            fallback = self._read_fallback([r for r, go in zip(records, routes) if go])
+        outputs, costs = routed(records, local=local, confidences=confidences, routes=routes, fallback=fallback,
+                                info=self.fallback.info)  # fmt: skip
+        log.info("cascade: %d of %d samples fell back (threshold %.4f)", sum(routes), len(routes), threshold)
+        summary = {"threshold": threshold, "routed_fraction": sum(routes) / len(routes),
+                   **calc.cost_summary(costs, len(records)), **extra_metrics}  # fmt: skip
+        files = {side: self.run_dir / f"cascade_{side}_{self.split}.jsonl" for side in ("local", "fallback")}
+        checkpoints = {f"cascade_{side}_checkpoint": str(path) for side, path in files.items() if path.exists()}
+        extra = {"cascade": {"confidence": kind, "pricing_as_of": self.fallback.info["pricing_as_of"], **summary}}
+        self._report = Report(metrics=summary, extra=extra, paths={**paths, **checkpoints})
+        return outputs
+
+    def _read_fallback(self, records: Sequence[Record]) -> dict[str, Generation]:
+        return {r.id: g for r, g in zip(records, self.fallback.predict(records))}
+
+    def resolve_threshold(self) -> float:
+        """``cascade.threshold`` as a number; ``auto``: read on ``cascade.calibration_split`` so
+        that at most ``cascade.max_fallback_fraction`` of it falls back."""
+        cfg = self.cfg
+        if cfg.cascade.threshold != "auto":
+            return float(cfg.cascade.threshold)
+        from ocrft.data.loading import load_data
+        from ocrft.data.record import DataError
+
+        split = cfg.cascade.calibration_split
+        try:
+            records = load_data(cfg.data, self.run_dir, splits=(split,)).splits[split]
+        except DataError:  # a bad file: its own message names it
+            raise
+        except (ValueError, KeyError) as e:
+            raise ConfigError(f"cascade.threshold=auto reads cascade.calibration_split={split!r}, which cannot be loaded"
+                              f" ({e}); give that split, a numeric cascade.threshold, or cascade.calibrate=true")  # fmt: skip
+        if not records:
+            raise DataError(f"cascade.calibration_split={split!r} is empty: nothing to pick cascade.threshold=auto on")
+        records = records[: cfg.eval.limit] if cfg.eval.limit else records
+        local = self._read_local(records, split)
+        threshold = calc.pick_threshold([calc.confidence_of(g, cfg.cascade.confidence) for g in local],
+                                        cfg.cascade.max_fallback_fraction)  # fmt: skip
+        log.info("cascade: threshold %.4f picked on %d %s samples (at most %.0f%% fall back)", threshold, len(local),
+                 split, 100 * cfg.cascade.max_fallback_fraction)  # fmt: skip
+        return threshold
+
+    def describe(self) -> dict:
+        from ocrft.provenance import describe_model
+
+        local, info = self.local.describe(), self.fallback.info
+        remote = describe_model({"backend": "endpoint"}, provider=info["provider"], endpoint=info["url"],
+                                remote_model=info["model"])  # fmt: skip
+        return {"kind": "cascade", "id": f"cascade-{local['id']}", "local": local, "fallback": remote,
+                "name": self.cfg.model.get("name") or f"cascade: {local['name']} -> {remote['name']}"}  # fmt: skip
+
+    def report(self, outputs: Sequence[Generation]) -> Report:
+        return self._report
+
+    def close(self) -> None:
+        self.fallback.close()
 
 
-def routed_samples(
+def routed(
     records: Sequence[Record],
-    rows: Sequence[dict],
+    *,
+    local: Sequence[Generation],
     confidences: Sequence[float],
     routes: Sequence[bool],
-    fallback: dict[str, dict],
+    fallback: dict[str, Generation],
     info: dict,
-) -> tuple[list, list, list, list, list]:
-    """Per sample the record (its meta: route, confidence, local_text, fallback_text where it
-    ran, cost), the routed prediction, its error, its loop flag; and the routed samples' costs."""
-    samples, predictions, errors, looped, costs = [], [], [], [], []
-    for record, row, conf, go in zip(records, rows, confidences, routes):
+) -> tuple[list[Generation], list]:
+    """Per sample the routed Generation (its meta: route, confidence, local_text, fallback_text
+    where it ran, cost), and the routed samples' costs."""
+    outputs, costs = [], []
+    for record, g, conf, go in zip(records, local, confidences, routes):
         fb = fallback.get(record.id)  # where the fallback ran (every sample with calibrate)
-        cost = calc.sample_cost(fb.get("usage"), info["pricing"], info["model"]) if fb else None
-        meta = {"route": "fallback" if go else "local", "confidence": conf, "local_text": row["prediction"],
-                "fallback_text": fb["prediction"] if fb else None, "cost": cost}  # fmt: skip
-        samples.append(replace(record, meta={**record.meta, **meta}))
-        predictions.append(fb["prediction"] if go else row["prediction"])
-        errors.append(fb.get("error") if go else None)
-        looped.append(bool(row.get("looped")) and not go)  # the loop guard cut the text used
+        cost = calc.sample_cost(fb.stats.get("usage"), info["pricing"], info["model"]) if fb else None
+        meta = {"route": "fallback" if go else "local", "confidence": conf, "local_text": g.text,
+                "fallback_text": fb.text if fb else None, "cost": cost}  # fmt: skip
+        chosen = fb if go else g
+        outputs.append(Generation(chosen.text, looped=g.looped and not go, error=fb.error if go else None, meta=meta,
+                                  mean_logprob=g.mean_logprob, min_logprob=g.min_logprob, num_tokens=g.num_tokens))  # fmt: skip
         costs.extend([cost] if go else [])  # what the cascade pays: its routed samples
-    return samples, predictions, errors, looped, costs
+    return outputs, costs

@@ -1,4 +1,5 @@
-"""Evaluate a data set through an endpoint client (ocrft.evaluation.endpoint), resumably.
+"""An endpoint as a Predictor: a data set read through an endpoint client
+(ocrft.evaluation.endpoint), resumably.
 
 Reliability contract of :func:`evaluate_endpoint`: every finished sample is appended to a
 JSONL checkpoint (``ocrft.evaluation.checkpoint``) and fsync'd before the next one is counted, so a
@@ -15,14 +16,16 @@ from typing import Any, Optional, Sequence
 from ocrft.data.record import DataError, Record
 from ocrft.evaluation.checkpoint import Checkpoint
 from ocrft.evaluation.endpoint import Completion, EndpointClient, build_client, load_provider, no_usage
+from ocrft.evaluation.generation import Generation
+from ocrft.evaluation.predictor import Report
 
 log = logging.getLogger(__name__)
 
-def _transcribe_record(client: EndpointClient, record: Record, prompt: str, system: Optional[str]) -> dict:
+def _transcribe_record(client: EndpointClient, record: Record, *, prompt: str, system: Optional[str]) -> dict:
     try:
         c = client.transcribe(record.image, record.prompt or prompt, system)
     except (DataError, OSError) as e:  # an unreadable image fails its sample, not the run
-        c = Completion("", no_usage(), 0.0, 0, f"{type(e).__name__}: {e}")
+        c = Completion("", no_usage(), latency_s=0.0, retries=0, error=f"{type(e).__name__}: {e}")
     return {
         "id": record.id,
         "image_path": str(record.image),
@@ -47,9 +50,10 @@ def _sample_cer() -> Optional[Any]:
 
 def evaluate_endpoint(
     records: Sequence[Record],
-    prompt: str,
-    system: Optional[str],
     client: EndpointClient,
+    *,
+    prompt: str,
+    system: Optional[str] = None,
     workers: int,
     checkpoint_path: Path,
     save_interval: int = 0,
@@ -86,7 +90,7 @@ def evaluate_endpoint(
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="endpoint")
     bar = tqdm(total=len(records), initial=len(records) - len(todo), disable=not progress, desc="endpoint")
     try:
-        futures = [pool.submit(_transcribe_record, client, r, prompt, system) for r in todo]
+        futures = [pool.submit(_transcribe_record, client, r, prompt=prompt, system=system) for r in todo]
         for future in as_completed(futures):
             row = future.result()
             ckpt.append(row)
@@ -157,31 +161,87 @@ def served_model_id(client: EndpointClient) -> Optional[str]:
     return ids[0] if len(ids) == 1 and isinstance(ids[0], str) else None
 
 
-def run_endpoint_eval(cfg: Any, records: Sequence[Record], run_dir: Path, *, tracker: Any = None) -> tuple[dict, dict[str, str]]:
-    """task=eval with model=endpoint: transcribe ``records`` through the endpoint (resumable
-    from ``<run_dir>/endpoint_checkpoint.jsonl``), then score and write results like a
-    local evaluation. Returns (metrics, paths) for :func:`ocrft.tasks.eval.run_eval`."""
-    from ocrft.evaluation.scoring import score_and_write
-    from ocrft.provenance import describe_model
+def as_generation(row: dict) -> Generation:
+    """An endpoint checkpoint row as the Generation every predictor returns."""
+    stats = {k: row.get(k) for k in ("usage", "latency_s", "retries")}
+    return Generation(row["prediction"], error=row.get("error"), stats=stats)
 
-    provider = load_provider(cfg.model.provider or "ocrft")
-    client = build_client(cfg.model)  # a missing key fails here, before any request
-    if provider.name == "ocrft" and not cfg.model.remote_model:
-        # task=serve answers under any name: send, and record, the one it serves
-        client.model = served_model_id(client) or client.model
-    checkpoint = Path(run_dir) / "endpoint_checkpoint.jsonl"
-    try:
-        rows = evaluate_endpoint(records, cfg.prompt.text, cfg.prompt.system, client, cfg.eval.workers, checkpoint,
-                                 cfg.eval.save_interval)
-    finally:
-        client.close()
-    usage = endpoint_metrics(rows, provider.pricing, client.model)
-    if "cost_usd" in usage:
-        log.info("estimated cost: %.4f USD (list prices as of %s; images billed as input tokens)",
-                 usage["cost_usd"], provider.pricing_as_of)
-    extra = {"endpoint": {"provider": provider.name, "url": client.url, "model": client.model, "stream": client.stream,
-                          "pricing_as_of": provider.pricing_as_of, **usage}}
-    model = describe_model(cfg.model, provider=provider.name, endpoint=client.url, remote_model=client.model)
-    metrics, paths = score_and_write(records, [r["prediction"] for r in rows], cfg.eval, model["name"], Path(run_dir),
-                                     "results", errors=[r["error"] for r in rows], extra={**extra, "model": model})
-    return {**metrics, **usage}, {**paths, "endpoint_checkpoint": str(checkpoint)}
+
+class EndpointPredictor:
+    """An OpenAI-compatible endpoint (``model=endpoint``, or a cascade's fallback).
+
+    ``predict`` sends ``workers`` concurrent requests and checkpoints every answer into
+    ``checkpoint`` (:func:`evaluate_endpoint`: a re-run re-sends only the failed and the
+    unsent); ``read`` answers one batch of in-memory images (task=serve, a cascade's batch).
+
+    Args:
+        endpoint: the endpoint's config section (``cfg.model`` or ``cfg.cascade.fallback``):
+            provider, base_url, remote_model, api_key_env, ...
+        model_cfg: what results name the model after (default: ``endpoint``).
+        client: an already built client (default: built from ``endpoint``).
+    """
+
+    reads_images = True
+
+    def __init__(self, endpoint: Any, *, prompt: str, system: Optional[str], workers: int, checkpoint: Path,
+                 save_interval: int = 0, model_cfg: Any = None, client: Optional[EndpointClient] = None):  # fmt: skip
+        self.provider = load_provider(endpoint.provider or "ocrft")
+        self.client = client or build_client(endpoint)  # a missing key fails here, before any request
+        if client is None and self.provider.name == "ocrft" and not endpoint.remote_model:
+            # task=serve answers under any name: send, and record, the one it serves
+            self.client.model = served_model_id(self.client) or self.client.model
+        self.prompt, self.system, self.workers = prompt, system, max(1, workers)
+        self.checkpoint, self.save_interval = Path(checkpoint), save_interval
+        self.model_cfg = model_cfg if model_cfg is not None else endpoint
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, task: str, run_dir: Optional[Path] = None, tracker: Any = None) -> "EndpointPredictor":
+        folder = Path(run_dir) if run_dir is not None else Path(".")
+        name = "endpoint_checkpoint.jsonl" if task == "eval" else f"endpoint_{task}_checkpoint.jsonl"
+        return cls(cfg.model, prompt=cfg.prompt.text, system=cfg.prompt.system, workers=cfg.eval.workers,
+                   checkpoint=folder / name, save_interval=cfg.eval.save_interval)  # fmt: skip
+
+    @property
+    def info(self) -> dict:
+        """Who answers and at what price (a cascade's summary and costs)."""
+        return {"provider": self.provider.name, "url": self.client.url, "model": self.client.model,
+                "pricing": self.provider.pricing, "pricing_as_of": self.provider.pricing_as_of}  # fmt: skip
+
+    def predict(self, records: Sequence[Record], on_batch: Optional[Any] = None) -> list[Generation]:
+        if not records:
+            return []
+        rows = evaluate_endpoint(records, self.client, prompt=self.prompt, system=self.system, workers=self.workers,
+                                 checkpoint_path=self.checkpoint, save_interval=self.save_interval)  # fmt: skip
+        outputs = [as_generation(row) for row in rows]
+        if on_batch is not None:
+            on_batch(list(range(len(outputs))), outputs)
+        return outputs
+
+    def read(self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: Optional[int] = None) -> list[Generation]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(i: int) -> Generation:
+            c = self.client.transcribe(images[i], prompts[i], self.system)
+            return Generation(c.text, error=c.error, stats={"usage": c.usage, "latency_s": c.latency_s, "retries": c.retries})
+
+        with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(images))), thread_name_prefix="endpoint") as pool:
+            return list(pool.map(one, range(len(images))))
+
+    def describe(self) -> dict:
+        from ocrft.provenance import describe_model
+
+        return describe_model(self.model_cfg, provider=self.provider.name, endpoint=self.client.url,
+                              remote_model=self.client.model)  # fmt: skip
+
+    def report(self, outputs: Sequence[Generation]) -> Report:
+        rows = [{**g.stats, "error": g.error} for g in outputs]
+        usage = endpoint_metrics(rows, self.provider.pricing, self.client.model)
+        if "cost_usd" in usage:
+            log.info("estimated cost: %.4f USD (list prices as of %s; images billed as input tokens)",
+                     usage["cost_usd"], self.provider.pricing_as_of)
+        extra = {"endpoint": {"provider": self.provider.name, "url": self.client.url, "model": self.client.model,
+                              "stream": self.client.stream, "pricing_as_of": self.provider.pricing_as_of, **usage}}
+        return Report(metrics=usage, extra=extra, paths={"endpoint_checkpoint": str(self.checkpoint)})
+
+    def close(self) -> None:
+        self.client.close()

@@ -9,7 +9,7 @@ validation during training, predict, serve and the cascade alike.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from ocrft.data.record import Record
@@ -25,6 +25,12 @@ class Generation:
     ``looped``: the loop guard stopped it (its text is cut where the repetition started;
     scored as degenerate). ``mean_logprob`` / ``min_logprob``: over its greedy tokens, the end
     token included (natural log, <= 0; 0.0 with beam search, where none is recorded).
+
+    Every :class:`ocrft.evaluation.predictor.Predictor` returns these, whatever its backend:
+    ``error``: why the sample has no reading (an endpoint request that failed, an unreadable
+    image; scored as empty and counted); ``meta``: per-sample facts the backend adds to the
+    sample's results (a cascade's route and confidence); ``stats``: what the run's summary
+    adds up (an endpoint's token usage, latency and retries), not written per sample.
     """
 
     text: str
@@ -32,6 +38,9 @@ class Generation:
     mean_logprob: float = 0.0
     min_logprob: float = 0.0
     num_tokens: int = 0
+    error: Optional[str] = None
+    meta: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
 
 
 class Generator:
@@ -46,6 +55,7 @@ class Generator:
         model,
         processor,
         family,
+        *,
         system: Optional[str] = None,
         max_new_tokens: int = 128,
         repetition_penalty: float = 1.0,
@@ -123,7 +133,7 @@ class Generator:
             length = cuts.get(row, self._length(tokens))
             text = self.processor.tokenizer.decode(tokens[:length], skip_special_tokens=True).strip()
             mean, low = summarize(recorder.row(row, length)) if recorder else (0.0, 0.0)
-            results.append(Generation(text, row in cuts, mean, low, length))
+            results.append(Generation(text, looped=row in cuts, mean_logprob=mean, min_logprob=low, num_tokens=length))
         if cuts:
             log.info("loop guard: stopped %d of %d samples of this batch", len(cuts), len(results))
         return results
@@ -138,25 +148,24 @@ class Generator:
 
 
 def generate_all(
-    generator: Generator,
+    read: Callable[[list, list[str]], list[Generation]],
     images: Sequence[Callable[[], Any]],
     prompts: Sequence[str],
     batch_size: int,
-    on_batch: Optional[Callable[[list[int], list], None]] = None,
-    detailed: bool = False,
-) -> list:
-    """Generate for every sample in batches of similar size (less padding).
+    *,
+    on_batch: Optional[Callable[[list[int], list[Generation]], None]] = None,
+) -> list[Generation]:
+    """``read(images, prompts)`` (e.g. ``Generator.generate_detailed``) for every sample, in
+    batches of similar prompt length (less padding).
 
     ``images`` are loaders (called per batch, so only one batch of images is in memory);
-    ``on_batch(indices, outputs)`` sees each finished batch (progress, checkpoints). Outputs
-    are texts, or :class:`Generation` objects when ``detailed``.
+    ``on_batch(indices, outputs)`` sees each finished batch (progress, checkpoints).
     """
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        batch = ([images[i]() for i in idx], [prompts[i] for i in idx])
-        outputs = generator.generate_detailed(*batch) if detailed else generator.generate(*batch)
+        outputs = read([images[i]() for i in idx], [prompts[i] for i in idx])
         for i, output in zip(idx, outputs):
             results[i] = output
         if on_batch:
@@ -164,7 +173,7 @@ def generate_all(
     return results
 
 
-def build_generator(cfg, model=None, processor=None) -> Generator:
+def build_generator(cfg, *, model=None, processor=None) -> Generator:
     """A Generator for ``cfg.model`` (loading it unless ``model``/``processor`` are given)."""
     from ocrft.models.bundle import load_bundle
 

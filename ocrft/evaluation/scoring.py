@@ -1,14 +1,15 @@
 """Score predictions against their records and write the results file and its HTML report.
 
-Every evaluation ends here: a local model (ocrft.evaluation.local), an endpoint
-(ocrft.evaluation.endpoint_eval) or another engine's output (ocrft.evaluation.predictions_eval),
-so their results files and reports are alike.
+Every evaluation ends here, whatever predictor read the images (ocrft.evaluation.predictor:
+a local model, an endpoint, a cascade, another engine's output), so their results files and
+reports are alike.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ocrft.data.record import Record
 
@@ -17,6 +18,7 @@ def score_and_write(
     records: Sequence[Record],
     predictions: Sequence[str],
     eval_cfg,
+    *,
     model_name: str,
     out_dir: Path,
     name: str = "results",
@@ -50,3 +52,22 @@ def score_and_write(
         f"{name}_report": str(atomic.write_text(out_dir / f"{name}.html", render_report_html(results))),
     }
     return metrics, paths
+
+
+def score_outputs(
+    records: Sequence[Record],
+    outputs: Sequence[Any],
+    eval_cfg,
+    *,
+    model: dict,
+    out_dir: Path,
+    name: str = "results",
+    extra: Optional[dict] = None,
+) -> tuple[dict, dict[str, str]]:
+    """:func:`score_and_write` for a predictor's Generations: their errors and loop flags are
+    scored, their ``meta`` joins each sample's results, and the results name ``model``."""
+    samples = [replace(r, meta={**r.meta, **g.meta}) if g.meta else r for r, g in zip(records, outputs)]
+    errors = [g.error for g in outputs]
+    return score_and_write(samples, [g.text for g in outputs], eval_cfg, model_name=model["name"], out_dir=Path(out_dir),
+                           name=name, errors=errors if any(errors) else None, extra={**(extra or {}), "model": model},
+                           looped=[g.looped for g in outputs])  # fmt: skip

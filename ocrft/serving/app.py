@@ -20,7 +20,7 @@ from typing import Any, Awaitable, TypeVar
 
 from ocrft.serving.admission import Admission
 from ocrft.serving.auth import authorized, read_server_key
-from ocrft.serving.batcher import Batcher, Generator
+from ocrft.serving.batcher import Batcher, Reader
 from ocrft.serving.images import decode_data_url, decode_image
 from ocrft.serving.origin_guard import OriginGuard, allowed_hosts, is_loopback
 from ocrft.serving.protocol import (CHAT_REQUEST_SCHEMA, RequestError, completion_body, error_body, parse_chat_body,
@@ -77,8 +77,8 @@ async def until_hangup(request: Any, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-def create_app(generator: Generator, serve_cfg: Any, model_name: str) -> Admission:
-    """The ASGI app serving ``generator`` as ``model_name``: a FastAPI app behind the
+def create_app(predictor: Reader, serve_cfg: Any, model_name: str) -> Admission:
+    """The ASGI app serving ``predictor`` (ocrft.evaluation.predictor) as ``model_name``: a FastAPI app behind the
     admission control (its ``draining``, ``in_flight`` and ``refused`` are the server's).
 
     Raises:
@@ -92,7 +92,7 @@ def create_app(generator: Generator, serve_cfg: Any, model_name: str) -> Admissi
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["batcher"] = Batcher(generator, serve_cfg.max_batch_size, serve_cfg.batch_wait_ms / 1000)
+        state["batcher"] = Batcher(predictor, serve_cfg.max_batch_size, serve_cfg.batch_wait_ms / 1000)
         task = asyncio.create_task(state["batcher"].run())
         yield
         task.cancel()
@@ -125,7 +125,7 @@ def create_app(generator: Generator, serve_cfg: Any, model_name: str) -> Admissi
         del data
         submitted = state["batcher"].submit(image, ocr.prompt, ocr.max_new_tokens)
         text, n_prompt, n_completion = await until_hangup(request, submitted)
-        finish = "length" if getattr(generator, "count_tokens", None) and n_completion >= ocr.max_new_tokens else "stop"
+        finish = "length" if getattr(predictor, "count_tokens", None) and n_completion >= ocr.max_new_tokens else "stop"
         usage = {"prompt_tokens": n_prompt, "completion_tokens": n_completion, "total_tokens": n_prompt + n_completion}
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model_name}
         if not stream:

@@ -1,6 +1,6 @@
-"""Concurrent requests into generator batches: a background task collects up to
-``max_batch_size`` jobs for ``wait_s`` and calls the generator once, in a worker thread so
-the event loop keeps accepting (and refusing) requests meanwhile."""
+"""Concurrent requests into predictor batches: a background task collects up to
+``max_batch_size`` jobs for ``wait_s`` and calls the predictor's ``read`` once, in a worker
+thread so the event loop keeps accepting (and refusing) requests meanwhile."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from ocrft.serving.protocol import RequestError
 log = logging.getLogger(__name__)
 
 
-class Generator(Protocol):
-    """What task=serve serves (ocrft.evaluation.generation.build_generator returns one).
-
-    ``generate`` gets one image and one prompt per sample and returns one string per
-    sample. An optional ``count_tokens(text) -> int`` makes the reported usage exact.
+class Reader(Protocol):
+    """What task=serve serves: an ocrft.evaluation.predictor.Predictor, of which it needs
+    ``read`` (one image and one prompt per sample in, one Generation per sample out). An
+    optional ``count_tokens(text) -> int`` makes the reported usage exact.
     """
 
-    def generate(self, images: list[Any], prompts: list[str], max_new_tokens: int) -> list[str]: ...
+    def read(self, images: list[Any], prompts: list[str], max_new_tokens: int) -> list[Any]: ...
 
 
 @dataclass
@@ -34,20 +33,20 @@ class _Job:
 
 
 def estimate_tokens(text: str) -> int:
-    """~4 characters per token: used only when the generator cannot count (image tokens excluded)."""
+    """~4 characters per token: used only when the predictor cannot count (image tokens excluded)."""
     return math.ceil(len(text) / 4)
 
 
 class Batcher:
-    """Collects concurrent requests into generator batches; one generate() at a time.
+    """Collects concurrent requests into predictor batches; one read() at a time.
 
     A job whose future is already done when its batch is about to run (its request timed
     out, or its client hung up, which cancels the awaiting handler and so the future) is
     dropped without being generated.
     """
 
-    def __init__(self, generator: Generator, max_batch_size: int, wait_s: float):
-        self.generator = generator
+    def __init__(self, predictor: Reader, max_batch_size: int, wait_s: float):
+        self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -98,10 +97,12 @@ class Batcher:
             else:
                 job.future.set_result(result)
 
-    def _generate(self, jobs: list[_Job], max_new_tokens: int) -> list[tuple[str, int, int]]:
-        texts = self.generator.generate([j.image for j in jobs], [j.prompt for j in jobs], max_new_tokens)
-        if len(texts) != len(jobs):
-            raise RuntimeError(f"generator returned {len(texts)} texts for {len(jobs)} prompts")
+    def _generate(self, jobs: list[_Job], max_new_tokens: int) -> list[Any]:
+        outputs = self.predictor.read([j.image for j in jobs], [j.prompt for j in jobs], max_new_tokens)
+        if len(outputs) != len(jobs):
+            raise RuntimeError(f"predictor returned {len(outputs)} readings for {len(jobs)} prompts")
         log.debug("generated a batch of %d", len(jobs))
-        count = getattr(self.generator, "count_tokens", None) or estimate_tokens
-        return [(t, count(j.prompt), count(t)) for j, t in zip(jobs, texts)]
+        count = getattr(self.predictor, "count_tokens", None) or estimate_tokens
+        # A reading that failed (a proxied endpoint's request) is that request's error, not an empty answer.
+        return [RequestError(502, f"upstream model failed: {o.error}", "upstream_error") if o.error
+                else (o.text, count(j.prompt), count(o.text)) for j, o in zip(jobs, outputs)]  # fmt: skip

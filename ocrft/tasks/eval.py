@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ocrft.data.record import Record
-from ocrft.evaluation.backends import evaluator
 from ocrft.runner import RunContext, TaskResult
 
 
@@ -29,15 +28,31 @@ def load_eval_split(cfg, run_dir: Path, tracker=None) -> list[Record]:
     return records
 
 
+def evaluate_split(cfg, records: list[Record], run_dir: Path, *, tracker=None) -> tuple[dict, dict[str, str]]:
+    """Read ``records`` with the backend's predictor (ocrft.evaluation.predictor; resumable from
+    its checkpoint in ``run_dir``), score them and write the results; returns (metrics, paths):
+    the scores and the backend's own figures (tokens and cost, routing, unmatched predictions)."""
+    from ocrft.evaluation.predictor import build_predictor
+    from ocrft.evaluation.scoring import score_outputs
+
+    predictor = build_predictor(cfg, task="eval", run_dir=run_dir, tracker=tracker)
+    try:
+        outputs = predictor.predict(records)
+        report = predictor.report(outputs)
+        scores, paths = score_outputs(records, outputs, cfg.eval, model=predictor.describe(), out_dir=run_dir,
+                                      extra=report.extra)  # fmt: skip
+    finally:
+        predictor.close()
+    return {**scores, **report.metrics}, {**paths, **report.paths}
+
+
 def run_eval(cfg, ctx: RunContext) -> TaskResult:
-    """task=eval: a base model, a checkpoint, an ocrft run folder, or an endpoint on one split."""
+    """task=eval: the split read, scored and logged with the per-sample table."""
     from ocrft.evaluation.metrics import metric_tags
     from ocrft.evaluation.results import load_results, to_frame
 
     records = load_eval_split(cfg, ctx.run_dir, ctx.tracker)
-    # local, endpoint, cascade (local first, an endpoint for the hard samples) or predictions
-    # (another engine's output: nothing is loaded): ocrft.evaluation.backends
-    metrics, paths = evaluator(cfg.model.backend)(cfg, records, ctx.run_dir, tracker=ctx.tracker)
+    metrics, paths = evaluate_split(cfg, records, ctx.run_dir, tracker=ctx.tracker)
     metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
     ctx.tracker.log_metrics(metrics)
     ctx.tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures

@@ -25,15 +25,15 @@ PROCESSOR_FILES = (
 
 
 def run_merge(cfg, ctx: RunContext) -> TaskResult:
-    from ocrft.evaluation.generation import Generator
-    from ocrft.evaluation.local import generate_with_progress
+    from ocrft.evaluation.generation import build_generator
+    from ocrft.evaluation.local import LocalPredictor
     from ocrft.models.bundle import load_bundle
     from ocrft.models.loading import load_model, resolve_model, write_model_card
 
     if not resolve_model(cfg.model.family, cfg.model.path).adapter_path:  # before any weights are read
         raise ConfigError(f"model.path={cfg.model.path!r} has no adapter to merge (expected an ocrft run folder or adapter)")
     bundle = load_bundle(cfg.model)
-    resolved, family, processor, adapted = bundle.resolved, bundle.family, bundle.processor, bundle.model
+    resolved, processor, adapted = bundle.resolved, bundle.processor, bundle.model
     out = Path(cfg.merge.output_dir).expanduser() if cfg.merge.output_dir else ctx.run_dir / "merged"
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -50,11 +50,10 @@ def run_merge(cfg, ctx: RunContext) -> TaskResult:
     metrics: dict[str, float] = {}
     if records:
         reloaded = resolve_model(resolved.family, str(out))
-        gens = {
-            "adapter": Generator(load_model(resolved, cfg.model.dtype), processor, family, cfg.prompt.system, cfg.eval.max_new_tokens),
-            "merged": Generator(load_model(reloaded, cfg.model.dtype), processor, family, cfg.prompt.system, cfg.eval.max_new_tokens),
-        }
-        texts = {k: generate_with_progress(g, records, cfg.prompt.text, cfg.eval.batch_size, f"check {k}") for k, g in gens.items()}
+        texts = {}
+        for kind, checkpoint in (("adapter", resolved), ("merged", reloaded)):
+            generator = build_generator(cfg, model=load_model(checkpoint, cfg.model.dtype), processor=processor)
+            texts[kind] = [g.text for g in LocalPredictor(cfg, generator=generator, desc=f"check {kind}").predict(records)]
         differ = [(r.id, a, m) for r, a, m in zip(records, texts["adapter"], texts["merged"]) if a != m]
         for rid, a, m in differ:
             log.warning("merge check: %s differs: adapter=%r merged=%r", rid, a, m)

@@ -1,5 +1,6 @@
-"""task=predict: transcribe one image or a folder of images with a local model or a cascade
-(model=cascade with a numeric cascade.threshold: each output records its route and confidence)."""
+"""task=predict: transcribe one image or a folder of images with a local model, an endpoint
+or a cascade (model=cascade with a numeric cascade.threshold: each output records its route
+and confidence)."""
 
 from __future__ import annotations
 
@@ -28,33 +29,32 @@ def list_images(source: Path) -> list[Path]:
 
 
 def run_predict(cfg, ctx: RunContext) -> TaskResult:
-    """Write ``results.txt`` (``path<TAB>text`` per image) and ``predictions.jsonl``."""
+    """Write ``results.txt`` (``path<TAB>text`` per image) and ``predictions.jsonl`` (with a
+    cascade, each row also says which model read it and how sure the local one was)."""
     from ocrft import atomic
     from ocrft.data.record import Record
-    from ocrft.evaluation.backends import generator_builder
-    from ocrft.evaluation.cascade_generator import CascadeGenerator
-    from ocrft.evaluation.local import generate_with_progress
-    from ocrft.provenance import describe_model
+    from ocrft.evaluation.predictor import build_predictor
 
     if not cfg.predict.input:
         raise ConfigError("predict.input is not set: task=predict needs predict.input=<image or folder>")
     images = list_images(Path(cfg.predict.input).expanduser())
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
     records = [Record(id=str(p), image=str(p), text="") for p in images]
-    generator = generator_builder(cfg.model.backend, "predict")(cfg)
-    cascade = isinstance(generator, CascadeGenerator)  # local model first, an endpoint for the unsure rows
-    log.info("transcribing %d image(s) with %s", len(records), describe_model(cfg.model)["name"])
-    outputs = generate_with_progress(generator, records, cfg.prompt.text, cfg.eval.batch_size, "predict", detailed=True)
+    predictor = build_predictor(cfg, task="predict", run_dir=ctx.run_dir)
+    try:
+        log.info("transcribing %d image(s) with %s", len(records), predictor.describe()["name"])
+        outputs = predictor.predict(records)
+    finally:
+        predictor.close()
     texts = [o.text for o in outputs]
     # One line per image: newlines inside a transcription are escaped, so line N is image N.
     lines = [f"{p}\t{t.replace(chr(10), chr(92) + 'n')}" for p, t in zip(images, texts)]
     txt = atomic.write_text(out_dir / "results.txt", "\n".join(lines) + "\n")
-    rows = [{"image": str(p), "prediction": t} for p, t in zip(images, texts)]
+    rows = [{"image": str(p), "prediction": o.text, **({"error": o.error} if o.error else {}), **o.meta}
+            for p, o in zip(images, outputs)]  # fmt: skip
     metrics = {"predict/images": len(images)}
-    if cascade:  # each row says which model read it and how sure the local one was
-        rows = [{**row, **{k: v for k, v in asdict(o).items() if k != "text"}} for row, o in zip(rows, outputs)]
-        metrics["predict/routed_fraction"] = sum(o.route == "fallback" for o in outputs) / len(outputs)
-        generator.close()
+    if any("route" in o.meta for o in outputs):  # a cascade: local model first, an endpoint for the unsure rows
+        metrics["predict/routed_fraction"] = sum(o.meta["route"] == "fallback" for o in outputs) / len(outputs)
     jsonl = atomic.write_jsonl(out_dir / "predictions.jsonl", rows)
     for path in (txt, jsonl):
         ctx.tracker.log_artifact(path)

@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 
 
 def run_serve(cfg: Any, ctx: Any) -> Any:
-    """task=serve: load the model (ocrft.evaluation.generation.build_generator; with model=cascade
-    ocrft.evaluation.cascade_generator, which answers low-confidence requests through its
-    fallback) and serve it until Ctrl-C/SIGTERM."""
+    """task=serve: load the model's predictor (ocrft.evaluation.predictor: a local model; a
+    cascade answers low-confidence requests through its fallback; an endpoint is proxied) and
+    serve it until Ctrl-C/SIGTERM."""
     import uvicorn
 
-    from ocrft.evaluation.backends import generator_builder
+    from ocrft.evaluation.predictor import build_predictor
     from ocrft.provenance import serve_model_name
     from ocrft.runner import TaskResult
 
@@ -46,9 +46,9 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     host, port = cfg.serve.host, cfg.serve.port
     if not is_loopback(host) and not cfg.serve.api_key_env:
         log.warning("serving on %s without a key: anyone who can reach port %d can use the model", host, port)
-    generator = generator_builder(cfg.model.backend, "serve")(cfg)  # a local model, or a cascade
+    predictor = build_predictor(cfg, task="serve")
     model_name = serve_model_name(cfg)  # short: the run folder's name or the base's id, never a path
-    app = create_app(generator, cfg.serve, model_name)
+    app = create_app(predictor, cfg.serve, model_name)
     url = f"http://{host}:{port}/v1"
     log.info("serving %s at %s (POST /chat/completions, GET /models, GET /health); Ctrl-C stops", model_name, url)
 
@@ -72,7 +72,6 @@ def run_serve(cfg: Any, ctx: Any) -> Any:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-        if hasattr(generator, "close"):  # a cascade's HTTP client
-            generator.close()
+        predictor.close()  # a cascade's or an endpoint's HTTP client
     log.info("server stopped")
     return TaskResult(paths={}, extra={"url": url, "model_name": model_name})

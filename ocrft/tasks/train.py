@@ -19,7 +19,7 @@ from ocrft.data.loading import load_data
 from ocrft.data.splits import ALL, join_splits
 from ocrft.distributed import world
 from ocrft.evaluation.generation import build_generator
-from ocrft.evaluation.local import evaluate_records
+from ocrft.evaluation.local import LocalPredictor, evaluate_records
 from ocrft.evaluation.metrics import metric_tags
 from ocrft.evaluation.results import load_results, to_frame
 from ocrft.models.collate import Collator
@@ -65,11 +65,12 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     model = load_bundle(cfg.model, trainable=True, quantization_config=bnb, processor=processor).model
     model = apply_peft(model, cfg.peft, family, quantized=bnb is not None)
     # 5. trainer, with the generator that validates and evaluates
-    generator = build_generator(cfg, model, processor)
+    generator = build_generator(cfg, model=model, processor=processor)
     args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world().size)
     save_best = partial(save_model, model, processor, resolved, cfg, run_dir, name="best")
-    validation, callbacks = make_callbacks(tracker, generator, val_records, cfg.prompt.text, cfg.eval, cfg.trial, save_best,
-                                           progress=ctx.progress)  # fmt: skip
+    validator = LocalPredictor(cfg, generator=generator, desc="validate", progress=False)
+    validation, callbacks = make_callbacks(tracker, validator, val_records, eval_cfg=cfg.eval, trial_cfg=cfg.trial,
+                                           save_best=save_best, progress=ctx.progress)  # fmt: skip
     collator = TrainCollator(Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length))
     trainer = OcrftSFTTrainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
                               processing_class=processor, callbacks=callbacks)  # fmt: skip
@@ -80,7 +81,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     # 6. score the eval split before training (not again on resume: the first run did)
     if cfg.eval.before_after and eval_records and resume is None and joins(trainer.model):
         base = describe_model(cfg.model, stage="before training")
-        paths = score_split(generator, eval_records, cfg, run_dir, tracker, "before", base, metrics)
+        before = LocalPredictor(cfg, generator=generator, desc="eval before", model=base)
+        paths = score_split(before, eval_records, out_dir=run_dir, tracker=tracker, stage="before", metrics=metrics)
     # 7. train (resuming from the last checkpoint of an interrupted run)
     metrics.update(train(trainer, resume, args.max_steps))
     tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith(("train/", "system/"))})
@@ -96,7 +98,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     # 9. score the eval split after training, with the weights kept in step 8
     if eval_records and joins(trainer.model):
         trained = describe_model(cfg.model, run_dir=run_dir, step=trainer.state.global_step if best is None else best)
-        paths.update(score_split(generator, eval_records, cfg, run_dir, tracker, "after", trained, metrics))
+        after = LocalPredictor(cfg, generator=generator, desc="eval after", model=trained)
+        paths.update(score_split(after, eval_records, out_dir=run_dir, tracker=tracker, stage="after", metrics=metrics))
         log_results(tracker, paths)
     return TaskResult(metrics=metrics, paths=paths)
 
@@ -114,14 +117,14 @@ def effective_batch_size(args) -> int:
     return size
 
 
-def score_split(generator, records, cfg, run_dir: Path, tracker, stage: str, model: dict, metrics: dict) -> dict:
+def score_split(predictor: LocalPredictor, records, *, out_dir: Path, tracker, stage: str, metrics: dict) -> dict:
     """Score the eval split ``before`` or ``after`` training into ``metrics``; returns the files written."""
     name, prefix = ("results_before", "eval_before/") if stage == "before" else ("results", "eval/")
-    scores, paths = evaluate_records(generator, records, cfg, run_dir, name, f"eval {stage}", model)
+    scores, paths = evaluate_records(predictor, records, out_dir=out_dir, name=name)
     scores = {f"{prefix}{k}": v for k, v in scores.items() if isinstance(v, (int, float))}
     metrics.update(scores)
     tracker.log_metrics(scores, step=0)
-    tracker.set_tags(metric_tags(cfg.eval))  # how CER was counted, BLEU/TER signatures
+    tracker.set_tags(metric_tags(predictor.cfg.eval))  # how CER was counted, BLEU/TER signatures
     return paths
 
 

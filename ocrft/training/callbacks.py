@@ -98,11 +98,12 @@ class PruningCallback(TrainerCallback):
 
 
 def make_callbacks(
-    tracker: Tracker, generator, val_records: Sequence, prompt: str, eval_cfg, trial_cfg, save_best: Callable[[], Any], *,
-    progress: ProgressLog = ProgressLog(None),
+    tracker: Tracker, predictor: Any, val_records: Sequence, *, eval_cfg: Any, trial_cfg: Any,
+    save_best: Callable[[], Any], progress: ProgressLog = ProgressLog(None),
 ) -> tuple[Optional[ValidationCallback], list[TrainerCallback]]:
     """The tracker's callback and, when the run validates, the validation callback (which
-    reports to the sweep's trial, if any, and calls ``save_best`` on each improvement).
+    reads the val subset with ``predictor``, reports to the sweep's trial, if any, and calls
+    ``save_best`` on each improvement).
 
     Returns:
         the validation callback (None without validation) and every callback for the Trainer.
@@ -116,8 +117,8 @@ def make_callbacks(
     # rank 0 validates and reports; the others follow its decision
     reporter = TrialReporter.from_config(trial_cfg) if trial_cfg.storage and world().is_main else None
     validation = ValidationCallback(
-        validate=make_validate(generator, subset, prompt, eval_cfg.batch_size, eval_cfg.normalization,
-                               MetricSettings.from_eval(eval_cfg)),  # fmt: skip
+        validate=make_validate(predictor, subset, normalization=eval_cfg.normalization,
+                               settings=MetricSettings.from_eval(eval_cfg)),  # fmt: skip
         every_n_steps=eval_cfg.every_n_steps,
         metric=eval_cfg.metric,
         greater_is_better=eval_cfg.greater_is_better,

@@ -15,7 +15,6 @@ from transformers import TrainerCallback
 
 from ocrft.config import ConfigError
 from ocrft.data.record import Record
-from ocrft.evaluation.generation import generate_all, image_loaders, prompts_for
 from ocrft.evaluation.metrics import MetricSettings, count_looped, score_detailed
 from ocrft.models.sharding import is_sharded
 from ocrft.progress import ProgressLog
@@ -118,16 +117,13 @@ def _sharded(model) -> bool:
     return model is not None and is_sharded(model)
 
 
-def make_validate(
-    generator, records: Sequence[Record], prompt: str, batch_size: int, normalization: Any, settings: MetricSettings
-) -> Callable[[], dict]:
-    """A closure scoring the generator on a fixed subset (no files written)."""
-    loaders = image_loaders(records)
-    prompts = prompts_for(records, prompt)
+def make_validate(predictor: Any, records: Sequence[Record], *, normalization: Any, settings: MetricSettings) -> Callable[[], dict]:
+    """A closure scoring the model on a fixed subset with ``predictor`` (an
+    ocrft.evaluation.local.LocalPredictor around the model in training; no files written)."""
     references = [r.text for r in records]
 
     def validate() -> dict:
-        outputs = generate_all(generator, loaders, prompts, batch_size, detailed=True)
+        outputs = predictor.predict(records)
         metrics, samples = score_detailed([g.text for g in outputs], references, normalization, settings)
         count_looped(metrics, samples, [g.looped for g in outputs])
         return metrics

@@ -37,7 +37,7 @@ def main(out: Path) -> None:
 
     from ocrft.models.collate import Collator, Sample
     from ocrft.data.record import Record
-    from ocrft.evaluation.local import evaluate_records
+    from ocrft.evaluation.local import LocalPredictor, evaluate_records
     from ocrft.evaluation.generation import Generator
     from ocrft.models.loading import ensure_tiny, load_model, load_processor, resolve_model
     from ocrft.models.registry import get_family
@@ -65,7 +65,7 @@ def main(out: Path) -> None:
     generator = Generator(model, processor, family, max_new_tokens=6)
 
     images = [Image.new("RGB", (40 + 24 * i, 28), (255, 255 - 40 * i, 255)) for i in range(5)]
-    prompts = [cfg.prompt.text] * 5  # the prompt evaluate_records uses
+    prompts = [cfg.prompt.text] * 5  # the prompt LocalPredictor uses
     reference = generator.generate(images, prompts)
     reference_adapter = {k: v.clone() for k, v in full_state_dict(model).items() if "lora_" in k}
 
@@ -83,7 +83,7 @@ def main(out: Path) -> None:
         for i, image in enumerate(images):
             image.save(out / f"img{i}.png")
     dist.barrier()
-    scores, paths = evaluate_records(generator, records, cfg, out, "results", "eval")
+    scores, paths = evaluate_records(LocalPredictor(cfg, generator=generator, desc="eval"), records, out_dir=out, name="results")
 
     saved = save_model(model, processor, resolved, cfg, out)  # every rank gathers; rank 0 writes
     with torch.no_grad():  # spoil the local shards of the adapter, then restore it from the files

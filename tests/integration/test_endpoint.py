@@ -48,7 +48,7 @@ def test_faults_are_retried_and_nothing_is_lost_or_duplicated(tmp_path, stream):
     with FakeOpenAI(labels, api_key=KEY, script=script) as server:
         client = EndpointClient(server.url, "fake-ocr", api_key=KEY, stream=stream, max_retries=5, **FAST)
         ckpt = tmp_path / "ckpt.jsonl"
-        rows = evaluate_endpoint(records, "Transcribe.", None, client, workers=3, checkpoint_path=ckpt, save_interval=4, progress=False)
+        rows = evaluate_endpoint(records, client, prompt="Transcribe.", system=None, workers=3, checkpoint_path=ckpt, save_interval=4, progress=False)
 
     assert [r["id"] for r in rows] == [r.id for r in records]  # the records' order
     assert [r["prediction"] for r in rows] == [r.text for r in records]
@@ -99,13 +99,13 @@ def test_failures_are_recorded_then_retried_on_resume(tmp_path):
     script = {shas[1]: ["400"], shas[4]: ["500"] * 3}  # not retryable; retries exhausted
     with FakeOpenAI(labels, script=script) as server:
         client = EndpointClient(server.url, "m", max_retries=2, **FAST)
-        rows = evaluate_endpoint(records, "read", None, client, workers=2, checkpoint_path=ckpt, progress=False)
+        rows = evaluate_endpoint(records, client, prompt="read", system=None, workers=2, checkpoint_path=ckpt, progress=False)
         assert [bool(r["error"]) for r in rows] == [False, True, False, False, True, False]
         assert rows[1]["error"].startswith("HTTP 400") and rows[1]["retries"] == 0
         assert "gave up after 2 retries" in rows[4]["error"] and rows[4]["retries"] == 2
         before = len(server.log)
 
-        rows = evaluate_endpoint(records, "read", None, client, workers=2, checkpoint_path=ckpt, progress=False)
+        rows = evaluate_endpoint(records, client, prompt="read", system=None, workers=2, checkpoint_path=ckpt, progress=False)
         assert [r["prediction"] for r in rows] == [r.text for r in records]
         resent = [entry["sha"] for entry in server.log[before:]]
         assert sorted(resent) == sorted([shas[1], shas[4]])  # only the failed ones went out again
@@ -117,7 +117,7 @@ def test_limit_and_record_prompt(tmp_path):
     records[0] = Record(id=records[0].id, image=records[0].image, text=records[0].text, prompt="Own prompt.")
     with FakeOpenAI(labels) as server:
         client = EndpointClient(server.url, "m", **FAST)
-        rows = evaluate_endpoint(records, "read", "system text", client, workers=2,
+        rows = evaluate_endpoint(records, client, prompt="read", system="system text", workers=2,
                                  checkpoint_path=tmp_path / "c.jsonl", limit=2, progress=False)
     assert [r["id"] for r in rows] == ["img-0", "img-1"] and len(server.log) == 2
     assert rows[0]["usage"]["prompt_tokens"] == 100 + len("Own prompt.")
@@ -142,12 +142,12 @@ def test_key_never_reaches_logs_checkpoint_or_results(tmp_path, monkeypatch, cap
         cfg = SimpleNamespace(**vars(EndpointModelConfig(backend="endpoint", path="e", provider="openai", base_url=server.url,
                                                  remote_model="m", timeout=2.0)))
         client = build_client(cfg)
-        rows = evaluate_endpoint(records, "read", None, client, workers=2, checkpoint_path=tmp_path / "ok.jsonl")
+        rows = evaluate_endpoint(records, client, prompt="read", system=None, workers=2, checkpoint_path=tmp_path / "ok.jsonl")
         assert all(r["error"] is None for r in rows)
         # A server that echoes the (wrong) key it received into its 401 body.
         wrong = "sk-wrong-key-ZYXWVUTSRQPONMLKJIHGFEDCBA"
         monkeypatch.setenv("OPENAI_API_KEY", wrong)
-        bad_rows = evaluate_endpoint(records, "read", None, build_client(cfg), workers=2,
+        bad_rows = evaluate_endpoint(records, build_client(cfg), prompt="read", system=None, workers=2,
                                      checkpoint_path=tmp_path / "bad.jsonl", progress=False)
     assert all(r["error"].startswith("HTTP 401") for r in bad_rows)
     written = json.dumps(rows + bad_rows) + (tmp_path / "ok.jsonl").read_text() + (tmp_path / "bad.jsonl").read_text()
@@ -167,7 +167,7 @@ from ocrft.evaluation.endpoint_eval import evaluate_endpoint
 logging.basicConfig(level=logging.INFO)
 records = [Record(**r) for r in json.loads(Path(sys.argv[1]).read_text())]
 client = EndpointClient(sys.argv[2], "fake", api_key=os.environ["FAKE_KEY"], timeout=60, max_retries=2)
-rows = evaluate_endpoint(records, "read", None, client, workers=2, checkpoint_path=Path(sys.argv[3]),
+rows = evaluate_endpoint(records, client, prompt="read", system=None, workers=2, checkpoint_path=Path(sys.argv[3]),
                          save_interval=3, progress=False)
 Path(sys.argv[4]).write_text(json.dumps(rows))
 """

@@ -311,7 +311,7 @@ class FakeGenerator:
         self.samples += len(images)
         return [f"pred-{self.samples - len(images) + i}" for i in range(len(images))]
 
-    def generate_detailed(self, images, prompts):
+    def generate_detailed(self, images, prompts, max_new_tokens=None):
         from ocrft.evaluation.generation import Generation
 
         return [Generation(text) for text in self.generate(images, prompts)]
@@ -332,19 +332,19 @@ def eval_cfg(tmp_path):
 def test_local_eval_checkpoint_skips_finished_ids_and_redoes_stale_ones(eval_cfg, tmp_path, monkeypatch):
     import ocrft.evaluation.generation
     from ocrft.tasks.eval import load_eval_split
-    from ocrft.evaluation.local import run_local_eval
+    from ocrft.tasks.eval import evaluate_split
 
     run_dir = tmp_path / "run"
     records = load_eval_split(eval_cfg, run_dir)
     fake = FakeGenerator(crash_after=2)
     monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", lambda cfg, **loaded: fake)
     with pytest.raises(RuntimeError, match="crashed"):
-        run_local_eval(eval_cfg, records, run_dir)
+        evaluate_split(eval_cfg, records, run_dir)
     rows, _ = checkpoint_rows(run_dir / "eval_checkpoint.jsonl")
     assert [r["id"] for r in rows] == [r.id for r in records[:4]]  # two whole batches, on disk
 
     fake = FakeGenerator()
-    metrics, paths = run_local_eval(eval_cfg, records, run_dir)
+    metrics, paths = evaluate_split(eval_cfg, records, run_dir)
     assert fake.samples == 3  # only the samples missing after the crash
     results = json.loads(Path(paths["results"]).read_text())
     assert [s["id"] for s in results["samples"]] == [r.id for r in records]
@@ -354,14 +354,14 @@ def test_local_eval_checkpoint_skips_finished_ids_and_redoes_stale_ones(eval_cfg
         raise AssertionError("all samples are done: the model must not be loaded")
 
     monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", no_model)
-    metrics_again, _ = run_local_eval(eval_cfg, records, run_dir)
+    metrics_again, _ = evaluate_split(eval_cfg, records, run_dir)
     assert metrics_again == metrics
 
     # Another prompt, or new weights at the same path: every checkpointed row is stale.
     (Path(eval_cfg.model.path) / "model.safetensors").write_bytes(b"weights v2, retrained")
     fake = FakeGenerator()
     monkeypatch.setattr(ocrft.evaluation.generation, "build_generator", lambda cfg, **loaded: fake)
-    run_local_eval(eval_cfg, records, run_dir)
+    evaluate_split(eval_cfg, records, run_dir)
     assert fake.samples == len(records)
 
 

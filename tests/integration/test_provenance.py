@@ -157,8 +157,10 @@ def test_served_run_folder_is_listed_by_its_short_name(tracked):
     assert name == "tiny-run"
 
     class Echo:
-        def generate(self, images, prompts, max_new_tokens):
-            return ["x" for _ in images]
+        def read(self, images, prompts, max_new_tokens):
+            from ocrft.evaluation.generation import Generation
+
+            return [Generation("x") for _ in images]
 
     with TestClient(create_app(Echo(), cfg.serve, name), base_url="http://127.0.0.1") as http:
         ids = [m["id"] for m in http.get("/v1/models").json()["data"]]

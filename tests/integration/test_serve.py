@@ -202,7 +202,7 @@ def test_endpoint_eval_of_a_served_model_sends_and_records_its_name(fake_served,
     import json
 
     from ocrft.data.record import Record
-    from ocrft.evaluation.endpoint_eval import run_endpoint_eval
+    from ocrft.tasks.eval import evaluate_split
     from tests.helpers import compose
 
     url, _ = fake_served
@@ -211,7 +211,7 @@ def test_endpoint_eval_of_a_served_model_sends_and_records_its_name(fake_served,
     cfg = compose(["task=eval", "model=endpoint", "model.provider=ocrft", f"model.base_url={url}/v1",
                    f"model.api_key_env={KEY_ENV}", "tracking=none"])  # fmt: skip
     records = [Record(id="a", image=str(tmp_path / "a.png"), text="40x16")]
-    run_endpoint_eval(cfg, records, tmp_path)
+    evaluate_split(cfg, records, tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     # the model id came from the server's /v1/models, not the provider's placeholder "ocrft"
     assert results["model_name"] == f"ocrft:{MODEL}"
@@ -228,7 +228,7 @@ def test_refuses_to_start_with_empty_key_variable(monkeypatch):
 
 def test_open_server_and_generator_failure():
     class Broken(FakeGenerator):
-        def generate(self, images, prompts, max_new_tokens):
+        def read(self, images, prompts, max_new_tokens):
             raise RuntimeError("CUDA out of memory")
 
     with running(create_app(Broken(), ServeConfig(), MODEL)) as url:
@@ -242,12 +242,17 @@ import json, logging, sys, types
 from omegaconf import OmegaConf
 from ocrft.config import ServeConfig
 
-class Generator:
-    def generate(self, images, prompts, max_new_tokens):
-        return [f"{im.width}x{im.height}" for im in images]
+from ocrft.evaluation.generation import Generation
 
-# Stand-in for ocrft.evaluation.generation (the local-model loader) so only the serving is under test.
-sys.modules["ocrft.evaluation.generation"] = types.SimpleNamespace(build_generator=lambda cfg: Generator())
+class Reader:
+    def read(self, images, prompts, max_new_tokens):
+        return [Generation(f"{im.width}x{im.height}") for im in images]
+
+    def close(self):
+        pass
+
+# Stand-in for ocrft.evaluation.predictor (the model loader) so only the serving is under test.
+sys.modules["ocrft.evaluation.predictor"] = types.SimpleNamespace(build_predictor=lambda cfg, **kw: Reader())
 from ocrft.tasks.serve import run_serve
 
 logging.basicConfig(level=logging.INFO)
@@ -297,10 +302,10 @@ def test_run_serve_checks_the_key_before_loading_the_model(monkeypatch):
 
     from ocrft.tasks.serve import run_serve
 
-    def build_generator(cfg):
+    def build_predictor(cfg, **kwargs):
         raise AssertionError("the model must not be loaded for a server that cannot start")
 
-    monkeypatch.setitem(sys.modules, "ocrft.evaluation.generation", types.SimpleNamespace(build_generator=build_generator))
+    monkeypatch.setitem(sys.modules, "ocrft.evaluation.predictor", types.SimpleNamespace(build_predictor=build_predictor))
     monkeypatch.delenv(KEY_ENV, raising=False)
     cfg = OmegaConf.create({"serve": vars(ServeConfig(api_key_env=KEY_ENV)), "model": {"backend": "local", "name": None, "path": "x"}})
     with pytest.raises(ConfigError, match=KEY_ENV):

@@ -1,5 +1,5 @@
 """model=cascade's pure parts: thresholds (ties), routing, the CER-versus-cost curve, AUROC,
-costs, the family lookup, and CascadeGenerator with a stand-in local model and endpoint."""
+costs, the family lookup, and CascadePredictor's batch routing with a stand-in local model and endpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from ocrft.config import ConfigError
 from ocrft.evaluation import cascade as calc
-from ocrft.evaluation.cascade_generator import CascadeGenerator, build_cascade_generator
+from ocrft.evaluation.cascade_eval import CascadePredictor
 from ocrft.evaluation.endpoint import Completion
 from ocrft.evaluation.generation import Generation
 from tests.helpers import compose
@@ -138,9 +138,10 @@ class FakeLocal:
         self.table = table
         self.calls = []
 
-    def generate_detailed(self, images, prompts, max_new_tokens=None):
+    def read(self, images, prompts, max_new_tokens=None):
         self.calls.append(list(images))
-        return [Generation(self.table[i][0], False, self.table[i][1], self.table[i][1] - 1, 2) for i in images]
+        return [Generation(self.table[i][0], mean_logprob=self.table[i][1], min_logprob=self.table[i][1] - 1, num_tokens=2)
+                for i in images]
 
     def count_tokens(self, text):
         return len(text)
@@ -160,27 +161,39 @@ class FakeClient:
         self.closed = True
 
 
-def test_cascade_generator_routes_low_confidence_rows():
+def cascade(local, client, *overrides, tmp_path):
+    from types import SimpleNamespace
+
+    from ocrft.evaluation.endpoint_eval import EndpointPredictor
+
+    cfg = compose(["task=serve", "model=cascade", "model.path=asset:demo_base", *overrides])
+    fallback = EndpointPredictor(SimpleNamespace(provider="openai", remote_model="m"), prompt="p", system="sys",
+                                 workers=2, checkpoint=tmp_path / "fb.jsonl", client=client)  # fmt: skip
+    return CascadePredictor(cfg, task="serve", local=local, fallback=fallback)
+
+
+def test_cascade_routes_low_confidence_rows_of_a_batch(tmp_path):
     local = FakeLocal({"a": ("la", -0.1), "b": ("lb", -2.0), "c": ("lc", -0.5), "d": ("ld", -3.0)})
     client = FakeClient(fail={"d"})
-    gen = CascadeGenerator(local, client, threshold=-0.4, workers=2, system="sys")
-    out = gen.generate_detailed(["a", "b", "c", "d"], ["p"] * 4, 8)
-    assert [o.route for o in out] == ["local", "fallback", "fallback", "fallback"]
+    gen = cascade(local, client, "cascade.threshold=-0.4", tmp_path=tmp_path)
+    out = gen.read(["a", "b", "c", "d"], ["p"] * 4, 8)
+    assert [o.meta["route"] for o in out] == ["local", "fallback", "fallback", "fallback"]
     assert [o.text for o in out] == ["la", "API:b", "API:c", "ld"]  # d's request failed: local text kept
-    assert out[3].fallback_error == "gave up" and out[1].local_text == "lb" and out[0].fallback_text is None
+    assert out[3].meta["fallback_error"] == "gave up" and out[1].meta["local_text"] == "lb"
+    assert out[0].meta["fallback_text"] is None and out[3].error is None  # a served answer beats none
     assert sorted(s[0] for s in client.sent) == ["b", "c", "d"] and {s[2] for s in client.sent} == {"sys"}
-    assert gen.generate(["a"], ["p"]) == ["la"] and len(client.sent) == 3  # confident: no request
+    assert [o.text for o in gen.read(["a"], ["p"])] == ["la"] and len(client.sent) == 3  # confident: no request
     assert gen.count_tokens("abc") == 3
-    min_gen = CascadeGenerator(local, FakeClient(), threshold=-1.2, confidence="min_logprob")
-    assert [o.route for o in min_gen.generate_detailed(["a", "c"], ["p", "p"])] == ["local", "fallback"]
+    min_gen = cascade(local, FakeClient(), "cascade.threshold=-1.2", "cascade.confidence=min_logprob", tmp_path=tmp_path)
+    assert [o.meta["route"] for o in min_gen.read(["a", "c"], ["p", "p"])] == ["local", "fallback"]
     with pytest.raises(ConfigError, match="cascade.confidence"):
-        CascadeGenerator(local, client, -1, confidence="entropy")
+        cascade(local, client, "cascade.threshold=-1", "cascade.confidence=entropy", tmp_path=tmp_path)
 
 
-def test_build_cascade_generator_refuses_auto():
+def test_cascade_refuses_auto_outside_eval():
     cfg = compose(["task=serve", "model=cascade", "model.path=asset:demo_base"])
     with pytest.raises(ConfigError, match="cascade.threshold=auto"):
-        build_cascade_generator(cfg)
+        CascadePredictor(cfg, task="serve")
 
 
 def test_curve_files(tmp_path):
@@ -200,11 +213,10 @@ def test_curve_files(tmp_path):
 
 
 def test_auto_threshold_names_a_calibration_split_it_cannot_load(tmp_path):
-    from ocrft.evaluation.cascade_eval import resolve_threshold
-
     cfg = compose(["task=eval", "model=cascade", "model.path=asset:demo_base", "data=tiny_ocr",
                    "cascade.calibration_split=nope"])  # fmt: skip
+    predictor = CascadePredictor(cfg, task="eval", run_dir=tmp_path, local=FakeLocal({}), fallback=object())
     with pytest.raises(ConfigError, match="cascade.calibration_split='nope'"):
-        resolve_threshold(cfg, None, tmp_path)  # fails before any model is needed
+        predictor.resolve_threshold()  # fails before any model is needed
     cfg.cascade.threshold = -0.25
-    assert resolve_threshold(cfg, None, tmp_path) == -0.25
+    assert predictor.resolve_threshold() == -0.25

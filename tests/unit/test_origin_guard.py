@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ocrft.config import ServeConfig
 from ocrft.serving.app import create_app
 from ocrft.serving.origin_guard import OriginGuard, default_allowed_hosts, is_loopback
+from ocrft.evaluation.generation import Generation
 
 
 def echo_app() -> FastAPI:
@@ -98,8 +99,8 @@ def test_loopback_and_default_names():
 
 
 class Echo:
-    def generate(self, images: list, prompts: list[str], max_new_tokens: int) -> list[str]:
-        return ["text"] * len(images)
+    def read(self, images: list, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+        return [Generation("text") for _ in images]
 
 
 def test_serve_on_loopback_refuses_a_rebinding_host_with_an_openai_error():

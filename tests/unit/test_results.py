@@ -177,7 +177,7 @@ def test_eval_and_report_thread_the_settings_from_cfg_eval(tmp_path):
 
     eval_cfg = OmegaConf.structured(EvalConfig(cer_unit="grapheme", ter_no_punct=True))
     records = [Record(id="1", image="none.png", text="Schu\u0364ler."), Record(id="2", image="none.png", text="Band")]
-    metrics, paths = score_and_write(records, ["Schuler", "Band"], eval_cfg, "tiny", tmp_path)
+    metrics, paths = score_and_write(records, ["Schuler", "Band"], eval_cfg, model_name="tiny", out_dir=tmp_path)
     written = load_results(paths["results"])
     assert metrics["cer"] == pytest.approx(2 / (8 + 4))  # graphemes: "uͤ" one character, "." dropped
     assert written["metric_settings"] == MetricSettings(cer_unit="grapheme", ter_no_punct=True).as_dict()

@@ -18,6 +18,7 @@ from ocrft.config import ServeConfig
 from ocrft.serving.app import create_app
 from ocrft.serving.batcher import Batcher
 from tests.servers import chat, data_url, running
+from ocrft.evaluation.generation import Generation
 
 
 class GatedGenerator:
@@ -28,11 +29,11 @@ class GatedGenerator:
         self.started = threading.Event()
         self.batches: list[list[str]] = []
 
-    def generate(self, images: list, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def read(self, images: list, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         self.batches.append(list(prompts))
         self.started.set()
         assert self.gate.wait(30), "the test never opened the gate"
-        return [f"read {p}" for p in prompts]
+        return [Generation(f"read {p}") for p in prompts]
 
 
 def wait_for(condition, what: str, timeout: float = 10.0) -> None:
@@ -122,9 +123,9 @@ def test_batcher_skips_cancelled_jobs():
         def __init__(self) -> None:
             self.prompts: list[str] = []
 
-        def generate(self, images, prompts, max_new_tokens):
+        def read(self, images, prompts, max_new_tokens):
             self.prompts += prompts
-            return list(prompts)
+            return [Generation(p) for p in prompts]
 
     async def scenario(gen: Recorder) -> list:
         batcher = Batcher(gen, max_batch_size=8, wait_s=0.05)
