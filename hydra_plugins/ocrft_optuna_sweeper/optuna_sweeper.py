@@ -102,7 +102,7 @@ class OptunaSweeper(Sweeper):
         self.seed = self.sampler_spec.get("seed")
         self.build_sampler = lambda seed: build_sampler(self.sampler_spec, self.params, seed)
         study = create_study(self.rdb, self.study_name, self.direction, self.metric,
-                             self.build_sampler(self.seed), build_pruner(self.pruner_spec))  # fmt: skip
+                             sampler=self.build_sampler(self.seed), pruner=build_pruner(self.pruner_spec))  # fmt: skip
         self.study_id = self.rdb.get_study_id_from_name(self.study_name)
         # The job rebuilds the pruner from here (it may run in another process or machine).
         study.set_user_attr(PRUNER_ATTR, self.pruner_spec)
@@ -159,7 +159,7 @@ class OptunaSweeper(Sweeper):
             if batch:
                 returns.append(self._run(study, batch))
 
-        summary.finish(self, study, sweep_dir, started, stop_reason)
+        summary.finish(self, study, sweep_dir, started=started, stop_reason=stop_reason)
         if stop_reason:
             raise SweepStopped(stop_reason)
         return returns

@@ -33,7 +33,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def finish(sweeper: Any, study: "optuna.Study", sweep_dir: Path, started: str, stop_reason: Optional[str]) -> dict:
+def finish(sweeper: Any, study: "optuna.Study", sweep_dir: Path, *, started: str, stop_reason: Optional[str]) -> dict:
     """Log the best trial and write best.yaml, plots and the sweep's run.json; returns that record."""
     from optuna.trial import TrialState
 

@@ -118,7 +118,7 @@ def _image(value: Any, base: Optional[Path], cache_dir: Path) -> str:
     return checked_image(local)
 
 
-def _read_one(ds: Any, split: str, base: Optional[Path], col: Collector, image_column: str, text_column: str) -> None:
+def _read_one(ds: Any, split: str, base: Optional[Path], col: Collector, *, image_column: str, text_column: str) -> None:
     from datasets import Image
 
     _check_columns(ds, image_column, text_column, f"the {split!r} split of {col.path}")
@@ -146,7 +146,7 @@ def _read_one(ds: Any, split: str, base: Optional[Path], col: Collector, image_c
         col.result.records.append(Record(id=rid, image=image, text=text, group=image, meta={"hf_split": split}))
 
 
-def read_hf_splits(source: str | os.PathLike, on_error: str | OnError = "raise", cache_dir: Optional[Path] = None,
+def read_hf_splits(source: str | os.PathLike, on_error: str | OnError = "raise", cache_dir: Optional[Path] = None, *,
                    image_column: str = "image", text_column: str = "text") -> dict[str, ReadResult]:
     """Read a dataset into ocrft's splits (``{WHOLE: ...}`` when it has one split).
 
@@ -177,16 +177,16 @@ def read_hf_splits(source: str | os.PathLike, on_error: str | OnError = "raise",
     out: dict[str, ReadResult] = {}
     for split, part in named.items():
         col = Collector(Path(source), on_error, cache_dir)
-        _read_one(part, split, base, col, image_column, text_column)
+        _read_one(part, split, base, col, image_column=image_column, text_column=text_column)
         out[split] = col.result
     return out
 
 
-def read_hf_dataset(source: str | os.PathLike, on_error: str | OnError = "raise", cache_dir: Optional[Path] = None,
+def read_hf_dataset(source: str | os.PathLike, on_error: str | OnError = "raise", cache_dir: Optional[Path] = None, *,
                     image_column: str = "image", text_column: str = "text") -> ReadResult:
     """Read every split of a dataset as one pool (for ``data.<split>_file``)."""
     result = ReadResult()
-    for part in read_hf_splits(source, on_error, cache_dir, image_column, text_column).values():
+    for part in read_hf_splits(source, on_error, cache_dir, image_column=image_column, text_column=text_column).values():
         result.records += part.records
         result.skipped.update(part.skipped)
         result.errors += part.errors

@@ -116,7 +116,7 @@ def _split_of(stem: str) -> Optional[str]:
 
 
 def _read_pairs(root: Path, stems: list[str], images: dict[str, Path], gts: dict[str, Path],
-                col: Collector) -> None:
+                *, col: Collector) -> None:
     folders = {s.rsplit("/", 1)[0] if "/" in s else "" for s in stems}
     by_folder = len(folders) > 1
     for stem in stems:
@@ -172,7 +172,7 @@ def read_line_folder(path: str | os.PathLike, on_error: str | OnError = "raise",
     """
     root = Path(path)
     parts, images, gts, col = _collect(root, on_error)
-    _read_pairs(root, sorted(s for stems in parts.values() for s in stems), images, gts, col)
+    _read_pairs(root, sorted(s for stems in parts.values() for s in stems), images, gts, col=col)
     return col.result
 
 
@@ -188,7 +188,7 @@ def read_line_folder_splits(path: str | os.PathLike, on_error: str | OnError = "
     parts, images, gts, col = _collect(root, on_error)
     out: dict[str, ReadResult] = {}
     for split in [s for s in (*SPLITS, WHOLE) if s in parts]:
-        _read_pairs(root, parts[split], images, gts, col)
+        _read_pairs(root, parts[split], images, gts, col=col)
         out[split] = ReadResult(records=col.result.records)
         col.result.records = []
     first = next(iter(out.values()), None)

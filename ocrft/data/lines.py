@@ -178,6 +178,7 @@ def import_pages(
     work_dir: Path,
     read_page: Callable[[Path], Optional[PageLines]],
     markers: tuple[bytes, ...],
+    *,
     settings: CropSettings,
     skip_bad_xml: bool,
     level: str = "line",
@@ -243,7 +244,8 @@ def import_pages(
         seen[digest] = page_id
         result.pages += 1
         page_image = Path(os.path.relpath(image_path, root)).as_posix()
-        _write_lines(page_id, rel, samples, (image, scale, digest, page_image), work_dir, settings, result)
+        _write_lines(page_id, rel, samples, (image, scale, digest, page_image), work_dir=work_dir, settings=settings,
+                     result=result)
     log.info("%d pages read, %d samples cut", result.pages, len(result.records))
     return result
 
@@ -257,7 +259,7 @@ def _cut(sample: Sample, image, scale: PageFrame, settings: CropSettings):
     return crop, list(pixel_box(points, image.size))
 
 
-def _write_lines(page_id, rel, samples, page, work_dir, settings, result) -> None:
+def _write_lines(page_id, rel, samples, page, *, work_dir, settings, result) -> None:
     """Crop and save each sample of one page and add its Record.
 
     Meta (every key but sha256 becomes a column of the prepared rows): ``page`` (page id),

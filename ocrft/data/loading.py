@@ -116,7 +116,7 @@ def _generate_cached(fmt: str, cfg: Any, split: str) -> tuple[list[Record], Path
 
 
 def _read(
-    reader: Reader, file: Path, on_error: str | OnError, cache_dir: Optional[Path], skipped: Counter,
+    reader: Reader, file: Path, on_error: str | OnError, cache_dir: Optional[Path], *, skipped: Counter,
     options: Optional[dict] = None,
 ) -> list[Record]:
     result: ReadResult = reader.read(file, on_error, cache_dir, **(options or {}))
@@ -174,7 +174,7 @@ def load_data(data_cfg: Any, run_dir: Optional[Path] = None, splits: Sequence[st
         if fmt not in READERS:
             raise ConfigError(f"data.format={fmt!r} is unknown; known: {sorted([*GENERATORS, *READERS])}")
         optional = set(SPLITS) - set(requested) if ALL in requested else set()
-        _load_files(data_cfg, READERS[fmt], splits, run_dir, loaded, skipped, optional)
+        _load_files(data_cfg, READERS[fmt], splits, run_dir, loaded=loaded, skipped=skipped, optional=optional)
     if data_cfg.val_from_train and "val" in loaded.splits and not loaded.splits["val"] and loaded.splits.get("train"):
         train, val = carve_val(loaded.splits["train"], data_cfg.val_from_train, data_cfg.split_seed)
         loaded.splits["train"], loaded.splits["val"] = train, val
@@ -208,7 +208,7 @@ def _split(records: list[Record], cfg: Any, source: object) -> tuple[dict[str, l
     return split_records(records, cfg.train_ratio, cfg.val_ratio, cfg.split_seed, by_record=cfg.split_by_line), how
 
 
-def _read_whole(reader: Reader, source: str, cfg: Any, cache_dir: Optional[Path], skipped: Counter,
+def _read_whole(reader: Reader, source: str, cfg: Any, cache_dir: Optional[Path], *, skipped: Counter,
                 options: dict) -> tuple[dict[str, list[Record]], dict[str, str]]:
     """Read a whole-dataset source (``Reader.read_splits``) into every split and its description."""
     named = reader.read_splits(source, cfg.on_error, cache_dir, **options)
@@ -226,7 +226,7 @@ def _read_whole(reader: Reader, source: str, cfg: Any, cache_dir: Optional[Path]
 
 
 def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Optional[Path],
-                loaded: LoadedData, skipped: Counter, optional: set[str]) -> None:
+                *, loaded: LoadedData, skipped: Counter, optional: set[str]) -> None:
     """Read ``splits`` into ``loaded``; one of ``optional`` without a source is empty, not an error."""
     on_error = cfg.on_error  # the reader validates it (enum or string)
     cache_dir = Path(cfg.cache_dir).expanduser() / "images" if cfg.cache_dir else (
@@ -239,7 +239,7 @@ def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Option
     whole: Optional[dict[str, list[Record]]] = None
     sources: dict[str, str] = {}
     if path is not None and reader.read_splits is not None and not (path / f"train{reader.ext}").is_file():
-        whole, sources = _read_whole(reader, str(cfg.path), cfg, cache_dir, skipped, options)
+        whole, sources = _read_whole(reader, str(cfg.path), cfg, cache_dir, skipped=skipped, options=options)
     for split in splits:
         explicit = getattr(cfg, f"{split}_file", None)
         if explicit:
@@ -251,7 +251,8 @@ def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Option
             file = path / f"{split}{reader.ext}"
         elif path is not None:
             if whole is None:
-                whole, how = _split(_read(reader, path, on_error, cache_dir, skipped, options), cfg, path)
+                records = _read(reader, path, on_error, cache_dir, skipped=skipped, options=options)
+                whole, how = _split(records, cfg, path)
                 sources = {s: f"{path} ({how})" for s in SPLITS}
             if split not in whole:
                 raise ConfigError(f"data.path is one file, split into {'/'.join(SPLITS)}: no {split!r} split")
@@ -270,5 +271,5 @@ def _load_files(cfg: Any, reader: Reader, splits: Sequence[str], run_dir: Option
             problem = "does not exist" if not file.exists() else "is not a file"
             raise ConfigError(f"data.{split}_file={file} {problem}" if explicit else
                               f"data.path={path}: its {split} split file {file} {problem}")
-        loaded.splits[split] = _read(reader, file, on_error, cache_dir, skipped, options)
+        loaded.splits[split] = _read(reader, file, on_error, cache_dir, skipped=skipped, options=options)
         loaded.sources[split] = str(file)

@@ -55,7 +55,7 @@ def _joined(lines: list[Line]) -> str:
 
 
 def _region_sample(region: Region, text: str) -> Sample:
-    return Sample("region", region.id, region.id, None, text, region.points, region.source_line)
+    return Sample("region", region.id, region.id, None, text=text, points=region.points, source_line=region.source_line)
 
 
 def line_samples(page: PageLines) -> tuple[list[Sample], list[Skip]]:
@@ -65,7 +65,8 @@ def line_samples(page: PageLines) -> tuple[list[Sample], list[Skip]]:
         if region is not None and region.text and not _joined(lines):
             _add(samples, skips, _region_sample(region, region.text))
         for line in lines:
-            _add(samples, skips, Sample("line", line.id, line.region, line.id, line.text, line.points, line.source_line))
+            _add(samples, skips, Sample("line", line.id, line.region, line.id, text=line.text, points=line.points,
+                                       source_line=line.source_line))
     return samples, skips
 
 
@@ -84,7 +85,7 @@ def page_samples(page: PageLines) -> tuple[list[Sample], list[Skip]]:
     """The whole page: every region's target, then any loose lines, joined with "\\n"."""
     texts = [_joined(lines) or (region.text if region else "") for region, lines in by_region(page)]
     samples, skips = [], []
-    _add(samples, skips, Sample("page", "", "", None, "\n".join(t for t in texts if t), None, 1))
+    _add(samples, skips, Sample("page", "", "", None, text="\n".join(t for t in texts if t), points=None, source_line=1))
     return samples, skips
 
 

@@ -94,7 +94,7 @@ def read_page_xml(path: Path) -> Optional[PageLines]:
     ranks = _region_ranks(page)
     lines: list[tuple[float, int, float, Line]] = []  # (region rank, region ordinal, line index, line)
     regions: list[tuple[float, int, Region]] = []  # (rank, ordinal, region)
-    _collect(page, ranks, source_lines, [], lines, regions, itertools.count(1))
+    _collect(page, ranks, source_lines, [], lines=lines, regions=regions, ordinal=itertools.count(1))
     # a line index counts only where the whole region has them; a partial set says nothing
     unindexed = {region for _, region, index, _ in lines if index == _LAST}
     order = sorted(
@@ -160,7 +160,7 @@ def _int(value: Optional[str]) -> float:
         return _LAST
 
 
-def _collect(el, ranks, source_lines, chain, lines, regions, ordinal) -> None:
+def _collect(el, ranks, source_lines, chain, *, lines, regions, ordinal) -> None:
     """Walk the page, keeping the chain of enclosing (region id, document ordinal), and
     collect each TextLine and text region with what orders it."""
     for child in el:
@@ -179,9 +179,9 @@ def _collect(el, ranks, source_lines, chain, lines, regions, ordinal) -> None:
             if name in _TEXT_CONTAINERS or any(local(c.tag) in ("TextLine", "TextEquiv") for c in child):
                 region = Region(child.get("id"), _own_text(child), _points(child), source_lines[child])
                 regions.append((_rank(inner, ranks), inner[-1][1], region))
-            _collect(child, ranks, source_lines, inner, lines, regions, ordinal)
+            _collect(child, ranks, source_lines, inner, lines=lines, regions=regions, ordinal=ordinal)
         elif name not in _NOT_CONTENT:
-            _collect(child, ranks, source_lines, chain, lines, regions, ordinal)
+            _collect(child, ranks, source_lines, chain, lines=lines, regions=regions, ordinal=ordinal)
 
 
 def _rank(chain: list[tuple[str, int]], ranks: dict[str, int]) -> float:

@@ -163,7 +163,7 @@ def fonts_for(charset: str, fonts: Sequence[str] = ()) -> list[Path]:
     return usable
 
 
-def _degrade(im, rng: random.Random, noise: float, blur: float, invert: bool):
+def _degrade(im, rng: random.Random, noise: float, blur: float, *, invert: bool):
     """Blur, then gaussian pixel noise (std ``noise`` of full scale), then optional inversion."""
     from PIL import Image, ImageFilter, ImageOps
 
@@ -183,6 +183,7 @@ def render_line(
     font_path: str | Path,
     font_size: int,
     height: int = 32,
+    *,
     noise: float = 0.0,
     blur: float = 0.0,
     skew: float = 0.0,
@@ -208,7 +209,7 @@ def render_line(
     if skew > 0:
         im = im.rotate(rng.uniform(-skew, skew), resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
     im = im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.LANCZOS)
-    return _degrade(im, rng, noise, blur, invert)
+    return _degrade(im, rng, noise, blur, invert=invert)
 
 
 def _save(out_dir: Path, rows: list[dict], images: list) -> list[Record]:
@@ -254,7 +255,8 @@ def generate_lines(
     for i in range(n):
         text = random_text(rng, charset, min_chars, max_chars)
         font, size = rng.choice(font_paths), rng.randint(lo, hi)
-        images.append(render_line(text, font, size, image_height, noise, blur, skew, invert, rng))
+        images.append(render_line(text, font, size, image_height, noise=noise, blur=blur, skew=skew, invert=invert,
+                                  rng=rng))
         name = f"{id_prefix}-{i:05d}"
         rows.append({"id": name, "image": f"{name}.png", "text": text, "font": font.stem, "font_size": size})
     return _save(Path(out_dir), rows, images)
@@ -280,7 +282,7 @@ def _invoice_fields(rng: random.Random) -> dict:
     }
 
 
-def render_invoice(fields: dict, font_path: str | Path, rng: random.Random, noise: float = 0.0, blur: float = 0.0):
+def render_invoice(fields: dict, font_path: str | Path, rng: random.Random, noise: float = 0.0, *, blur: float = 0.0):
     """Draw an invoice (header fields, item lines, total) on an ``INVOICE_SIZE`` page."""
     from PIL import Image, ImageDraw
 
@@ -320,7 +322,7 @@ def generate_invoices(
     for i in range(n):
         fields = _invoice_fields(rng)
         font = rng.choice(font_paths)
-        images.append(render_invoice(fields, font, rng, noise, blur))
+        images.append(render_invoice(fields, font, rng, noise, blur=blur))
         text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         name = f"{id_prefix}-{i:05d}"
         rows.append({"id": name, "image": f"{name}.png", "text": text, "font": font.stem})

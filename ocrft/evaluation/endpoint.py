@@ -218,16 +218,16 @@ class EndpointClient:
                 message, retryable = self._describe(e)
                 if retryable and retries >= self.max_retries:
                     message += f" (gave up after {retries} retries)"
-                return Completion("", no_usage(), 0.0, retries, message)
+                return Completion("", no_usage(), 0.0, retries, error=message)
             except _Malformed as e:
                 retries += e.retries_taken
                 message = self._scrub(str(e))
                 if retries >= self.max_retries:
-                    return Completion("", no_usage(), 0.0, retries, f"{message} (gave up after {retries} retries)")
+                    return Completion("", no_usage(), 0.0, retries, error=f"{message} (gave up after {retries} retries)")
                 delay = retry_delay(retries)
                 log.warning("%s: %s; retry %d/%d in %.2f s", self.url, message, retries + 1, self.max_retries, delay)
                 if self._stop.wait(delay):
-                    return Completion("", no_usage(), 0.0, retries, f"{message} (cancelled)")
+                    return Completion("", no_usage(), 0.0, retries, error=f"{message} (cancelled)")
                 retries += 1
 
     def _complete(self, messages: list, max_retries: int) -> tuple[str, dict, float, int]:

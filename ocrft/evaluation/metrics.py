@@ -260,7 +260,7 @@ def score(
         TypeError: a non-string element (its index is named) or a bare string for a list.
         ValueError: different lengths or no samples.
     """
-    return score_detailed(predictions, references, normalization, settings, json_target)[0]
+    return score_detailed(predictions, references, normalization, settings, json_target=json_target)[0]
 
 
 def score_detailed(
@@ -268,6 +268,7 @@ def score_detailed(
     references: Sequence[str],
     normalization: Any = None,
     settings: Optional[MetricSettings] = None,
+    *,
     json_target: Optional[bool] = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """:func:`score` plus every sample's :func:`score_sample` dict, from one pass."""

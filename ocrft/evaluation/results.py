@@ -76,7 +76,8 @@ def score_samples(
     per_sample: dict[int, dict] = {}
     if ok:
         metrics, sample_scores = score_detailed(
-            [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg, settings, json_target
+            [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg, settings,
+            json_target=json_target,
         )
         per_sample = dict(zip(ok, sample_scores))
         count_looped(metrics, sample_scores, [bool(rows[i].get("looped")) for i in ok])
@@ -101,6 +102,7 @@ def build_results(
     model_name: str,
     normalization: dict,
     metrics: dict,
+    *,
     extra: Optional[dict] = None,
     settings: Optional[MetricSettings] = None,
 ) -> dict:
@@ -155,7 +157,8 @@ def rescore_results(
         "metric_settings": results.get("metric_settings"),
         "signatures": results.get("signatures"),
     }
-    return build_results(rows, results.get("model_name") or "unknown", normalization_cfg, metrics, extra, settings)
+    name = results.get("model_name") or "unknown"
+    return build_results(rows, name, normalization_cfg, metrics, extra=extra, settings=settings)
 
 
 def to_frame(results: dict) -> pd.DataFrame:

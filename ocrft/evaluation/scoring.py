@@ -46,7 +46,8 @@ def score_and_write(
         rows.append(row)
     settings = MetricSettings.from_eval(eval_cfg)
     metrics, rows = score_samples(rows, eval_cfg.normalization, settings, eval_cfg.json_target)
-    results = build_results(rows, model_name, normalization_dict(eval_cfg.normalization), metrics, extra, settings)
+    normalization = normalization_dict(eval_cfg.normalization)
+    results = build_results(rows, model_name, normalization, metrics, extra=extra, settings=settings)
     paths = {
         name: str(write_results(out_dir / f"{name}.json", results)),
         f"{name}_report": str(atomic.write_text(out_dir / f"{name}.html", render_report_html(results))),

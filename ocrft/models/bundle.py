@@ -43,5 +43,5 @@ def load_bundle(model_cfg: Any, *, weights: bool = True, trainable: bool = False
     model = None
     if weights:
         model = load_model(resolved, model_cfg.dtype, quantization_config, model_cfg.attn_implementation,
-                           model_cfg.trust_remote_code, adapter_trainable=trainable)  # fmt: skip
+                           trust_remote_code=model_cfg.trust_remote_code, adapter_trainable=trainable)  # fmt: skip
     return ModelBundle(resolved=resolved, family=get_family(resolved.family), processor=processor, model=model)

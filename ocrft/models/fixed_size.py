@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def apply_image_size(processor, path: str, image_size: Optional[int], min_pixels: Optional[int],
-                     max_pixels: Optional[int]) -> None:  # fmt: skip
+                     *, max_pixels: Optional[int]) -> None:  # fmt: skip
     """Set the processor's square size to ``image_size`` (None keeps the processor's own).
 
     Raises:

@@ -36,7 +36,7 @@ def load_processor(
     from transformers import Gemma3Processor
 
     processor = Gemma3Processor.from_pretrained(path)
-    fixed_size.apply_image_size(processor, path, image_size, min_pixels, max_pixels)
+    fixed_size.apply_image_size(processor, path, image_size, min_pixels, max_pixels=max_pixels)
     return processor
 
 
@@ -82,7 +82,7 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
         image_token_index=ids["<image_soft_token>"],
     )
     model = tiny.instantiate(Gemma3ForConditionalGeneration, config)
-    tiny.save(model, processor, out_dir, [ids["<eos>"], ids["<end_of_turn>"]], ids["<pad>"])
+    tiny.save(model, processor, out_dir, eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]], pad_token_id=ids["<pad>"])
 
 
 GEMMA3 = ModelFamily(

@@ -156,6 +156,7 @@ def load_model(
     dtype: str = "auto",
     quantization_config: Any = None,
     attn_implementation: Optional[str] = "sdpa",
+    *,
     trust_remote_code: bool = False,
     adapter_trainable: bool = False,
 ):

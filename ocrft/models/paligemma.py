@@ -18,7 +18,7 @@ def load_processor(
     from transformers import PaliGemmaProcessor
 
     processor = PaliGemmaProcessor.from_pretrained(path)
-    fixed_size.apply_image_size(processor, path, image_size, min_pixels, max_pixels)
+    fixed_size.apply_image_size(processor, path, image_size, min_pixels, max_pixels=max_pixels)
     return processor
 
 
@@ -65,7 +65,7 @@ def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int
         hidden_size=hidden_size,
     )
     model = tiny.instantiate(PaliGemmaForConditionalGeneration, config)
-    tiny.save(model, processor, out_dir, ids["<eos>"], ids["<pad>"])
+    tiny.save(model, processor, out_dir, eos_token_id=ids["<eos>"], pad_token_id=ids["<pad>"])
 
 
 PALIGEMMA = ModelFamily(

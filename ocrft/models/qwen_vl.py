@@ -191,7 +191,8 @@ def _tiny_builder(variant: str, model_class: str):
         processor = _tiny_processor(variant)
         config = tiny_qwen_config(variant, processor.tokenizer, **sizes)
         model = tiny.instantiate(getattr(transformers, model_class), config, init=_wider_vision_init)
-        tiny.save(model, processor, out_dir, config.text_config.eos_token_id, config.text_config.pad_token_id)
+        text_config = config.text_config
+        tiny.save(model, processor, out_dir, eos_token_id=text_config.eos_token_id, pad_token_id=text_config.pad_token_id)
 
     return build_tiny
 

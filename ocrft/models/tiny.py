@@ -49,7 +49,7 @@ def instantiate(model_class, config, init: Optional[Callable[[Any], None]] = Non
     return model
 
 
-def save(model, processor, out_dir: Path, eos_token_id, pad_token_id: int) -> None:
+def save(model, processor, out_dir: Path, *, eos_token_id, pad_token_id: int) -> None:
     """Write a checkpoint that loads with ``from_pretrained`` like a real one."""
     model.generation_config.eos_token_id = eos_token_id
     model.generation_config.pad_token_id = pad_token_id

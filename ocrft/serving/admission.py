@@ -18,7 +18,7 @@ from ocrft.serving.protocol import error_body
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
 
-async def send_error(send: Any, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+async def send_error(send: Any, status: int, message: str, code: str, *, headers: dict[str, str] | None = None) -> None:
     """Answer an ASGI request with an OpenAI-shaped JSON error, without touching its body."""
     body = json.dumps(error_body(status, message, code)).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -61,7 +61,7 @@ class Admission:
             self.refused += 1
             await send_error(send, 429, f"the server is at its limit of {self.limit} concurrent requests; "
                                         f"retry after {self.retry_after_s} s", "too_many_requests",
-                             {"Retry-After": str(self.retry_after_s)})  # fmt: skip
+                             headers={"Retry-After": str(self.retry_after_s)})  # fmt: skip
             return
         self.in_flight += 1
         try:

@@ -90,7 +90,7 @@ def pairs_html(la: Loaded, lb: Loaded, pairs: Sequence[tuple[int, int, Optional[
     return f"<div class='ocrft'>{m.legend()}<table id='pairs'>{head}{''.join(rows)}</table></div>"
 
 
-def render(path_a: str, path_b: str, changed_only: bool, page: int, page_size: int) -> tuple[str, str, int, str]:
+def render(path_a: str, path_b: str, changed_only: bool, page: int, *, page_size: int) -> tuple[str, str, int, str]:
     """Summary, the page's pairs (worst regressions first), the clamped page, a status line."""
     la, lb = load(path_a), load(path_b)
     pairs = worse_first(la.results, lb.results)
@@ -115,7 +115,7 @@ def compare_tab(studio_cfg: Any, choices_fn: Any) -> tuple:
             if ok is None or not ok.is_file():
                 raise gr.Error(f"not a results file under the studio roots ({', '.join(roots)}): {p}")
         try:
-            return render(str(allowed[0]), str(allowed[1]), changed_only, int(page or 1), page_size)
+            return render(str(allowed[0]), str(allowed[1]), changed_only, int(page or 1), page_size=page_size)
         except ValueError as err:
             raise gr.Error(str(err)) from err
 

@@ -145,7 +145,7 @@ def _generator(family: str, model_path: str):
     return _models[key]
 
 
-def transcribe_local(model_path: str, family: str, image: str, prompt: str, system: str, max_new_tokens: int) -> Transcription:
+def transcribe_local(model_path: str, family: str, image: str, prompt: str, *, system: str, max_new_tokens: int) -> Transcription:
     from ocrft.data.images import open_image
     from ocrft.models.collate import Sample
 
@@ -168,7 +168,7 @@ def transcribe_local(model_path: str, family: str, image: str, prompt: str, syst
 
 
 def transcribe_endpoint(
-    provider: str, base_url: str, model: str, api_key: str, image: str, prompt: str, system: str,
+    provider: str, base_url: str, model: str, api_key: str, *, image: str, prompt: str, system: str,
     temperature: float, max_tokens: int,
 ) -> Transcription:  # fmt: skip
     """One request through ocrft.evaluation.endpoint's client; ``api_key`` lives only in this call."""
@@ -327,10 +327,11 @@ def playground_tab(studio_cfg: Any) -> None:
     def on_run(img, text, sys_text, paths, fam, max_new_tokens, prov, url, model, key, temp, max_tok, ref):
         if not img:
             return "<p class='err'>Upload an image or pick a sample first.</p>"
-        rows = [transcribe_local(p.strip(), fam, img, text, sys_text, max_new_tokens or 64)
+        rows = [transcribe_local(p.strip(), fam, img, text, system=sys_text, max_new_tokens=max_new_tokens or 64)
                 for p in (paths or "").splitlines() if p.strip()]
         if prov and prov != "(none)":
-            rows.append(transcribe_endpoint(prov, url, model, key, img, text, sys_text, temp or 0.0, max_tok or 256))
+            rows.append(transcribe_endpoint(prov, url, model, key, image=img, prompt=text, system=sys_text,
+                                            temperature=temp or 0.0, max_tokens=max_tok or 256))
         if not rows:
             return "<p class='err'>Name a local model or pick an endpoint provider.</p>"
         return results_html(rows, ref or "")

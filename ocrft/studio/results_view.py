@@ -50,7 +50,7 @@ def _load(path: str, mtime_ns: int) -> Loaded:
     results = load_results(path)
     preds = sample_predictions(results["samples"], results.get("normalization"))
     confusions, total = top_confusions(preds)
-    return Loaded(Path(path), results, preds, confusions, total)
+    return Loaded(Path(path), results, preds, confusions, confusion_total=total)
 
 
 def load(path: str | Path) -> Loaded:
@@ -150,7 +150,7 @@ def histogram_html(loaded: Loaded) -> str:
     return f"<div class='ocrft'><table class='hist'><tr><th>CER</th><th></th><th>samples</th></tr>{rows}</table></div>"
 
 
-def render(path: str, query: str, errors_only: bool, sort: str, page: int, page_size: int) -> tuple[str, str, str, str, int, str]:
+def render(path: str, query: str, errors_only: bool, sort: str, *, page: int, page_size: int) -> tuple[str, str, str, str, int, str]:
     """Everything the tab shows for one file and one view: header, confusions, histogram,
     the page's table, the (clamped) page number and a status line."""
     loaded = load(path)
@@ -174,7 +174,7 @@ def results_tab(studio_cfg: Any, choices_fn: Any) -> tuple:
         if allowed is None or not allowed.is_file():
             raise gr.Error(f"not a results file under the studio roots ({', '.join(roots)}): {path}")
         try:
-            return render(str(allowed), query, errors_only, sort, int(page or 1), page_size)
+            return render(str(allowed), query, errors_only, sort, page=int(page or 1), page_size=page_size)
         except ValueError as err:  # DataError: not a results file
             raise gr.Error(str(err)) from err
 
@@ -206,7 +206,7 @@ def results_tab(studio_cfg: Any, choices_fn: Any) -> tuple:
         trigger(show, inputs, outputs)
     for button, step in ((prev, -1), (nxt, 1)):
         # show() clamps the page, so stepping past either end stays on it
-        button.click(lambda p, q, e, s, n, step=step: show(p, q, e, s, int(n or 1) + step), inputs, outputs)
+        button.click(lambda p, q, e, s, n, step=step: show(p, q, e, s, page=int(n or 1) + step), inputs, outputs)
 
     def choices():
         return gr.update(choices=choices_fn())

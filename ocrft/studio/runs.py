@@ -106,7 +106,7 @@ def file_link(path: Optional[str]) -> str:
 
 
 def runs_frame(
-    runs: Sequence[dict], mlflow_url: Optional[str] = None, query: str = "", sort_by: str = "start", descending: bool = True
+    runs: Sequence[dict], mlflow_url: Optional[str] = None, query: str = "", sort_by: str = "start", *, descending: bool = True
 ) -> pd.DataFrame:
     """The runs as a table (COLUMNS), rows containing ``query`` (any column, case-insensitive),
     sorted by ``sort_by``; links are markdown so the table renders them clickable."""
@@ -183,7 +183,7 @@ def runs_tab(studio_cfg: Any) -> tuple:
         chosen = next((s for s in sweeps if s["run_dir"] == sweep), sweeps[0] if sweeps else None)
         trials = trials_frame(chosen, runs) if chosen else pd.DataFrame(columns=["trial", "state", "value", "run"])
         return (
-            runs_frame(runs, mlflow_url, query, sort_by, descending),
+            runs_frame(runs, mlflow_url, query, sort_by, descending=descending),
             sweeps_markdown(runs, studio_cfg.dashboard_url),
             gr.update(choices=[s["run_dir"] for s in sweeps], value=chosen["run_dir"] if chosen else None),
             trials,

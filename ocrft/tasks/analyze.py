@@ -235,7 +235,7 @@ def analyze_tokens(cfg, splits: dict[str, list[Record]]) -> Optional[dict]:
     from ocrft.training.token_lengths import token_report
 
     try:
-        return token_report(model, splits, cfg.prompt.text, cfg.prompt.system, cfg.train.max_length)
+        return token_report(model, splits, cfg.prompt.text, cfg.prompt.system, max_length=cfg.train.max_length)
     except (DataError, OSError) as err:  # an unreadable image is reported above; the rest stands
         log.warning("analyze: token lengths not computed: %s", err)
         return {"error": str(err)}

@@ -86,9 +86,10 @@ def _page_loader(read_page, markers: tuple[bytes, ...]):
             raise DataError("data.input_dir must be the export folder holding the page files", source)
         if data.target_height < 1 or data.padding < 0:
             raise ConfigError(f"data.target_height={data.target_height} must be >= 1 and data.padding={data.padding} >= 0")
-        settings = CropSettings(data.target_height, data.preserve_aspect_ratio, data.padding, data.mask, data.max_pixels)
+        settings = CropSettings(data.target_height, data.preserve_aspect_ratio, data.padding, data.mask,
+                                max_pixels=data.max_pixels)
         skip = OnError(data.on_error) is OnError.skip
-        result = import_pages(source, work, read_page, markers, settings, skip, level=data.level)
+        result = import_pages(source, work, read_page, markers, settings=settings, skip_bad_xml=skip, level=data.level)
         if not result.pages and not result.pages_skipped:
             raise DataError(f"no {data.format} page files found (is data.format right?)", source)
         return result
@@ -106,7 +107,7 @@ def _sample_loader(fmt: str):
         # whole-dataset formats (line_folder, hf_dataset) read a folder; images a dataset
         # embeds are written into the output (OUT/images), so it stands on its own
         options = {key: data[key] for key in reader.options}
-        read = _read_keeping_splits(reader, source, data.on_error, work / "images", options)
+        read = _read_keeping_splits(reader, source, data.on_error, work / "images", options=options)
         result = Imported(lines_skipped=Counter(read.skipped), examples={"errors": read.errors} if read.errors else {})
         digests: dict[str, str] = {}
         first: dict[tuple, str] = {}
@@ -129,7 +130,7 @@ def _sample_loader(fmt: str):
     return load
 
 
-def _read_keeping_splits(reader, source: Path, on_error, cache_dir: Path, options: dict):
+def _read_keeping_splits(reader, source: Path, on_error, cache_dir: Path, *, options: dict):
     """Read ``source`` whole; a dataset's own train/val/test (line folder sub-folders, a hub
     dataset's named splits) are kept as ``meta["split"]`` so run_prepare does not re-split them."""
     if reader.read_splits is None or not source.is_dir():
@@ -216,7 +217,7 @@ def run_prepare(cfg: DictConfig, ctx: RunContext) -> TaskResult:
         splits, leaks = drop_leaks(splits, key=_leak_key(data.split_by_line, importer.crops))
         for name in SPLITS:
             _WRITERS[importer.ext](work / f"{name}{importer.ext}", [importer.row(r, out) for r in splits[name]])
-        report = _report(data, importer, source, out, imported, splits, leaks)
+        report = _report(data, importer, source, out, imported=imported, splits=splits, leaks=leaks)
         report["token_lengths"] = _token_lengths(cfg, splits)  # while the crops are still in the work folder
         atomic.write_json(work / REPORT, report)
         _swap(work, out)
@@ -247,7 +248,7 @@ def _token_lengths(cfg: DictConfig, splits: dict[str, list[Record]]) -> dict:
     if cfg.model.family not in FAMILIES:
         return {"computed": False, "reason": f"model.family={cfg.model.family} has no local processor"}
     try:
-        report = token_report(cfg.model, splits, cfg.prompt.text, cfg.prompt.system, cfg.train.max_length)
+        report = token_report(cfg.model, splits, cfg.prompt.text, cfg.prompt.system, max_length=cfg.train.max_length)
     except (DataError, ConfigError, ModelPathError, OSError) as err:
         log.warning("prepare: token lengths not recorded: %s", err)
         return {"computed": False, "reason": str(err)}
@@ -333,7 +334,7 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _report(data, importer, source, out, imported, splits, leaks) -> dict:
+def _report(data, importer, source, out, *, imported, splits, leaks) -> dict:
     written = {name: len(splits[name]) for name in SPLITS}
     unit = "pages" if importer.crops else "images"
     pages = len({r.group for split in splits.values() for r in split})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import resource
 import time
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -50,9 +49,10 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     tracker.log_params(image_params(resolved.family, processor))  # the pixel budget / image size it resolved to
     # 3. data; every train/val sample's prompt + image + target tokens must fit train.max_length
     data = load_data(cfg.data, run_dir)
-    counts, data.skipped["too_long"] = check_splits(data.splits, ("train", "val"), processor, family, cfg.prompt.text,
-                                                    cfg.prompt.system, cfg.train.max_length, cfg.data.on_error,
-                                                    data.sources)  # fmt: skip
+    counts, data.skipped["too_long"] = check_splits(
+        data.splits, ("train", "val"), processor, family, prompt=cfg.prompt.text, system=cfg.prompt.system,
+        max_length=cfg.train.max_length, on_error=cfg.data.on_error, sources=data.sources,
+    )
     val_records = data.splits.get("val", [])
     eval_records = join_splits(data.splits) if cfg.eval.split == ALL else data.splits.get(cfg.eval.split) or []
     eval_records = eval_records[: cfg.eval.limit] if cfg.eval.limit else eval_records
@@ -66,8 +66,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     model = apply_peft(model, cfg.peft, family, quantized=bnb is not None)
     # 5. trainer, with the generator that validates and evaluates
     generator = build_generator(cfg, model=model, processor=processor)
-    args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world().size)
-    save_best = partial(save_model, model, processor, resolved, cfg, run_dir, name="best")
+    args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world_size=world().size)
+    save_best = lambda: save_model(model, processor, resolved, cfg, run_dir=run_dir, name="best")  # noqa: E731
     validator = LocalPredictor(cfg, generator=generator, desc="validate", progress=False)
     validation, callbacks = make_callbacks(tracker, validator, val_records, eval_cfg=cfg.eval, trial_cfg=cfg.trial,
                                            save_best=save_best, progress=ctx.progress)  # fmt: skip
@@ -92,7 +92,8 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         return TaskResult(metrics=metrics, paths=paths, status="pruned")
     # 8. keep the weights that validated best, then save adapter (or full model) + processor + config
     best = keep_best(trainer, validation, run_dir / "best")
-    if joins(trainer.model) and (saved := save_model(trainer.model, processor, resolved, cfg, run_dir)) is not None:
+    saved = save_model(trainer.model, processor, resolved, cfg, run_dir=run_dir) if joins(trainer.model) else None
+    if saved is not None:
         paths["model"] = str(saved)
         tracker.log_artifact(paths["model"], "model") if cfg.tracking.log_model else None
     # 9. score the eval split after training, with the weights kept in step 8

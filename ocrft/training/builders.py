@@ -60,7 +60,7 @@ def build_peft_config(peft_cfg, family):
     )
 
 
-def build_sft_config(train, seed: int, output_dir: Path, max_length: Optional[int], world_size: int = 1):
+def build_sft_config(train, seed: int, output_dir: Path, max_length: Optional[int], *, world_size: int = 1):
     """SFTConfig from TrainConfig. bf16 and gradient checkpointing follow the device unless set:
     TRL turns both on by default, which fails or crawls on CPU."""
     from trl import SFTConfig

@@ -74,7 +74,7 @@ def reached_max_steps(checkpoint: Path, max_steps: int) -> bool:
     return max_steps > 0 and state["global_step"] >= max_steps
 
 
-def save_model(model, processor, resolved: ResolvedModel, cfg, run_dir: Path, name: Optional[str] = None) -> Optional[Path]:
+def save_model(model, processor, resolved: ResolvedModel, cfg, *, run_dir: Path, name: Optional[str] = None) -> Optional[Path]:
     """Save the adapter (or full model) with its processor, model card and config, atomically.
 
     ``cfg`` is the run's whole config: it is saved beside the weights (redacted) as their record.

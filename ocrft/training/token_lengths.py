@@ -38,7 +38,7 @@ class TokenCount:
     image: int  # image placeholder tokens
 
 
-def count_tokens(records: Sequence[Record], processor, family, prompt: str, system: Optional[str] = None,
+def count_tokens(records: Sequence[Record], processor, family, prompt: str, *, system: Optional[str] = None,
                  batch_size: int = BATCH) -> list[TokenCount]:  # fmt: skip
     """Each record's token count, in record order.
 
@@ -83,7 +83,7 @@ def _size(image: str) -> tuple[int, int]:
 
 
 def fit_max_length(records: list[Record], counts: Sequence[TokenCount], max_length: Optional[int], on_error,
-                   split: str, source: Optional[str] = None) -> list[Record]:  # fmt: skip
+                   *, split: str, source: Optional[str] = None) -> list[Record]:  # fmt: skip
     """The records that fit ``max_length`` tokens (all of them when it is None).
 
     Raises:
@@ -109,7 +109,7 @@ def fit_max_length(records: list[Record], counts: Sequence[TokenCount], max_leng
     return [r for r, c in zip(records, counts) if c.total <= max_length]
 
 
-def check_splits(splits: dict[str, list[Record]], names: Sequence[str], processor, family, prompt: str,
+def check_splits(splits: dict[str, list[Record]], names: Sequence[str], processor, family, *, prompt: str,
                  system: Optional[str], max_length: Optional[int], on_error,
                  sources: Optional[dict[str, str]] = None) -> tuple[dict[str, list[TokenCount]], int]:  # fmt: skip
     """Count and check the ``names`` splits of ``splits`` in place (too-long records removed
@@ -119,8 +119,8 @@ def check_splits(splits: dict[str, list[Record]], names: Sequence[str], processo
     skipped = 0
     for name in names:
         records = splits.get(name) or []
-        counts = count_tokens(records, processor, family, prompt, system)
-        kept = fit_max_length(records, counts, max_length, on_error, name, (sources or {}).get(name))
+        counts = count_tokens(records, processor, family, prompt, system=system)
+        kept = fit_max_length(records, counts, max_length, on_error, split=name, source=(sources or {}).get(name))
         if len(kept) < len(records):
             skipped += len(records) - len(kept)
             counts = [c for c in counts if c.total <= max_length]
@@ -147,7 +147,7 @@ def length_stats(counts: Sequence[TokenCount]) -> Optional[dict[str, dict[str, f
 
 
 def token_report(model_cfg, splits: dict[str, list[Record]], prompt: str, system: Optional[str],
-                 max_length: Optional[int]) -> dict:  # fmt: skip
+                 *, max_length: Optional[int]) -> dict:  # fmt: skip
     """The token-length distribution of each split for ``model_cfg``'s processor (what
     task=analyze and prepare_report.json record).
 
@@ -164,7 +164,7 @@ def token_report(model_cfg, splits: dict[str, list[Record]], prompt: str, system
     model = {"family": resolved.family, "path": model_cfg.path, **image_params(resolved.family, processor)["model"]}
     out: dict = {"model": model, "max_length": max_length, "splits": {}}
     for name, records in splits.items():
-        counts = count_tokens(records, processor, family, prompt, system)
+        counts = count_tokens(records, processor, family, prompt, system=system)
         stats = length_stats(counts)
         if stats is not None:
             stats["over_max_length"] = sum(c.total > max_length for c in counts) if max_length else 0

@@ -85,7 +85,7 @@ def main(out: Path) -> None:
     dist.barrier()
     scores, paths = evaluate_records(LocalPredictor(cfg, generator=generator, desc="eval"), records, out_dir=out, name="results")
 
-    saved = save_model(model, processor, resolved, cfg, out)  # every rank gathers; rank 0 writes
+    saved = save_model(model, processor, resolved, cfg, run_dir=out)  # every rank gathers; rank 0 writes
     with torch.no_grad():  # spoil the local shards of the adapter, then restore it from the files
         for name, param in model.named_parameters():
             if "lora_" in name:

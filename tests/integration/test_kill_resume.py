@@ -496,13 +496,13 @@ def test_a_failed_adapter_save_keeps_the_previous_adapter(tmp_path, monkeypatch)
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["0"]))
     cfg = compose(["tracking=none", f"run_dir={tmp_path}"])
     resolved = ResolvedModel("qwen2_vl", "tiny-base")
-    first = save_model(model, Processor(), resolved, cfg, tmp_path)
+    first = save_model(model, Processor(), resolved, cfg, run_dir=tmp_path)
     weights = load_file(first / "adapter_model.safetensors")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
     with pytest.raises(OSError, match="disk full"):
-        save_model(model, Processor(fail=True), resolved, cfg, tmp_path)
+        save_model(model, Processor(fail=True), resolved, cfg, run_dir=tmp_path)
     # the half-written copy is removed, the previous adapter stays
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("adapter", ".adapter"))) == ["adapter"]
     kept = load_file(tmp_path / "adapter" / "adapter_model.safetensors")

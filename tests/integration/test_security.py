@@ -90,7 +90,7 @@ def test_trust_remote_code_and_safetensors_reach_from_pretrained(tmp_path, monke
     assert got.value.args[0]["trust_remote_code"] is value
     assert got.value.args[0]["use_safetensors"] is True
     with pytest.raises(Captured) as got:  # the training path calls load_model positionally
-        loading.load_model(loading.ResolvedModel("qwen2_vl", str(folder)), "float32", None, "sdpa", value)
+        loading.load_model(loading.ResolvedModel("qwen2_vl", str(folder)), "float32", None, "sdpa", trust_remote_code=value)
     assert got.value.args[0]["trust_remote_code"] is value
 
 

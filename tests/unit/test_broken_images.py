@@ -268,7 +268,7 @@ def alto_file(image: str) -> str:
 def import_export(export: Path, fmt: str = "page_xml", level: str = "line", skip: bool = False):
     module = {"page_xml": (page_xml.read_page_xml, page_xml.MARKERS), "alto": (alto.read_alto, alto.MARKERS)}[fmt]
     work = export.parent / f"{export.name}_out"
-    return import_pages(export, work, *module, CropSettings(target_height=20), skip, level), work
+    return import_pages(export, work, *module, settings=CropSettings(target_height=20), skip_bad_xml=skip, level=level), work
 
 
 def assert_upright_line(crop: Image.Image) -> None:

@@ -115,7 +115,7 @@ def test_costs():
 
 
 def test_confidence_of_reads_generations_and_rows():
-    g = Generation("ab", False, -0.25, -0.9, 3)
+    g = Generation("ab", False, -0.25, -0.9, num_tokens=3)
     assert calc.confidence_of(g, "mean_logprob") == -0.25
     assert calc.confidence_of({"mean_logprob": -0.25, "min_logprob": -0.9}, "min_logprob") == -0.9
 
@@ -154,7 +154,7 @@ class FakeClient:
     def transcribe(self, image, prompt, system=None):
         self.sent.append((image, prompt, system))
         if image in self.fail:
-            return Completion("", {"prompt_tokens": None, "completion_tokens": None}, 0.1, 3, "gave up")
+            return Completion("", {"prompt_tokens": None, "completion_tokens": None}, 0.1, 3, error="gave up")
         return Completion(f"API:{image}", {"prompt_tokens": 10, "completion_tokens": 2}, 0.1, 0)
 
     def close(self):

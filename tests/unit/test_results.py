@@ -78,7 +78,7 @@ def test_json_rows_get_json_scores():
 
 def test_build_results_has_the_seed_keys_and_ours():
     metrics, scored = score_samples(rows(), None)
-    res = build_results(scored, "tiny", {"lowercase": True}, metrics, {"split": "test"})
+    res = build_results(scored, "tiny", {"lowercase": True}, metrics, extra={"split": "test"})
     for key in ("overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "samples"):
         assert key in res
     assert res["overall_cer"] == metrics["cer"] and res["overall_f1"] == metrics["char_f1"]
@@ -90,13 +90,13 @@ def test_build_results_has_the_seed_keys_and_ours():
     assert res["signatures"] == MetricSettings().signatures()
     datetime.fromisoformat(res["timestamp"])
     with pytest.raises(ValueError, match="overwrite core"):
-        build_results(scored, "tiny", None, metrics, {"samples": []})
+        build_results(scored, "tiny", None, metrics, extra={"samples": []})
 
 
 def test_write_then_load_round_trips_and_writes_null_for_nan(tmp_path):
     metrics, scored = score_samples(rows(), None)
     metrics["weird"] = float("nan")
-    res = build_results(scored, "tiny", None, metrics, None)
+    res = build_results(scored, "tiny", None, metrics, extra=None)
     path = write_results(tmp_path / "out" / "results.json", res)
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temp file left behind
     loaded = load_results(path)
@@ -123,7 +123,7 @@ def test_settings_are_recorded_and_rescoring_replaces_them(tmp_path):
             {"id": "2", "label": "The Man.", "prediction": "the man"}]  # fmt: skip
     grapheme = MetricSettings(cer_unit="grapheme", ter_case_sensitive=True)
     metrics, scored = score_samples(hist, None, grapheme)
-    res = build_results(scored, "tiny", None, metrics, None, grapheme)
+    res = build_results(scored, "tiny", None, metrics, extra=None, settings=grapheme)
     assert scored[0]["cer_score"] == pytest.approx(1 / 7)  # graphemes: "uͤ" is one character
     assert res["metric_settings"]["cer_unit"] == "grapheme" and res["metric_settings"]["ter_case_sensitive"] is True
     assert "case:mixed" in res["signatures"]["ter"]

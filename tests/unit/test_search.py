@@ -175,7 +175,7 @@ def _sweep_study(url: str, pruner_overrides: list[str]):
     cfg = compose(["hydra/sweeper=optuna", *pruner_overrides], return_hydra_config=True)
     spec = OmegaConf.to_container(cfg.hydra.sweeper.pruner, resolve=True)
     study = search.create_study(search.open_storage(url), "s", "minimize", "val/cer",
-                                optuna.samplers.RandomSampler(seed=0), search.build_pruner(spec))  # fmt: skip
+                                sampler=optuna.samplers.RandomSampler(seed=0), pruner=search.build_pruner(spec))  # fmt: skip
     study.set_user_attr(search.PRUNER_ATTR, spec)
     return study
 

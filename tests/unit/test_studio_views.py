@@ -115,7 +115,7 @@ def test_ten_thousand_samples_page_fast(tmp_path):
     path.write_text(json.dumps(results_dict(10_000)))
     results_view.load(path)  # aligned once when opened
     t0 = time.perf_counter()
-    header, confusions, hist, table, page, status = results_view.render(str(path), "", True, "CER, worst first", 3, 50)
+    header, confusions, hist, table, page, status = results_view.render(str(path), "", True, "CER, worst first", page=3, page_size=50)
     elapsed = time.perf_counter() - t0
     assert elapsed < 0.5, elapsed
     assert status == "3334 of 10000 samples · page 3 of 67" and page == 3
@@ -128,7 +128,7 @@ def test_page_escapes_text(tmp_path):
     results["samples"][0]["label"] = "<script>alert(1)</script>"
     path = tmp_path / "r.json"
     path.write_text(json.dumps(results))
-    table = results_view.render(str(path), "", False, "file order", 1, 50)[3]
+    table = results_view.render(str(path), "", False, "file order", page=1, page_size=50)[3]
     assert "<script>" not in table and "&lt;script&gt;" in table
 
 
@@ -140,10 +140,10 @@ def test_compare_deltas_counts_and_worse_first(tmp_path):
     assert [d for _, _, d in order][:1] == [0.15]  # s3 got worse first
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
-    summary, table, page, status = compare_view.render(str(tmp_path / "a.json"), str(tmp_path / "b.json"), False, 1, 50)
+    summary, table, page, status = compare_view.render(str(tmp_path / "a.json"), str(tmp_path / "b.json"), False, 1, page_size=50)
     assert "1 worse" in summary and "2 better" in summary and "3 the same" in summary
     assert status.startswith("6 pairs") and table.index("s3") < table.index("s0")
-    changed = compare_view.render(str(tmp_path / "a.json"), str(tmp_path / "b.json"), True, 1, 50)[3]
+    changed = compare_view.render(str(tmp_path / "a.json"), str(tmp_path / "b.json"), True, 1, page_size=50)[3]
     assert changed.startswith("3 pairs")
 
 

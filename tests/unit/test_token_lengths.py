@@ -73,7 +73,7 @@ def test_too_long_sample_is_refused_naming_it(family_processor, records):
     limit = max(c.total for c in counts if c.id != "long")
     long = counts[-1]
     with pytest.raises(DataError) as err:
-        fit_max_length(records, counts, limit, "raise", "train")
+        fit_max_length(records, counts, limit, "raise", split="train")
     message = str(err.value)
     assert f"1 of {len(records)} train samples are longer than train.max_length={limit}" in message
     assert f"'long' ({long.total} tokens, {long.image} of them image tokens)" in message
@@ -86,7 +86,7 @@ def test_skip_leaves_out_and_counts_and_no_image_is_cut(family_processor, record
     counts = count_tokens(records, processor, family, PROMPT)
     limit = max(c.total for c in counts if c.id != "long")
     splits = {"train": list(records), "val": records[:2]}
-    kept, skipped = check_splits(splits, ("train", "val"), processor, family, PROMPT, None, limit, "skip")
+    kept, skipped = check_splits(splits, ("train", "val"), processor, family, prompt=PROMPT, system=None, max_length=limit, on_error="skip")
     assert skipped == 1
     assert [r.id for r in splits["train"]] == [r.id for r in records if r.id != "long"]
     assert [c.id for c in kept["train"]] == [r.id for r in splits["train"]] and len(splits["val"]) == 2
@@ -103,7 +103,7 @@ def test_skip_refuses_when_no_sample_fits(family_processor, records):
     family, processor = family_processor
     counts = count_tokens(records, processor, family, PROMPT)
     with pytest.raises(DataError, match=rf"{len(records)} of {len(records)} val samples are longer"):
-        fit_max_length(records, counts, min(c.total for c in counts) - 1, "skip", "val")
+        fit_max_length(records, counts, min(c.total for c in counts) - 1, "skip", split="val")
 
 
 def test_256_samples_are_counted_in_seconds(tmp_path):
@@ -135,4 +135,4 @@ def test_exif_rotated_image_counts_as_fed(tmp_path):
 
 
 def test_no_limit_keeps_everything(records):
-    assert fit_max_length(records, [], None, "raise", "train") == records
+    assert fit_max_length(records, [], None, "raise", split="train") == records
