@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from ocrft.config_tasks import MergeConfig, PredictConfig, ReportConfig, ServeConfig, StudioConfig
+from ocrft.config_tasks import MergeConfig, PredictConfig, ReportConfig, ServeConfig, SoupConfig, StudioConfig
 
 
 class ConfigError(ValueError):
@@ -42,6 +42,7 @@ class Task(str, Enum):
     predict = "predict"
     prepare = "prepare"
     merge = "merge"
+    soup = "soup"
     serve = "serve"
     analyze = "analyze"
     report = "report"
@@ -353,6 +354,7 @@ class RunConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
+    soup: SoupConfig = field(default_factory=SoupConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     studio: StudioConfig = field(default_factory=StudioConfig)

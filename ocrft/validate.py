@@ -49,6 +49,8 @@ def validate_config(cfg: DictConfig) -> None:
     _check_serve(cfg.serve)
     if backend == "cascade":
         _check_cascade(cfg.cascade, cfg.eval.num_beams)
+    if cfg.task == "soup":
+        _check_soup(cfg.soup)
 
 
 def _check_data(cfg: DictConfig) -> None:
@@ -81,6 +83,16 @@ def _check_generation(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.no_repeat_ngram_size={cfg.eval.no_repeat_ngram_size} must be >= 0 (0 = off)")
     if cfg.eval.repetition_penalty <= 0:
         raise ConfigError(f"eval.repetition_penalty={cfg.eval.repetition_penalty} must be > 0 (1.0 = off)")
+
+
+def _check_soup(soup: DictConfig) -> None:
+    if bool(soup.runs) == bool(soup.sweep):
+        raise ConfigError("soup.runs or soup.sweep: name the runs to average (soup.runs=[<run>,<run>,...]) or a "
+                          "multirun folder whose best trials to average (soup.sweep=<folder> soup.top_k=3), one of them")  # fmt: skip
+    if soup.runs and len(soup.runs) < 2:
+        raise ConfigError(f"soup.runs={list(soup.runs)} names {len(soup.runs)} run; a soup averages 2 or more")
+    if soup.sweep and soup.top_k < 2:
+        raise ConfigError(f"soup.top_k={soup.top_k} must be >= 2: a soup averages 2 or more trials")
 
 
 def _check_serve(serve: DictConfig) -> None:

@@ -1,0 +1,175 @@
+"""task=soup: average the LoRA deltas of several runs exactly, save the soup as a run, score it.
+
+    python -m ocrft task=soup soup.runs=[outputs/train/a,outputs/train/b,outputs/train/c]
+    python -m ocrft task=soup soup.sweep=multirun/train/<date> soup.top_k=3
+
+The soup's folder holds ``adapter/`` like a trained run's, so ``model.path=<soup run>`` works
+in task=eval, predict, serve and merge. It is scored on ``eval.split`` with the model,
+data, prompt and eval settings of the first run (what it was trained and validated with);
+``data=...``, ``eval.*`` and the like on the command line win over them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from enum import Enum
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ocrft.config import ConfigError
+from ocrft.runner import RunContext, TaskResult
+
+log = logging.getLogger(__name__)
+
+# Sections a soup takes from its first run unless the command line sets them.
+INHERITED = ("model", "data", "prompt", "eval")
+
+
+def run_soup(cfg: DictConfig, ctx: RunContext) -> TaskResult:
+    from ocrft import atomic
+    from ocrft.models.soup import check_compatible, read_ingredient
+    from ocrft.redact import redacted_yaml
+
+    runs, key = soup_runs(cfg), "soup.sweep" if cfg.soup.sweep else "soup.runs"
+    ingredients = [read_ingredient(run, key) for run in runs]
+    check_compatible(ingredients, key)  # before any weights are read
+    inherit_first_run(cfg, runs[0], given_overrides())
+    adapter = save_soup(cfg, ingredients, ctx.run_dir)
+    with open_dict(cfg):
+        cfg.model.path = str(ctx.run_dir)  # what is scored, and what config.yaml now records
+    atomic.write_text(ctx.run_dir / "config.yaml", redacted_yaml(cfg))
+    ctx.tracker.log_params({"soup.runs": ",".join(runs)})
+    metrics, paths = score(cfg, ctx)
+    return TaskResult(metrics=metrics, paths={"model": str(adapter), **paths}, extra={"soup": {"runs": runs}})
+
+
+def soup_runs(cfg: DictConfig) -> list[str]:
+    """``soup.runs``, or the ``soup.top_k`` best finished trials of ``soup.sweep``."""
+    if not cfg.soup.sweep:
+        return [str(run) for run in cfg.soup.runs]
+    return top_trials(Path(cfg.soup.sweep), cfg.soup.top_k, f"val/{cfg.eval.metric}", cfg.eval.greater_is_better)
+
+
+def top_trials(sweep_dir: Path, top_k: int, default_objective: str, greater_is_better: bool) -> list[str]:
+    """The run folders of the ``top_k`` best finished trials of a multirun folder.
+
+    Ranked by the sweep's objective as its run.json records it (the Optuna sweeper writes
+    ``study.metric`` and ``study.direction``), else by ``default_objective``, read from each
+    trial's run.json (``<sweep>/<job>/run.json``, ocrft.run_record).
+    """
+    from ocrft.run_record import RunRecord
+
+    if not sweep_dir.is_dir():
+        raise ConfigError(f"soup.sweep={str(sweep_dir)!r} is not a folder (a multirun folder, e.g. multirun/train/<date>)")
+    sweep = RunRecord.read(sweep_dir)
+    study = (sweep.extra.get("study") if sweep else None) or {}
+    objective = study.get("metric", default_objective)
+    greater = study["direction"] == "maximize" if "direction" in study else greater_is_better
+    scored = []
+    for path in sorted(sweep_dir.glob("*/run.json")):
+        record = RunRecord.read(path.parent)
+        value = record.metrics.get(objective) if record and record.status == "finished" else None
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            scored.append((value, str(path.parent)))
+    if len(scored) < 2:
+        raise ConfigError(f"soup.sweep={str(sweep_dir)!r}: {len(scored)} finished trial(s) report {objective}; "
+                          f"a soup needs 2 or more")  # fmt: skip
+    scored.sort(key=lambda item: -item[0] if greater else item[0])
+    picked = scored[:top_k]
+    log.info("soup: the %d best of %d trials by %s: %s", len(picked), len(scored), objective,
+             ", ".join(f"{run} ({value:.4g})" for value, run in picked))  # fmt: skip
+    return [run for _, run in picked]
+
+
+def given_overrides() -> list[str]:
+    """The overrides typed on the command line (none when Hydra did not start this run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def inherit_first_run(cfg: DictConfig, first_run: str, overrides: list[str]) -> None:
+    """Give ``cfg`` the ``model``, ``data``, ``prompt`` and ``eval`` sections of ``first_run``'s
+    config, each with the command line's ``overrides`` of it applied on top; a section chosen
+    on the command line (``data=invoice_json``) is kept whole."""
+    from ocrft.validate import validate_config
+
+    saved = run_config(first_run)
+    if saved is None:
+        log.warning("soup: %s has no config.yaml; the soup is scored with this run's model, data and eval settings",
+                    first_run)  # fmt: skip
+        return
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    with open_dict(cfg):
+        for section in INHERITED:
+            if section in keys:  # a group chosen on the command line: that group, as composed
+                continue
+            given = {k: OmegaConf.select(cfg, k) for k in keys if k.startswith(f"{section}.")}
+            schema = OmegaConf.structured(OmegaConf.get_type(cfg[section]))  # the section's dataclass, typed
+            cfg[section] = OmegaConf.merge(schema, enums_by_value(OmegaConf.to_container(saved[section]), schema))
+            for key, value in given.items():
+                OmegaConf.update(cfg, key, value, merge=False)
+    validate_config(cfg)  # the first run's sections were valid for its task; check them for this one
+
+
+def enums_by_value(saved: dict, schema: DictConfig) -> dict:
+    """``saved`` with its enum values typed: config.yaml holds an enum by its value
+    (``on_error: raise``), which OmegaConf would read as a member's name (``raise_``)."""
+    for key, value in saved.items():
+        node = schema.get(key) if key in schema else None
+        if isinstance(node, Enum) and isinstance(value, str):
+            saved[key] = type(node)(value)
+        elif isinstance(node, DictConfig) and isinstance(value, dict):
+            enums_by_value(value, node)
+    return saved
+
+
+def run_config(run: str) -> DictConfig | None:
+    """The resolved config a run recorded: ``<run>/config.yaml``, or beside its adapter."""
+    from ocrft.models.loading import resolve_model
+
+    candidates = [Path(run) / "config.yaml"]
+    adapter = resolve_model(None, run).adapter_path
+    if adapter:
+        candidates.append(Path(adapter) / "ocrft_config.yaml")
+    found = next((path for path in candidates if path.is_file()), None)
+    return OmegaConf.load(found) if found else None
+
+
+def save_soup(cfg: DictConfig, ingredients, run_dir: Path) -> Path:
+    """Load the base once, average the adapters onto it, save ``<run_dir>/adapter``."""
+    from ocrft.models.bundle import load_bundle
+    from ocrft.models.soup import average_adapters
+    from ocrft.training.checkpoints import save_model
+
+    first = ingredients[0].resolved
+    bundle = load_bundle(OmegaConf.merge(cfg.model, {"path": first.base_path}))  # the base alone
+    model = average_adapters(bundle.model, ingredients)
+    saved = save_model(model, bundle.processor, first, cfg, run_dir)
+    log.info("soup of %d adapters written to %s", len(ingredients), saved)
+    return saved
+
+
+def score(cfg: DictConfig, ctx: RunContext) -> tuple[dict[str, float], dict[str, str]]:
+    """The soup scored on ``eval.split`` through the local backend's evaluator, as task=eval
+    scores a run folder (ocrft.tasks.eval.run_eval; a task imports no other task)."""
+    from ocrft.data.loading import load_data
+    from ocrft.data.record import DataError
+    from ocrft.evaluation.backends import evaluator
+    from ocrft.evaluation.metrics import metric_tags
+
+    data = load_data(cfg.data, ctx.run_dir, splits=(cfg.eval.split,))
+    records = data.splits[cfg.eval.split][: cfg.eval.limit or None]
+    if not records:
+        raise DataError(f"the {cfg.eval.split!r} split is empty: nothing to score the soup on (eval.split)",
+                        data.sources.get(cfg.eval.split))  # fmt: skip
+    ctx.tracker.log_datasets(cfg.data, {cfg.eval.split: records}, data.sources, generated=data.generated)
+    metrics, paths = evaluator("local")(cfg, records, ctx.run_dir, tracker=ctx.tracker)
+    metrics = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+    ctx.tracker.log_metrics(metrics)
+    ctx.tracker.set_tags(metric_tags(cfg.eval))
+    for path in paths.values():
+        ctx.tracker.log_artifact(path)
+    return metrics, paths
