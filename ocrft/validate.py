@@ -79,6 +79,15 @@ def _check_generation(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.loop_guard.ngram={guard.ngram} must be >= 1 (or eval.loop_guard.enabled=false)")
     if guard.max_repeats < 2:
         raise ConfigError(f"eval.loop_guard.max_repeats={guard.max_repeats} must be >= 2 (or eval.loop_guard.enabled=false)")
+    if guard.retries < 0:
+        raise ConfigError(f"eval.loop_guard.retries={guard.retries} must be >= 0 (0 = off)")
+    if guard.retries and guard.retry_temperature <= 0:
+        raise ConfigError(f"eval.loop_guard.retry_temperature={guard.retry_temperature} must be > 0: a retry "
+                          f"samples (greedy decoding would read the same text again)")  # fmt: skip
+    if guard.retries and cfg.eval.num_beams != 1:
+        # the better read is chosen by its tokens' log-probability, recorded under greedy decoding
+        raise ConfigError(f"eval.loop_guard.retries={guard.retries} needs eval.num_beams=1 "
+                          f"(it is {cfg.eval.num_beams}); or set eval.loop_guard.retries=0")  # fmt: skip
     if cfg.eval.no_repeat_ngram_size < 0:
         raise ConfigError(f"eval.no_repeat_ngram_size={cfg.eval.no_repeat_ngram_size} must be >= 0 (0 = off)")
     if cfg.eval.repetition_penalty <= 0:

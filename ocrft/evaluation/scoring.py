@@ -23,10 +23,14 @@ def score_and_write(
     errors: Optional[Sequence[Optional[str]]] = None,
     extra: Optional[dict] = None,
     looped: Optional[Sequence[bool]] = None,
+    attempts: Optional[Sequence[int]] = None,
 ) -> tuple[dict, dict[str, str]]:
     """Score predictions, write ``<name>.json`` and ``<name>.html``; return (metrics, paths).
 
     ``looped`` marks the samples the loop guard stopped: they count as degenerate.
+    ``attempts``: how many times each sample was generated (``eval.loop_guard.retries``;
+    ocrft.evaluation.generation.Generation.attempts): kept per sample, and the share read
+    more than once is ``retried_rate``.
     """
     from ocrft import atomic
     from ocrft.evaluation.html import render_report_html
@@ -41,9 +45,13 @@ def score_and_write(
             row["error"] = errors[i]
         if looped and looped[i]:
             row["looped"] = True
+        if attempts:
+            row["attempts"] = attempts[i]
         rows.append(row)
     settings = MetricSettings.from_eval(eval_cfg)
     metrics, rows = score_samples(rows, eval_cfg.normalization, settings, eval_cfg.json_target)
+    if attempts:
+        metrics["retried_rate"] = sum(n > 1 for n in attempts) / len(attempts)
     results = build_results(rows, model_name, normalization_dict(eval_cfg.normalization), metrics, extra, settings)
     paths = {
         name: str(write_results(out_dir / f"{name}.json", results)),

@@ -85,6 +85,10 @@ CASES = [
     Case("predictions_match", "model.predictions_match", ev("model=predictions", "model.path=x", "model.predictions_match=fuzzy")),
     Case("loop_guard_ngram", "eval.loop_guard.ngram", ev("eval.loop_guard.ngram=0")),
     Case("loop_guard_max_repeats", "eval.loop_guard.max_repeats", ev("eval.loop_guard.max_repeats=1")),
+    Case("loop_guard_retries", "eval.loop_guard.retries", ev("eval.loop_guard.retries=-1")),
+    Case("loop_guard_retry_temperature", "eval.loop_guard.retry_temperature",
+         ev("eval.loop_guard.retries=1", "eval.loop_guard.retry_temperature=0")),
+    Case("loop_guard_retries_with_beams", "eval.loop_guard.retries", ev("eval.loop_guard.retries=1", "eval.num_beams=2")),
     Case("no_repeat_ngram_size", "eval.no_repeat_ngram_size", ev("eval.no_repeat_ngram_size=-1")),
     Case("repetition_penalty", "eval.repetition_penalty", ev("eval.repetition_penalty=0")),
     *[Case(f"serve_{k}", f"serve.{k}", ev(f"serve.{k}=0"))
