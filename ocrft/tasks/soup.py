@@ -37,12 +37,26 @@ def run_soup(cfg: DictConfig, ctx: RunContext) -> TaskResult:
     check_compatible(ingredients, key)  # before any weights are read
     inherit_first_run(cfg, runs[0], given_overrides())
     adapter = save_soup(cfg, ingredients, ctx.run_dir)
+    if cfg.tracking.log_model:
+        ctx.tracker.log_artifact(adapter, "model")  # as task=train logs its adapter
     with open_dict(cfg):
         cfg.model.path = str(ctx.run_dir)  # what is scored, and what config.yaml now records
-    atomic.write_text(ctx.run_dir / "config.yaml", redacted_yaml(cfg))
-    ctx.tracker.log_params({"soup.runs": ",".join(runs)})
+    ctx.tracker.log_artifact(atomic.write_text(ctx.run_dir / "config.yaml", redacted_yaml(cfg)))
+    retag(cfg, ctx, runs)
     metrics, paths = score(cfg, ctx)
     return TaskResult(metrics=metrics, paths={"model": str(adapter), **paths}, extra={"soup": {"runs": runs}})
+
+
+def retag(cfg: DictConfig, ctx: RunContext, runs: list[str]) -> None:
+    """Tag the MLflow run with what was souped and scored. The run was opened, and the config
+    logged as params, before the first run's sections were inherited: config.yaml and
+    these tags are the record of what the soup is."""
+    if ctx.tracker.run_id is None:
+        return
+    from ocrft.tracking.tags import base_tags
+
+    scored = {k: v for k, v in base_tags(cfg, []).items() if k in ("ocrft.model_family", "ocrft.model_path", "ocrft.dataset")}
+    ctx.tracker.set_tags({**scored, "ocrft.soup_runs": ", ".join(runs)})  # a sweep's picks are no config value
 
 
 def soup_runs(cfg: DictConfig) -> list[str]:
