@@ -196,7 +196,8 @@ class Generator:
             text = self.processor.tokenizer.decode(tokens[:length], skip_special_tokens=True).strip()
             mean, low = summarize(recorder.row(row, length)) if recorder else (0.0, 0.0)
             ended = row not in cuts and end is not None
-            results.append(Generation(text, row in cuts, mean, low, length, ended=ended))
+            results.append(Generation(text, looped=row in cuts, mean_logprob=mean, min_logprob=low, num_tokens=length,
+                                      ended=ended))  # fmt: skip
         if cuts:
             log.info("loop guard: stopped %d of %d samples of this batch", len(cuts), len(results))
         return results
