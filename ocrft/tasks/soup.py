@@ -29,12 +29,10 @@ INHERITED = ("model", "data", "prompt", "eval")
 
 def run_soup(cfg: DictConfig, ctx: RunContext) -> TaskResult:
     from ocrft import atomic
-    from ocrft.models.soup import check_compatible, read_ingredient
     from ocrft.redact import redacted_yaml
 
-    runs, key = soup_runs(cfg), "soup.sweep" if cfg.soup.sweep else "soup.runs"
-    ingredients = [read_ingredient(run, key) for run in runs]
-    check_compatible(ingredients, key)  # before any weights are read
+    ingredients = soup_ingredients(cfg)  # checked against each other before any weights are read
+    runs = [i.run for i in ingredients]
     inherit_first_run(cfg, runs[0], given_overrides())
     adapter = save_soup(cfg, ingredients, ctx.run_dir)
     if cfg.tracking.log_model:
@@ -59,19 +57,46 @@ def retag(cfg: DictConfig, ctx: RunContext, runs: list[str]) -> None:
     ctx.tracker.set_tags({**scored, "ocrft.soup_runs": ", ".join(runs)})  # a sweep's picks are no config value
 
 
-def soup_runs(cfg: DictConfig) -> list[str]:
-    """``soup.runs``, or the ``soup.top_k`` best finished trials of ``soup.sweep``."""
+def soup_ingredients(cfg: DictConfig) -> list:
+    """The adapters to average: every run of ``soup.runs``, which must all fit together, or
+    the ``soup.top_k`` best finished trials of ``soup.sweep`` that fit with its best trial.
+
+    A sweep may search what a soup cannot mix (``peft.freeze_vision`` changes the target
+    modules, a trial may train without LoRA): such trials are left out, said in the log,
+    and the next best are taken instead.
+    """
+    from ocrft.models.soup import check_compatible, read_ingredient
+
     if not cfg.soup.sweep:
-        return [str(run) for run in cfg.soup.runs]
-    return top_trials(Path(cfg.soup.sweep), cfg.soup.top_k, f"val/{cfg.eval.metric}", cfg.eval.greater_is_better)
+        ingredients = [read_ingredient(str(run)) for run in cfg.soup.runs]
+        check_compatible(ingredients)
+        return ingredients
+    sweep = Path(cfg.soup.sweep)
+    ranked = ranked_trials(sweep, f"val/{cfg.eval.metric}", cfg.eval.greater_is_better)
+    picked = [read_ingredient(ranked[0], "soup.sweep")]
+    for run in ranked[1:]:
+        if len(picked) == cfg.soup.top_k:
+            break
+        try:
+            candidate = read_ingredient(run, "soup.sweep")
+            check_compatible([picked[0], candidate], "soup.sweep")
+        except ConfigError as err:
+            log.warning("soup: trial %s left out: %s", run, err)
+            continue
+        picked.append(candidate)
+    if len(picked) < 2:
+        raise ConfigError(f"soup.sweep={str(sweep)!r}: no other finished trial fits with the best one, {ranked[0]} "
+                          f"(same base, family and target modules); see the log for why each was left out")  # fmt: skip
+    log.info("soup: the %d best fitting trials of %s: %s", len(picked), sweep, ", ".join(i.run for i in picked))
+    return picked
 
 
-def top_trials(sweep_dir: Path, top_k: int, default_objective: str, greater_is_better: bool) -> list[str]:
-    """The run folders of the ``top_k`` best finished trials of a multirun folder.
+def ranked_trials(sweep_dir: Path, default_objective: str, greater_is_better: bool) -> list[str]:
+    """The run folders of a multirun folder's finished trials, best first.
 
     Ranked by the sweep's objective as its run.json records it (the Optuna sweeper writes
     ``study.metric`` and ``study.direction``), else by ``default_objective``, read from each
-    trial's run.json (``<sweep>/<job>/run.json``, ocrft.run_record).
+    trial's run.json (``<sweep>/<job>/run.json``, ocrft.run_record); ties in job order.
     """
     from ocrft.run_record import RunRecord
 
@@ -81,20 +106,22 @@ def top_trials(sweep_dir: Path, top_k: int, default_objective: str, greater_is_b
     study = (sweep.extra.get("study") if sweep else None) or {}
     objective = study.get("metric", default_objective)
     greater = study["direction"] == "maximize" if "direction" in study else greater_is_better
+    # Hydra numbers a multirun's job folders: 2 before 10
+    jobs = sorted((p.parent for p in sweep_dir.glob("*/run.json")),
+                  key=lambda d: (int(d.name), "") if d.name.isdigit() else (math.inf, d.name))  # fmt: skip
     scored = []
-    for path in sorted(sweep_dir.glob("*/run.json")):
-        record = RunRecord.read(path.parent)
+    for job in jobs:
+        record = RunRecord.read(job)
         value = record.metrics.get(objective) if record and record.status == "finished" else None
         if isinstance(value, (int, float)) and math.isfinite(value):
-            scored.append((value, str(path.parent)))
+            scored.append((value, str(job)))
     if len(scored) < 2:
         raise ConfigError(f"soup.sweep={str(sweep_dir)!r}: {len(scored)} finished trial(s) report {objective}; "
                           f"a soup needs 2 or more")  # fmt: skip
-    scored.sort(key=lambda item: -item[0] if greater else item[0])
-    picked = scored[:top_k]
-    log.info("soup: the %d best of %d trials by %s: %s", len(picked), len(scored), objective,
-             ", ".join(f"{run} ({value:.4g})" for value, run in picked))  # fmt: skip
-    return [run for _, run in picked]
+    scored.sort(key=lambda item: -item[0] if greater else item[0])  # stable: ties stay in job order
+    log.info("soup: %d finished trials of %s by %s: %s", len(scored), sweep_dir, objective,
+             ", ".join(f"{Path(run).name} ({value:.4g})" for value, run in scored))  # fmt: skip
+    return [run for _, run in scored]
 
 
 def given_overrides() -> list[str]:

@@ -122,13 +122,37 @@ def _trial(sweep: Path, number: int, source: Path, cer: float) -> Path:
 
 def test_soup_of_a_sweep_takes_its_top_k_trials(runs, tmp_path):
     sweep = tmp_path / "multirun"
-    trials = [_trial(sweep, i, runs[i % 2], cer) for i, cer in enumerate([0.5, 0.2, 0.9, 0.3])]
-    pruned = _trial(sweep, 4, runs[0], 0.1)
+    trials = [_trial(sweep, i, runs[i % 2], cer) for i, cer in enumerate([0.5, 0.2, 0.9, 0.3, 0.4])]
+    pruned = _trial(sweep, 5, runs[0], 0.1)
     record = json.loads((pruned / "run.json").read_text())
     (pruned / "run.json").write_text(json.dumps({**record, "status": "pruned"}))  # not finished: left out
+    # the second best trial trained the vision tower too (peft.freeze_vision=false): other
+    # target modules, which the best trial's adapter cannot be averaged with
+    path = trials[3] / "adapter" / "adapter_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "target_modules": ["q_proj", "qkv"]}))
     # what the Optuna sweeper writes in the sweep's folder: the objective and its direction
     study = {"metric": "val/cer", "direction": "minimize"}
     (sweep / "run.json").write_text(json.dumps({"task": "sweep", "status": "finished", "study": study}))
-    soup = run(["task=soup", f"soup.sweep={sweep}", "soup.top_k=2"], tmp_path / "soup")
-    assert soup["soup"]["runs"] == [str(trials[1]), str(trials[3])]  # cer 0.2 and 0.3, best first
+    soup = run(["task=soup", f"soup.sweep={sweep}", "soup.top_k=3"], tmp_path / "soup")
+    # cer 0.2, then 0.4 and 0.5: the best three that fit with the best trial, best first
+    assert soup["soup"]["runs"] == [str(trials[1]), str(trials[4]), str(trials[0])]
     assert soup["status"] == "finished" and soup["metrics"]["eval/num_samples"] == 1
+
+
+def test_soup_of_a_real_seed_multirun(tmp_path):
+    """Three seeds through Hydra's basic sweeper (no study: ranked by val/cer of each job's
+    run.json), souped from the multirun folder by the command line."""
+    train = [a for a in TRAIN if not a.startswith("train.max_steps")]
+    sweep = tmp_path / "multirun"
+    proc = subprocess.run([sys.executable, "-m", "ocrft", "--multirun", *train, "train.max_steps=2",
+                           "eval.every_n_steps=2", "eval.val_subset=2", "tracking=none", "seed=1,2,3",
+                           f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cers = {str(d): json.loads((d / "run.json").read_text())["metrics"]["val/cer"] for d in sorted(sweep.glob("[0-9]"))}
+    assert len(cers) == 3
+    soup = _ocrft(f"soup.sweep={sweep}", "soup.top_k=2", cwd=tmp_path)
+    assert soup.returncode == 0, soup.stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    best_two = sorted(cers, key=lambda run: (cers[run], run))[:2]  # ties in job order
+    assert record["soup"]["runs"] == best_two and record["status"] == "finished"
