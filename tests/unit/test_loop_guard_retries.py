@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,25 @@ def test_scores_record_attempts_per_sample(tmp_path):
     samples = json.loads((tmp_path / "results.json").read_text())["samples"]
     assert [s["attempts"] for s in samples] == [1, 3, 2]
     assert metrics["retried_rate"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.slow
+def test_eval_with_retries_rereads_only_what_did_not_end(tmp_path):
+    """task=eval end to end: a line that ended at its end token reads the same with retries
+    on; the others may change, and the loop guard stops no more of them than without."""
+    from tests.helpers import run
+
+    reads = {}
+    for retries in (0, 2):
+        # one batch of all ten lines, as _reads generates them: the same padding, the same reads
+        record = run(["task=eval", *SHORT_READS, "eval.split=train", "eval.batch_size=16",
+                      f"eval.loop_guard.retries={retries}"], tmp_path / str(retries))  # fmt: skip
+        samples = json.loads(Path(record["paths"]["results"]).read_text())["samples"]
+        reads[retries] = record, [s["prediction"] for s in samples]
+    rows = [json.loads(line) for line in (tmp_path / "0" / "eval_checkpoint.jsonl").read_text().splitlines()]
+    generator, images, prompts = _reads()
+    ended = {i for i, g in enumerate(generator.generate_detailed(images, prompts)) if g.ended_well}
+    assert len(rows) == len(reads[0][1]) and ended
+    for i in ended:
+        assert reads[2][1][i] == reads[0][1][i]
+    assert reads[2][0]["metrics"]["eval/looped_rate"] <= reads[0][0]["metrics"]["eval/looped_rate"]
