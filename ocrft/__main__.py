@@ -26,6 +26,7 @@ TASKS = {
     "predict": "ocrft.tasks.predict:run_predict",
     "prepare": "ocrft.tasks.prepare:run_prepare",
     "merge": "ocrft.tasks.merge:run_merge",
+    "soup": "ocrft.tasks.soup:run_soup",
     "serve": "ocrft.tasks.serve:run_serve",
     "analyze": "ocrft.tasks.analyze:run_analyze",
     "report": "ocrft.tasks.report:run_report",

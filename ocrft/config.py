@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from ocrft.config_tasks import MergeConfig, PredictConfig, ReportConfig, ServeConfig, StudioConfig
+from ocrft.config_tasks import MergeConfig, PredictConfig, ReportConfig, ServeConfig, SoupConfig, StudioConfig
 
 
 class ConfigError(ValueError):
@@ -42,6 +42,7 @@ class Task(str, Enum):
     predict = "predict"
     prepare = "prepare"
     merge = "merge"
+    soup = "soup"
     serve = "serve"
     analyze = "analyze"
     report = "report"
@@ -235,11 +236,18 @@ class LoopGuardConfig:
     unit of 1..``ngram`` tokens; its text is cut where the repetition starts (the first
     copy is kept) and the sample counts as degenerate. The defaults leave a wide table's
     separator row (``|---|---|...``, one copy per column) alone up to max_repeats - 1
-    columns; raise max_repeats for wider tables."""
+    columns; raise max_repeats for wider tables.
+
+    ``retries``: a sample the guard stopped, or that ``eval.max_new_tokens`` cut before an
+    end token, is generated again (that sample only) up to this many times, sampling at
+    ``retry_temperature``, and the better-ended read is kept (olmOCR's pipeline re-reads a
+    page that did not end at a higher temperature; issue 24)."""
 
     enabled: bool = True
     ngram: int = 32
     max_repeats: int = 12
+    retries: int = 0
+    retry_temperature: float = 0.8
 
 
 @dataclass
@@ -353,6 +361,7 @@ class RunConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
+    soup: SoupConfig = field(default_factory=SoupConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     studio: StudioConfig = field(default_factory=StudioConfig)

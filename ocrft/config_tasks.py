@@ -1,5 +1,5 @@
 """The config sections that one task reads: ``predict.*``, ``report.*``, ``merge.*``,
-``serve.*`` and ``studio.*``. Typed keys of the root schema (ocrft.config.RunConfig), not
+``soup.*``, ``serve.*`` and ``studio.*``. Typed keys of the root schema (ocrft.config.RunConfig), not
 config groups; ``from ocrft.config import ServeConfig`` works as well.
 """
 
@@ -27,6 +27,15 @@ class ReportConfig:
 class MergeConfig:
     output_dir: Optional[str] = None  # default: run_dir/merged
     check_samples: int = 4
+
+
+@dataclass
+class SoupConfig:
+    """task=soup: the exact mean of several LoRA adapters' weight deltas (docs/training.md)."""
+
+    runs: list[str] = field(default_factory=list)  # run folders (or adapter folders) to average
+    sweep: Optional[str] = None  # or a multirun folder: its top_k finished trials by the sweep's objective
+    top_k: int = 3
 
 
 @dataclass

@@ -49,6 +49,8 @@ def validate_config(cfg: DictConfig) -> None:
     _check_serve(cfg.serve)
     if backend == "cascade":
         _check_cascade(cfg.cascade, cfg.eval.num_beams)
+    if cfg.task == "soup":
+        _check_soup(cfg.soup)
 
 
 def _check_data(cfg: DictConfig) -> None:
@@ -77,10 +79,29 @@ def _check_generation(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.loop_guard.ngram={guard.ngram} must be >= 1 (or eval.loop_guard.enabled=false)")
     if guard.max_repeats < 2:
         raise ConfigError(f"eval.loop_guard.max_repeats={guard.max_repeats} must be >= 2 (or eval.loop_guard.enabled=false)")
+    if guard.retries < 0:
+        raise ConfigError(f"eval.loop_guard.retries={guard.retries} must be >= 0 (0 = off)")
+    if guard.retries and guard.retry_temperature <= 0:
+        raise ConfigError(f"eval.loop_guard.retry_temperature={guard.retry_temperature} must be > 0: a retry "
+                          f"samples (greedy decoding would read the same text again)")  # fmt: skip
+    if guard.retries and cfg.eval.num_beams != 1:
+        # the better read is chosen by its tokens' log-probability, recorded under greedy decoding
+        raise ConfigError(f"eval.loop_guard.retries={guard.retries} needs eval.num_beams=1 "
+                          f"(it is {cfg.eval.num_beams}); or set eval.loop_guard.retries=0")  # fmt: skip
     if cfg.eval.no_repeat_ngram_size < 0:
         raise ConfigError(f"eval.no_repeat_ngram_size={cfg.eval.no_repeat_ngram_size} must be >= 0 (0 = off)")
     if cfg.eval.repetition_penalty <= 0:
         raise ConfigError(f"eval.repetition_penalty={cfg.eval.repetition_penalty} must be > 0 (1.0 = off)")
+
+
+def _check_soup(soup: DictConfig) -> None:
+    if bool(soup.runs) == bool(soup.sweep):
+        raise ConfigError("soup.runs or soup.sweep: name the runs to average (soup.runs=[<run>,<run>,...]) or a "
+                          "multirun folder whose best trials to average (soup.sweep=<folder> soup.top_k=3), one of them")  # fmt: skip
+    if soup.runs and len(soup.runs) < 2:
+        raise ConfigError(f"soup.runs={list(soup.runs)} names {len(soup.runs)} run; a soup averages 2 or more")
+    if soup.sweep and soup.top_k < 2:
+        raise ConfigError(f"soup.top_k={soup.top_k} must be >= 2: a soup averages 2 or more trials")
 
 
 def _check_serve(serve: DictConfig) -> None:

@@ -219,6 +219,7 @@ def routed(
                 "fallback_text": fb.text if fb else None, "cost": cost}  # fmt: skip
         chosen = fb if go else g
         outputs.append(Generation(chosen.text, looped=g.looped and not go, error=fb.error if go else None, meta=meta,
-                                  mean_logprob=g.mean_logprob, min_logprob=g.min_logprob, num_tokens=g.num_tokens))  # fmt: skip
+                                  mean_logprob=g.mean_logprob, min_logprob=g.min_logprob, num_tokens=g.num_tokens,
+                                  attempts=g.attempts))  # fmt: skip
         costs.extend([cost] if go else [])  # what the cascade pays: its routed samples
     return outputs, costs

@@ -34,6 +34,33 @@ class LogprobRecorder:
         return [float(step[index]) for step in self.steps[:length]]
 
 
+class SampledLogprobRecorder(LogprobRecorder):
+    """The same for sampled generation (loop-guard retries): the log-probability of the
+    token each row *drew*, which is only known at the next step (or, for the last token, from
+    the output: :meth:`finish`). One step's log-softmax is kept meanwhile, never more."""
+
+    def __init__(self):
+        super().__init__()
+        self._pending = None  # the previous step's log-softmax, batch x vocab
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        self._settle(input_ids[:, -1])
+        self._pending = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, last_tokens) -> None:
+        """Record the last step's draws: ``last_tokens`` is the output's last column."""
+        self._settle(last_tokens)
+
+    def _settle(self, drawn) -> None:
+        if self._pending is not None:
+            index = drawn.to(self._pending.device)[:, None]
+            self.steps.append(self._pending.gather(1, index)[:, 0].cpu())
+            self._pending = None
+
+
 def summarize(logprobs: Sequence[float]) -> tuple[float, float]:
     """(mean, min) of a sample's token log-probabilities; (0.0, 0.0) for no tokens."""
     if not logprobs:

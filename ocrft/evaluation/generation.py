@@ -2,14 +2,15 @@
 
 Only the generated token ids and one log-probability per token are kept per batch, never
 logits, so memory stays flat however large the evaluation set is. Every caller goes through
-:class:`Generator`, so the loop guard (ocrft.evaluation.loop_guard) applies to eval,
-validation during training, predict, serve and the cascade alike.
+:class:`Generator`, so the loop guard (ocrft.evaluation.loop_guard) and its retries
+(``eval.loop_guard.retries``: a looped or cut read is read again with sampling) apply to
+eval, validation during training, predict, serve and the cascade alike.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
 from ocrft.data.record import Record
@@ -23,8 +24,10 @@ class Generation:
     """One generated transcription.
 
     ``looped``: the loop guard stopped it (its text is cut where the repetition started;
-    scored as degenerate). ``mean_logprob`` / ``min_logprob``: over its greedy tokens, the end
+    scored as degenerate). ``mean_logprob`` / ``min_logprob``: over its tokens, the end
     token included (natural log, <= 0; 0.0 with beam search, where none is recorded).
+    ``ended``: it stopped at an end token (not cut by the loop guard or ``max_new_tokens``).
+    ``attempts``: how many times it was generated (more than 1 after loop-guard retries).
 
     Every :class:`ocrft.evaluation.predictor.Predictor` returns these, whatever its backend:
     ``error``: why the sample has no reading (an endpoint request that failed, an unreadable
@@ -38,9 +41,27 @@ class Generation:
     mean_logprob: float = 0.0
     min_logprob: float = 0.0
     num_tokens: int = 0
+    ended: bool = True
+    attempts: int = 1
     error: Optional[str] = None
     meta: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+
+    @property
+    def ended_well(self) -> bool:
+        """Ended at an end token and did not loop: what a retry tries to reach."""
+        return self.ended and not self.looped
+
+
+def better_attempt(kept: Generation, new: Generation) -> Generation:
+    """The better-ended of two reads of one sample: one that ended at an end token without
+    looping wins, then one that did not loop (cut by max_new_tokens: text, not a loop);
+    between equals, the higher mean log-probability; ``kept`` on a tie."""
+
+    def rank(g: Generation) -> tuple[bool, bool, float]:
+        return g.ended_well, not g.looped, g.mean_logprob
+
+    return new if rank(new) > rank(kept) else kept
 
 
 class Generator:
@@ -48,6 +69,9 @@ class Generator:
 
     Args:
         loop_guard: ``(ngram, max_repeats)`` of the loop guard, or None for none.
+        retries: a sample the loop guard stopped, or that ``max_new_tokens`` cut before an
+            end token, is generated again up to this many times, sampling at
+            ``retry_temperature``; the better-ended attempt is kept (:func:`better_attempt`).
     """
 
     def __init__(
@@ -62,6 +86,8 @@ class Generator:
         num_beams: int = 1,
         no_repeat_ngram_size: int = 0,
         loop_guard: Optional[tuple[int, int]] = None,
+        retries: int = 0,
+        retry_temperature: float = 0.8,
     ):
         self.model = model
         self.processor = processor
@@ -69,6 +95,8 @@ class Generator:
         self.collator = Collator(processor, family, system=system)
         self.max_new_tokens = max_new_tokens
         self.loop_guard = loop_guard
+        self.retries = retries
+        self.retry_temperature = retry_temperature
         self.num_beams = num_beams
         self.generate_kwargs = dict(
             do_sample=False,
@@ -91,11 +119,38 @@ class Generator:
     def generate_detailed(
         self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: Optional[int] = None
     ) -> list[Generation]:
-        """Transcribe one batch; one :class:`Generation` (text, loop flag, confidence) per image."""
-        import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
+        """Transcribe one batch; one :class:`Generation` (text, loop flag, confidence) per image.
 
-        from ocrft.evaluation.confidence import LogprobRecorder, summarize
+        With ``retries``, the rows that did not end well are generated again, those rows
+        only, with sampling (greedy decoding would repeat the same read), until each ended
+        well or its retries are spent.
+        """
+        from ocrft.models.sharding import is_sharded
+
+        results = self._generate_once(images, prompts, max_new_tokens)
+        # Sharded weights (FSDP) need every rank in every generate call; ranks' rows differ
+        # in what they would retry, so retries are left to unsharded models.
+        retries = 0 if is_sharded(self.model) else self.retries
+        for attempt in range(2, retries + 2):
+            redo = [i for i, g in enumerate(results) if not g.ended_well]
+            if not redo:
+                break
+            again = self._generate_once([images[i] for i in redo], [prompts[i] for i in redo], max_new_tokens,
+                                        seed=attempt)  # fmt: skip
+            for i, new in zip(redo, again):
+                results[i] = replace(better_attempt(results[i], new), attempts=attempt)
+            log.info("loop guard: retry %d read %d of %d samples again, %d now ended well", attempt - 1, len(redo),
+                     len(results), sum(results[i].ended_well for i in redo))  # fmt: skip
+        return results
+
+    def _generate_once(
+        self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: Optional[int], seed: Optional[int] = None
+    ) -> list[Generation]:
+        """One generate call over the batch: greedy, or with ``seed`` sampled at ``retry_temperature``."""
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList, TemperatureLogitsWarper
+
+        from ocrft.evaluation.confidence import LogprobRecorder, SampledLogprobRecorder, summarize
         from ocrft.evaluation.loop_guard import LoopGuard
         from ocrft.models.sharding import is_sharded, whole_weights
 
@@ -106,6 +161,15 @@ class Generator:
         prompt_length = batch["input_ids"].shape[1]
         guard = LoopGuard(prompt_length, *self.loop_guard, self.eos_ids) if self.loop_guard else None
         recorder = LogprobRecorder() if self.num_beams == 1 else None
+        processors, options = [recorder] if recorder else [], self.generate_kwargs
+        if seed is not None:
+            # The recorder comes before the temperature, so a sampled read's log-probabilities
+            # are under the model's own distribution, comparable with the greedy read's. top_k
+            # and top_p are cleared: a checkpoint's generation_config may set them (Qwen2-VL's
+            # top_k=1 would make sampling greedy again).
+            recorder = SampledLogprobRecorder()
+            processors = [recorder, TemperatureLogitsWarper(self.retry_temperature)]
+            options = {**options, "do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
         was_training = self.model.training
         self.model.eval()
         try:
@@ -114,34 +178,44 @@ class Generator:
             # no_grad, not inference_mode: FSDP would leave inference tensors in the shards,
             # which the next optimizer step may not update in place.
             sharded = is_sharded(self.model)
-            with whole_weights(self.model), (torch.no_grad() if sharded else torch.inference_mode()):
+            # a sampled retry draws from its own seeded stream: the caller's random state (a
+            # training run's, validated mid-way) is left as it was, and a re-run reads alike
+            rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None)
+            with rng, whole_weights(self.model), (torch.no_grad() if sharded else torch.inference_mode()):
+                if seed is not None:
+                    torch.manual_seed(seed)
                 out = self.model.generate(
                     **batch,
                     max_new_tokens=max_new_tokens or self.max_new_tokens,
                     eos_token_id=self.eos_ids,
                     pad_token_id=self.pad_id,
                     synced_gpus=sharded,
-                    logits_processor=LogitsProcessorList([recorder] if recorder else []),
+                    logits_processor=LogitsProcessorList(processors),
                     stopping_criteria=StoppingCriteriaList([guard] if guard else []),
-                    **self.generate_kwargs,
+                    **options,
                 )
         finally:
             self.model.train(was_training)
+        if isinstance(recorder, SampledLogprobRecorder):
+            recorder.finish(out[:, -1])
         cuts = guard.cuts if guard else {}
         results = []
         for row, tokens in enumerate(out[:, prompt_length:].tolist()):
-            length = cuts.get(row, self._length(tokens))
+            end = self._end(tokens)
+            length = cuts.get(row, end or len(tokens))
             text = self.processor.tokenizer.decode(tokens[:length], skip_special_tokens=True).strip()
             mean, low = summarize(recorder.row(row, length)) if recorder else (0.0, 0.0)
-            results.append(Generation(text, looped=row in cuts, mean_logprob=mean, min_logprob=low, num_tokens=length))
+            ended = row not in cuts and end is not None
+            results.append(Generation(text, looped=row in cuts, mean_logprob=mean, min_logprob=low, num_tokens=length,
+                                      ended=ended))  # fmt: skip
         if cuts:
             log.info("loop guard: stopped %d of %d samples of this batch", len(cuts), len(results))
         return results
 
-    def _length(self, tokens: list[int]) -> int:
-        """Generated tokens up to and including the first end token (all when there is none)."""
+    def _end(self, tokens: list[int]) -> Optional[int]:
+        """Generated tokens up to and including the first end token; None when there is none."""
         ends = set(self.eos_ids)
-        return next((i + 1 for i, t in enumerate(tokens) if t in ends), len(tokens))
+        return next((i + 1 for i, t in enumerate(tokens) if t in ends), None)
 
     def count_tokens(self, text: str) -> int:
         return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -188,6 +262,8 @@ def build_generator(cfg, *, model=None, processor=None) -> Generator:
         num_beams=cfg.eval.num_beams,
         no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
         loop_guard=loop_guard_settings(cfg.eval),
+        retries=cfg.eval.loop_guard.retries,
+        retry_temperature=cfg.eval.loop_guard.retry_temperature,
     )
 
 

@@ -184,9 +184,11 @@ def checkpoint_row(record: Record, output: Generation, fingerprint: str) -> dict
     """One generated sample as the eval checkpoint stores it."""
     return {"id": record.id, "image_path": record.image, "label": record.text, "prediction": output.text,
             "looped": output.looped, "mean_logprob": output.mean_logprob, "min_logprob": output.min_logprob,
-            "num_tokens": output.num_tokens, "fingerprint": fingerprint}  # fmt: skip
+            "num_tokens": output.num_tokens, "ended": output.ended, "attempts": output.attempts,
+            "fingerprint": fingerprint}  # fmt: skip
 
 
 def from_checkpoint_row(row: dict) -> Generation:
     return Generation(row["prediction"], looped=bool(row.get("looped")), mean_logprob=row.get("mean_logprob", 0.0),
-                      min_logprob=row.get("min_logprob", 0.0), num_tokens=row.get("num_tokens", 0))  # fmt: skip
+                      min_logprob=row.get("min_logprob", 0.0), num_tokens=row.get("num_tokens", 0),
+                      ended=row.get("ended", True), attempts=row.get("attempts", 1))  # fmt: skip

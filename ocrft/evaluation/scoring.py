@@ -25,10 +25,14 @@ def score_and_write(
     errors: Optional[Sequence[Optional[str]]] = None,
     extra: Optional[dict] = None,
     looped: Optional[Sequence[bool]] = None,
+    attempts: Optional[Sequence[int]] = None,
 ) -> tuple[dict, dict[str, str]]:
     """Score predictions, write ``<name>.json`` and ``<name>.html``; return (metrics, paths).
 
     ``looped`` marks the samples the loop guard stopped: they count as degenerate.
+    ``attempts``: how many times each sample was generated (``eval.loop_guard.retries``;
+    ocrft.evaluation.generation.Generation.attempts): kept per sample, and the share read
+    more than once is ``retried_rate``.
     """
     from ocrft import atomic
     from ocrft.evaluation.html import render_report_html
@@ -43,9 +47,13 @@ def score_and_write(
             row["error"] = errors[i]
         if looped and looped[i]:
             row["looped"] = True
+        if attempts:
+            row["attempts"] = attempts[i]
         rows.append(row)
     settings = MetricSettings.from_eval(eval_cfg)
     metrics, rows = score_samples(rows, eval_cfg.normalization, settings, eval_cfg.json_target)
+    if attempts:
+        metrics["retried_rate"] = sum(n > 1 for n in attempts) / len(attempts)
     normalization = normalization_dict(eval_cfg.normalization)
     results = build_results(rows, model_name, normalization, metrics, extra=extra, settings=settings)
     paths = {
@@ -66,9 +74,12 @@ def score_outputs(
     extra: Optional[dict] = None,
 ) -> tuple[dict, dict[str, str]]:
     """:func:`score_and_write` for a predictor's Generations: their errors and loop flags are
-    scored, their ``meta`` joins each sample's results, and the results name ``model``."""
+    scored, their ``meta`` joins each sample's results, their attempts are kept where
+    ``eval.loop_guard.retries`` may have read a sample again, and the results name ``model``."""
     samples = [replace(r, meta={**r.meta, **g.meta}) if g.meta else r for r, g in zip(records, outputs)]
     errors = [g.error for g in outputs]
+    retried = eval_cfg.loop_guard.retries or any(g.attempts > 1 for g in outputs)
     return score_and_write(samples, [g.text for g in outputs], eval_cfg, model_name=model["name"], out_dir=Path(out_dir),
                            name=name, errors=errors if any(errors) else None, extra={**(extra or {}), "model": model},
-                           looped=[g.looped for g in outputs])  # fmt: skip
+                           looped=[g.looped for g in outputs],
+                           attempts=[g.attempts for g in outputs] if retried else None)  # fmt: skip

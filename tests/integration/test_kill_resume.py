@@ -331,8 +331,8 @@ def eval_cfg(tmp_path):
 
 def test_local_eval_checkpoint_skips_finished_ids_and_redoes_stale_ones(eval_cfg, tmp_path, monkeypatch):
     import ocrft.evaluation.generation
-    from ocrft.tasks.eval import load_eval_split
-    from ocrft.tasks.eval import evaluate_split
+    from ocrft.evaluation.evaluate import load_eval_split
+    from ocrft.evaluation.evaluate import evaluate_split
 
     run_dir = tmp_path / "run"
     records = load_eval_split(eval_cfg, run_dir)

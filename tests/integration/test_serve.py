@@ -202,7 +202,7 @@ def test_endpoint_eval_of_a_served_model_sends_and_records_its_name(fake_served,
     import json
 
     from ocrft.data.record import Record
-    from ocrft.tasks.eval import evaluate_split
+    from ocrft.evaluation.evaluate import evaluate_split
     from tests.helpers import compose
 
     url, _ = fake_served

@@ -181,7 +181,7 @@ EVAL = ["task=eval", "data=tiny_ocr", "data.train_ratio=0.5", "data.val_ratio=0.
 
 
 def test_eval_split_is_logged_as_a_dataset_input(store, tmp_path):
-    from ocrft.tasks.eval import load_eval_split
+    from ocrft.evaluation.evaluate import load_eval_split
     from ocrft.tracking.inputs import records_digest
 
     seen = []

@@ -97,7 +97,7 @@ def test_generation_options_reach_generate():
     constrained = generator.generate(_images(), ["Read the text."] * 2)
     assert seen["no_repeat_ngram_size"] == 2 and seen["repetition_penalty"] == 1.3
     for ids in seen["ids"]:
-        ids = ids[: generator._length(ids)]
+        ids = ids[: generator._end(ids) or len(ids)]
         bigrams = list(zip(ids, ids[1:]))
         assert len(set(bigrams)) == len(bigrams)  # no token bigram twice: the option took effect
     generator.generate_kwargs.update(no_repeat_ngram_size=0, repetition_penalty=1.0)
