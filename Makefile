@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-base test test-fast test-all fuzz bench lint mlflow-ui dashboard install clean help
+.PHONY: demo demo-base test test-fast test-all fuzz bench gpu-check gpu-wheels lint mlflow-ui dashboard install clean help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -38,8 +38,22 @@ test-all: $(STAMP) ## every test, GPU ones included (needs CUDA)
 fuzz: $(STAMP) ## kill fuzzing: SIGKILL each task at 10 seeded points and resume (CI does 2)
 	OCRFT_KILL_POINTS=10 $(PY) -m pytest tests/integration/test_kill_fuzz.py -q
 
-bench: $(STAMP) ## benchmarks: each prints a ratio against a baseline run beside it
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+bench: $(STAMP) ## benchmarks: each prints a ratio against a baseline run beside it (the GPU check apart)
+	for b in bench/bench_*.py; do [ $$b = bench/bench_gpu.py ] || $(PY) $$b || exit 1; done
+
+gpu-check: $(STAMP) ## the GPU check (bench/gpu_check.sh) with tiny sizes on this CPU; on a GPU: bash bench/gpu_check.sh
+	bash bench/gpu_check.sh --smoke --out $(or $(GPU_OUT),experiments/gpu)
+
+# What a lent device machine lacks (its python3 3.12 holds torch): wheels for bench/gpu_check.sh, in .whl/
+GPU_WHEELS := transformers==5.23.0 trl==1.16.0 peft==0.21.2 hydra-core==1.3.8 omegaconf==2.3.0 rapidfuzz==3.14.3 \
+	datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 bitsandbytes==0.50.2
+gpu-wheels: ## download the wheels bench/gpu_check.sh installs on a device machine (see experiments/gpu/README.md)
+	mkdir -p .whl && grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	python3 -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3  # an sdist only: built here, pure Python
+	python3 bench/slim_wheel.py .whl/bitsandbytes-*.whl --keep cuda13  # the device's CUDA only: all must fit 64 MiB
 
 lint: $(STAMP) ## byte-compile everything (catches syntax errors fast)
 	$(PY) -m compileall -q ocrft hydra_plugins tests bench

@@ -77,8 +77,10 @@ class Result:
 
 
 def ocrft_overrides(args, run_dir: Path) -> list[str]:
-    family = args.model.split(":", 1)[1]
-    return [
+    """The run's overrides; ``args.family`` names the family of a checkpoint folder (default: the
+    ``small:<family>`` / ``tiny:<family>`` name's), ``args.extra`` adds overrides (bench_gpu.py's)."""
+    family = getattr(args, "family", None) or args.model.split(":", 1)[1]
+    return [*getattr(args, "extra", []),
         f"model.family={family}", f"model.path={args.model}", "data=synthetic", f"data.num_train={args.samples}",
         f"data.min_chars={args.min_chars}", f"data.max_chars={args.max_chars}", "data.num_val=0", "data.num_test=0",
         f"train.per_device_train_batch_size={args.batch}",
@@ -113,14 +115,15 @@ def run_trl_baseline(args, records, out_dir: Path) -> Result:
     from trl import SFTConfig, SFTTrainer
 
     from ocrft.training.builders import build_peft_config
-    from ocrft.models.loading import load_processor, resolve_model
+    from ocrft.models.loading import load_processor, resolve_model, torch_dtype
     from ocrft.models.registry import get_family
 
     cfg = compose(ocrft_overrides(args, out_dir))  # the same model, LoRA and hyperparameters as ocrft's run
     resolved = resolve_model(cfg.model.family, cfg.model.path)
     processor = load_processor(resolved)
     model_class = getattr(__import__("transformers"), get_family(resolved.family).model_class)
-    model = model_class.from_pretrained(resolved.base_path, dtype=torch.float32, attn_implementation="sdpa")
+    # the weights' dtype ocrft loads too (model.dtype=auto: bf16 on CUDA, fp32 on CPU)
+    model = model_class.from_pretrained(resolved.base_path, dtype=torch_dtype(cfg.model.dtype), attn_implementation="sdpa")
     model = get_peft_model(model, build_peft_config(cfg.peft, get_family(resolved.family)))
 
     def example(record) -> dict:
@@ -176,13 +179,13 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 3) -> float:
     return 2 * n**3 / best
 
 
-def count_parameters(model_path: str) -> int:
+def count_parameters(model_path: str, family: str | None = None) -> int:
     import torch
 
     from ocrft.models.loading import resolve_model
     from ocrft.models.registry import get_family
 
-    resolved = resolve_model(model_path.split(":", 1)[1], model_path)
+    resolved = resolve_model(family or model_path.split(":", 1)[1], model_path)
     model_class = getattr(__import__("transformers"), get_family(resolved.family).model_class)
     model = model_class.from_pretrained(resolved.base_path, dtype=torch.float32)
     return sum(p.numel() for p in model.parameters())
