@@ -228,6 +228,7 @@ class NormalizationConfig:
     lowercase: bool = False
     remove_punctuation: bool = False
     fullwidth_to_halfwidth: bool = False
+    markdown: bool = False  # strip markdown, unify dashes and quotes as olmOCR-Bench does (normalize.py)
 
 
 @dataclass
