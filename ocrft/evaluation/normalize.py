@@ -35,11 +35,11 @@ _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 # would count. Its whitespace collapse is left to collapse_whitespace, so lines survive for
 # the page measures. Like the benchmark, paired "_" or "*" around any text is emphasis
 # (snake_case_names lose their underscores on both sides alike).
-_MARKDOWN_STEPS = (
-    # ours, first, so that a list item's "* " is not taken for an emphasis opening
+_MARKDOWN_LINES = (  # ours, first, so that a list item's "* " is not taken for an emphasis opening
     (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE), ""),  # ATX headings
     (re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+", re.MULTILINE), ""),  # list items
-    # olmOCR-Bench's
+)
+_OLMOCR_STEPS = (
     (re.compile(r"<br/?>"), " "),
     (re.compile(r"\*\*(.*?)\*\*"), r"\1"),
     (re.compile(r"__(.*?)__"), r"\1"),
@@ -55,8 +55,16 @@ _MARKDOWN_CHARS = str.maketrans({"‘": "'", "’": "'", "‚": "'", "“": '"',
 
 def strip_markdown(text: str) -> str:
     """``text`` without emphasis, heading and list markup, dashes and quotes unified (see above)."""
-    for pattern, replacement in _MARKDOWN_STEPS:
+    for pattern, replacement in (*_MARKDOWN_LINES, *_OLMOCR_STEPS):
         text = pattern.sub(replacement, text)
+    return text.translate(_MARKDOWN_CHARS)
+
+
+def olmocr_normalize(text: str) -> str:
+    """olmOCR-Bench's ``normalize_text`` as it is: what its checks compare (ocrft.evaluation.olmocr_checks)."""
+    for pattern, replacement in _OLMOCR_STEPS:
+        text = pattern.sub(replacement, text)
+    text = unicodedata.normalize("NFC", re.sub(r"\s+", " ", text))
     return text.translate(_MARKDOWN_CHARS)
 
 

@@ -28,6 +28,7 @@ from ocrft import atomic
 from ocrft.evaluation.document_scores import SAMPLE_KEYS as DOCUMENT_KEYS, score_documents
 from ocrft.evaluation.metrics import MetricSettings, count_looped, score_detailed
 from ocrft.evaluation.normalize import normalization_dict
+from ocrft.evaluation.olmocr_scoring import score_checks
 
 CORE_KEYS = (
     "overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "metrics", "normalization",
@@ -102,6 +103,7 @@ def score_samples(
             out.update(json_valid=s["json_valid"], json_field_f1=s["json_field_f1"])
         out.update(per_document.get(i, {}))
         scored.append(out)
+    metrics.update(score_checks(scored))  # olmOCR-Bench samples: checks per sample, olmocr/* metrics
     return metrics, scored
 
 
