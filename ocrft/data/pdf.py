@@ -76,9 +76,11 @@ def _render(document, *, index: int, settings: RenderSettings, target: Path) -> 
     return target
 
 
-def render_pdf(path: Path, out_dir: Path, *, settings: RenderSettings, pages: Optional[Sequence[int]] = None) -> list[Record]:
+def render_pdf(path: Path, out_dir: Path, *, settings: RenderSettings, pages: Optional[Sequence[int]] = None,
+               name: Optional[str] = None) -> list[Record]:  # fmt: skip
     """Render ``pages`` (1-based; None = all, up to ``settings.max_pages``) of ``path`` into
-    ``out_dir``; one record per page, its id ``<file>#p<N>``, its text empty.
+    ``out_dir``; one record per page, its id ``<name>#p<N>`` (``name`` defaults to the path),
+    its text empty.
 
     Raises:
         DataError: naming the file: unreadable, encrypted, no pages, or a page it lacks.
@@ -94,9 +96,9 @@ def render_pdf(path: Path, out_dir: Path, *, settings: RenderSettings, pages: Op
         folder = out_dir / f"{path.stem}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
         folder.mkdir(parents=True, exist_ok=True)
         return [
-            Record(id=page_id(path, n), image=str(_render(document, index=n - 1, settings=settings,
-                                                          target=folder / f"p{n}.png")), text="",
-                   meta={"pdf": str(path), "page": n})
+            Record(id=page_id(name or path, n), image=str(_render(document, index=n - 1, settings=settings,
+                                                                  target=folder / f"p{n}.png")), text="",
+                   meta={"pdf": name or str(path), "page": n})
             for n in wanted
         ]  # fmt: skip
     finally:

@@ -23,11 +23,10 @@ import logging
 from collections import defaultdict
 from typing import Sequence
 
+from ocrft.data.olmocr_bench import ADDED_BASELINE
 from ocrft.evaluation.olmocr_checks import run_check
 
 log = logging.getLogger(__name__)
-
-ADDED_BASELINE = "baseline_added"  # group of the baseline tests the reader adds
 
 
 def _check(test: dict, pages: Sequence[str], error: str) -> tuple[dict, float]:
