@@ -21,6 +21,7 @@ import jinja2
 from ocrft.evaluation.alignment import Segment, align, align_pairs, count_confusions
 from ocrft.evaluation.comparison import SAME_EPS, compare_counts, match_samples
 from ocrft.evaluation.normalize import normalizer, stored_normalization
+from ocrft.evaluation.table_diff import cell_diff
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,9 @@ def render_report_html(results: dict, base_dirs: Sequence[Path] = ()) -> str:
             "image": img,
             "label": s["label"],
             "prediction": p,
+            # a sample scored by TEDS also shows its tables cell by cell
+            "tables": cell_diff(s.get("prediction") or "", s["label"]) if s.get("teds") is not None else [],
+            "checks": s.get("checks") or [],  # olmOCR-Bench samples
         }
         for s, p, img in zip(samples, preds, images)
     ]

@@ -116,8 +116,8 @@ def _headed(table: Any) -> None:
             table.insert(table.index(parent), thead)
 
 
-def _parse(table_html: str) -> Any:
-    """The ``<table>`` element of ``table_html`` (lxml), or None."""
+def parse_table(table_html: str) -> Any:
+    """The ``<table>`` element of ``table_html`` (lxml) in PubTabNet's shape, or None."""
     from lxml import html as lxml_html
 
     if not table_html.strip():
@@ -180,7 +180,7 @@ def teds(prediction: str, reference: str, *, structure_only: bool = False) -> fl
     """
     from apted import APTED
 
-    pred, ref = _parse(prediction), _parse(reference)
+    pred, ref = parse_table(prediction), parse_table(reference)
     if pred is None or ref is None:
         return 0.0
     tree_pred, tree_ref = _tree(pred, structure_only), _tree(ref, structure_only)

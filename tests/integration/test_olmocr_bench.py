@@ -71,6 +71,8 @@ def test_a_candidate_folder_is_scored_as_the_benchmark_scores_it(tmp_path):
     assert m["eval/olmocr/baseline_added"] == 1.0
     assert m["eval/olmocr/overall"] == pytest.approx((0.5 + 1.0 + 1.0) / 3)
     assert m["eval/olmocr/not_scored"] == 1 and m["eval/olmocr/tests"] == 7
+    report = Path(record["paths"]["results_report"]).read_text()
+    assert "✗ absent p1_absent: Expected absence of" in report and "– math p2_math: math is not scored" in report
 
 
 def test_a_model_reads_the_rendered_pages(tmp_path):

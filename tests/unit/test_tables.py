@@ -76,3 +76,19 @@ def test_tables_in_page_text_pair_up_in_order():
     assert [t[:7] for t in find_tables(ref)] == ["<table>", "<table>"]
     assert table_scores(pred, ref) == {"teds": 0.5, "teds_struct": 0.5}
     assert table_scores("plain", "no table here") is None
+
+
+def test_report_shows_tables_cell_by_cell_and_escapes_them():
+    from ocrft.evaluation.html import render_report_html
+    from ocrft.evaluation.results import build_results, score_samples
+    from ocrft.evaluation.table_diff import cell_diff
+
+    label = "| A | B |\n|---|---|\n| 1 | <script> |\n| 3 | 4 |"
+    pred = "| A | B |\n|---|---|\n| 1 | 9 |"
+    (table,) = cell_diff(pred, label)
+    assert [[c["status"] for c in row] for row in table] == [["same", "same"], ["same", "changed"], ["missing", "missing"]]
+    assert table[1][1] == {"ref": "<script>", "pred": "9", "status": "changed"}
+    metrics, rows = score_samples([{"id": "t", "image_path": None, "label": label, "prediction": pred}], None)
+    page = render_report_html(build_results(rows, "m", {}, metrics))
+    assert '<td class="changed">&lt;script&gt; → 9</td>' in page and '<td class="missing">3</td>' in page
+    assert "<td class=\"changed\"><script>" not in page  # the label's tag stays text
