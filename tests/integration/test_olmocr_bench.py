@@ -90,3 +90,15 @@ def test_a_test_naming_a_missing_pdf_is_named(tmp_path):
     with pytest.raises(DataError, match="gone.pdf: 1 test.*'x'.*not in pdfs/"):
         run(["task=eval", "data=olmocr_bench", f"data.path={bench}", "model=predictions",
              f"model.path={bench / 'good_tool'}"], tmp_path / "run")  # fmt: skip
+
+
+def test_analyze_counts_the_image_tokens_of_rendered_pages(tmp_path):
+    bench = make_bench(tmp_path)
+    image_tokens = {}
+    for dpi in (36, 72):
+        record = run(["task=analyze", "data=olmocr_bench", f"data.path={bench}", "model=tiny_qwen2_vl",
+                      f"data.pdf_dpi={dpi}"], tmp_path / f"run{dpi}")  # fmt: skip
+        analysis = json.loads(Path(record["paths"]["analysis"]).read_text())
+        image_tokens[dpi] = analysis["tokens"]["splits"]["test"]["image"]["max"]
+        assert record["metrics"]["analyze/test/over_max_length"] == 0
+    assert image_tokens[72] > 2 * image_tokens[36]  # twice the DPI, four times the pixels
