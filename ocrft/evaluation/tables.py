@@ -51,7 +51,7 @@ def find_tables(text: str) -> list[str]:
         offsets.append(offsets[-1] + len(line) + 1)
     i = 0
     while i < len(lines) - 1:
-        if "|" in lines[i] and _MD_SEPARATOR.match(lines[i + 1]) and "-" in lines[i + 1]:
+        if _is_header(lines[i], lines[i + 1]):
             end = i + 2
             while end < len(lines) and "|" in lines[end] and lines[end].strip():
                 end += 1
@@ -60,6 +60,13 @@ def find_tables(text: str) -> list[str]:
         else:
             i += 1
     return [table for _, table in sorted(found, key=lambda pair: pair[0])]
+
+
+def _is_header(line: str, separator: str) -> bool:
+    # GFM: a delimiter row of hyphens with as many cells as the header; pipes required, so
+    # "a | b" over a setext underline "---" stays a heading
+    return ("|" in line and "|" in separator and "-" in separator and bool(_MD_SEPARATOR.match(separator))
+            and len(_md_cells(line)) == len(_md_cells(separator)))  # fmt: skip
 
 
 def _md_cells(line: str) -> list[str]:

@@ -65,6 +65,11 @@ def test_markdown_table_equals_the_same_table_in_html():
     assert teds(markdown and find_tables(markdown)[0], with_th) == 1.0  # th row = thead, loose rows = tbody
 
 
+def test_what_is_not_a_markdown_table():
+    assert find_tables("a | b\n---\ntext") == []  # a setext heading under a line with a pipe
+    assert find_tables("| a | b |\n|---|\n| 1 | 2 |") == []  # GFM: the delimiter row must match the header
+
+
 def test_markdown_rows_take_the_header_width():
     (table,) = find_tables("| A | B |\n| --- | --- |\n| 1 |\n| 2 | 3 | 4 |")
     assert table.count("<td>") == 6
