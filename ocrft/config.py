@@ -139,6 +139,8 @@ class DataConfig:
     # region and page images keep their aspect ratio within this many pixels (Qwen2.5-VL's
     # recommended max_pixels, 1280*28*28); lines are scaled to target_height instead
     max_pixels: int = 1_003_520
+    pdf_dpi: int = 200  # PDF pages (predict.input=x.pdf, data=olmocr_bench) render at this DPI, then fit max_pixels
+    pdf_max_pages: Optional[int] = None  # task=predict: at most the first N pages of each PDF
     # line cropping for page_xml / alto imports
     target_height: int = 128
     preserve_aspect_ratio: bool = True
@@ -228,6 +230,7 @@ class NormalizationConfig:
     lowercase: bool = False
     remove_punctuation: bool = False
     fullwidth_to_halfwidth: bool = False
+    markdown: bool = False  # strip markdown, unify dashes and quotes as olmOCR-Bench does (normalize.py)
 
 
 @dataclass

@@ -59,6 +59,10 @@ def _check_data(cfg: DictConfig) -> None:
     _choice("eval.split", cfg.eval.split, (*SPLITS, ALL))
     if data.max_pixels < 1:
         raise ConfigError(f"data.max_pixels={data.max_pixels} must be >= 1")
+    if not 1 <= data.pdf_dpi <= 1200:  # pdfium allocates dpi^2: 1200 dpi A4 is already 140 Mpx
+        raise ConfigError(f"data.pdf_dpi={data.pdf_dpi} must be between 1 and 1200")
+    if data.pdf_max_pages is not None and data.pdf_max_pages < 1:
+        raise ConfigError(f"data.pdf_max_pages={data.pdf_max_pages} must be >= 1 (or null: every page)")
     check_ratios(data.train_ratio, data.val_ratio)
     if cfg.task == "train" and data.train_ratio == 0:
         # 0 is for scoring a source that has no split files (task=eval: everything is test)

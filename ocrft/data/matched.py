@@ -19,6 +19,8 @@ class Matched:
         extra_ids: predictions that match no record (their id, or ``file#line`` for pages).
         kind: the key of ``SOURCES`` that read them.
         matched_by: how many records were matched by id, by position.
+        repeats: per record, every reading the engine wrote for it (olmOCR-Bench candidates
+            write several: ``_repeat1.md``, ``_repeat2.md``); empty when it wrote one each.
     """
 
     texts: list[str]
@@ -26,6 +28,7 @@ class Matched:
     extra_ids: list[str] = field(default_factory=list)
     kind: str = ""
     matched_by: Counter = field(default_factory=Counter)
+    repeats: list[list[str]] = field(default_factory=list)
 
     def unmatched(self) -> dict:
         """The mismatch counts and the first ``MAX_NAMED`` ids of each, for the results file."""

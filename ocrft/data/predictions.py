@@ -12,7 +12,9 @@ want it scored with the same metrics and report as a fine-tune. ``model.path`` i
   (the ``.gt.txt`` rule), so model.path may be the data folder itself or a parallel tree;
 - ``pages``: a folder (or one file) of PAGE-XML or ALTO written by the engine, matched to
   ground truth prepared by ``task=prepare data=page_xml|alto`` (see
-  :mod:`ocrft.data.page_predictions`).
+  :mod:`ocrft.data.page_predictions`);
+- ``olmocr``: an olmOCR-Bench candidate folder, ``<pdf>_pg<page>_repeat<k>.md`` for the pages
+  of ``data=olmocr_bench``; the first repeat is the prediction, all of them are scored.
 
 A record with no prediction is scored as an empty prediction (the engine read nothing);
 such records and the predictions that match no record are counted and named
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -76,6 +79,8 @@ def _kind(source: Path, suffix: str) -> str:
         return "pages" if source.suffix.lower() == ".xml" else "jsonl"
     if next(source.rglob(f"*{suffix}"), None) is not None:
         return "line_folder"
+    if any(_CANDIDATE.match(p.name) for p in source.rglob("*.md")):
+        return "olmocr"
     if any(p.suffix.lower() == ".xml" and is_page_file(p) for p in source.rglob("*")):
         return "pages"
     raise DataError(f"no predictions here: no *{suffix} files (model.predictions_suffix) and no PAGE/ALTO files",
@@ -134,6 +139,33 @@ def _from_jsonl(records: Sequence[Record], source: Path, suffix: str, match: str
     return _by_id(records, read_jsonl_predictions(source))
 
 
+_CANDIDATE = re.compile(r"^(?P<base>.+)_pg(?P<page>\d+)_repeat(?P<repeat>\d+)\.md$")
+
+
+def _read_markdown(path: Path) -> str:
+    # as written, final newline included: the benchmark reads the file whole, and its
+    # last_n checks count that newline (as a space, after whitespace collapse)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"invalid UTF-8 at byte {e.start}; save the file as UTF-8", path) from None
+
+
+def _from_olmocr(records: Sequence[Record], source: Path, suffix: str, match: str) -> Matched:
+    found: dict[tuple[str, int], list[tuple[int, Path]]] = {}
+    for path in source.rglob("*.md"):
+        m = _CANDIDATE.match(path.relative_to(source).as_posix())
+        if m:
+            found.setdefault((m["base"], int(m["page"])), []).append((int(m["repeat"]), path))
+    keys = [(str(r.meta.get("pdf", r.id)).removesuffix(".pdf"), r.meta.get("page", 1)) for r in records]
+    repeats = [[_read_markdown(path) for _, path in sorted(found.get(key, []))] for key in keys]
+    matched = Matched(texts=[texts[0] if texts else "" for texts in repeats], repeats=repeats)
+    matched.missing_ids = [r.id for r, texts in zip(records, repeats) if not texts]
+    matched.extra_ids = [f"{base}.pdf#p{page}" for base, page in sorted(set(found) - set(keys))]
+    matched.matched_by["id"] = len(records) - len(matched.missing_ids)
+    return matched
+
+
 def _from_pages(records: Sequence[Record], source: Path, suffix: str, match: str) -> Matched:
     from ocrft.data.page_predictions import match_pages
 
@@ -145,4 +177,5 @@ SOURCES: dict[str, Callable[[Sequence[Record], Path, str, str], Matched]] = {
     "jsonl": _from_jsonl,
     "line_folder": _from_text_files,
     "pages": _from_pages,
+    "olmocr": _from_olmocr,
 }

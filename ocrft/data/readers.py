@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from ocrft.config import ConfigError, OnError
-from ocrft.data import hf_dataset, line_folder
+from ocrft.data import hf_dataset, line_folder, olmocr_bench
 from ocrft.data.reading import MAX_ERRORS, ReadResult, Reader  # noqa: F401 (re-exported)
 from ocrft.data.reading import BadRecord as _BadRecord, Collector as _Collector, cache_image_bytes, checked_image
 from ocrft.data.record import DataError
@@ -265,6 +265,12 @@ read_jsonl_vision = _jsonl_reader(_build_jsonl_vision)
 read_messages = _jsonl_reader(_build_messages)
 read_lines_jsonl = _jsonl_reader(_build_lines_jsonl)
 
+def _not_a_split_file(path: str | os.PathLike, on_error: str | OnError = "raise", cache_dir: Optional[Path] = None,
+                      **options) -> ReadResult:
+    raise ConfigError(f"data=olmocr_bench reads a whole bench folder (data.path=<folder with *.jsonl and pdfs/>), "
+                      f"not a split file: {path}")
+
+
 def _folder_or_jsonl(read_source: Callable[..., ReadResult]) -> Callable[..., ReadResult]:
     """A folder reader that also reads the lines JSONL files task=prepare writes from it."""
 
@@ -292,6 +298,9 @@ READERS: dict[str, Reader] = {
     "line_folder": Reader(".jsonl", _folder_or_jsonl(line_folder.read_line_folder), line_folder.read_line_folder_splits),
     "hf_dataset": Reader(".jsonl", _folder_or_jsonl(hf_dataset.read_hf_dataset), hf_dataset.read_hf_splits,
                          options=("image_column", "text_column")),
+    # an olmOCR-Bench folder: its *.jsonl tests and pdfs/, every tested page a test record
+    "olmocr_bench": Reader(".jsonl", _not_a_split_file, olmocr_bench.read_olmocr_bench_splits,
+                           options=("pdf_dpi", "max_pixels")),
 }
 
 

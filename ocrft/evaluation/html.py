@@ -21,6 +21,7 @@ import jinja2
 from ocrft.evaluation.alignment import Segment, align, align_pairs, count_confusions
 from ocrft.evaluation.comparison import SAME_EPS, compare_counts, match_samples
 from ocrft.evaluation.normalize import normalizer, stored_normalization
+from ocrft.evaluation.table_diff import cell_diff
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,9 @@ def render_report_html(results: dict, base_dirs: Sequence[Path] = ()) -> str:
             "image": img,
             "label": s["label"],
             "prediction": p,
+            # a sample scored by TEDS also shows its tables cell by cell
+            "tables": sample_tables(s),
+            "checks": s.get("checks") or [],  # olmOCR-Bench samples
         }
         for s, p, img in zip(samples, preds, images)
     ]
@@ -224,6 +228,11 @@ def sample_images(paths: Sequence[Optional[str]], base_dirs: Sequence[Path]) -> 
 def sample_predictions(samples: list[dict], normalization: Optional[dict]) -> list[dict]:
     """{"text", "error", "segments"} per sample, aligned over the normalized (scored) text."""
     return _predictions(samples, normalizer(stored_normalization(normalization)))
+
+
+def sample_tables(sample: dict) -> list:
+    """A sample's tables cell by cell (ocrft.evaluation.table_diff) when TEDS scored it, else []."""
+    return cell_diff(sample.get("prediction") or "", sample["label"]) if sample.get("teds") is not None else []
 
 
 def top_confusions(predictions: Iterable[dict]) -> tuple[list, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import sys
 import unicodedata
 from typing import Any, Mapping
@@ -28,6 +29,43 @@ FLAGS = tuple(f.name for f in dataclasses.fields(NormalizationConfig))
 # Full-width ASCII variants (U+FF01..U+FF5E) sit at a fixed offset from ASCII '!'..'~';
 # the ideographic space U+3000 becomes a plain space.
 _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+# markdown=true: olmOCR-Bench's normalize_text (allenai/olmocr, olmocr/bench/tests.py), in its
+# order, after heading and list markers, which its fuzzy substring checks tolerate but CER
+# would count. Its whitespace collapse is left to collapse_whitespace, so lines survive for
+# the page measures. Like the benchmark, paired "_" or "*" around any text is emphasis
+# (snake_case_names lose their underscores on both sides alike).
+_MARKDOWN_LINES = (  # ours, first, so that a list item's "* " is not taken for an emphasis opening
+    (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE), ""),  # ATX headings
+    (re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+", re.MULTILINE), ""),  # list items
+)
+_OLMOCR_STEPS = (
+    (re.compile(r"<br/?>"), " "),
+    (re.compile(r"\*\*(.*?)\*\*"), r"\1"),
+    (re.compile(r"__(.*?)__"), r"\1"),
+    (re.compile(r"</?b>"), ""),
+    (re.compile(r"</?i>"), ""),
+    (re.compile(r"(\*\*|__)(.*?)\1"), r"\2"),
+    (re.compile(r"(\*|_)(.*?)\1"), r"\2"),
+)
+# olmOCR-Bench's replacements: curly quotes, dash variants, the micro sign (read as mu)
+_MARKDOWN_CHARS = str.maketrans({"‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"', "＿": "_", "–": "-",
+                                 "—": "-", "‑": "-", "‒": "-", "−": "-", "\u00b5": "\u03bc"})  # fmt: skip
+
+
+def strip_markdown(text: str) -> str:
+    """``text`` without emphasis, heading and list markup, dashes and quotes unified (see above)."""
+    for pattern, replacement in (*_MARKDOWN_LINES, *_OLMOCR_STEPS):
+        text = pattern.sub(replacement, text)
+    return text.translate(_MARKDOWN_CHARS)
+
+
+def olmocr_normalize(text: str) -> str:
+    """olmOCR-Bench's ``normalize_text`` as it is: what its checks compare (ocrft.evaluation.olmocr_checks)."""
+    for pattern, replacement in _OLMOCR_STEPS:
+        text = pattern.sub(replacement, text)
+    text = unicodedata.normalize("NFC", re.sub(r"\s+", " ", text))
+    return text.translate(_MARKDOWN_CHARS)
 
 
 def normalization_dict(cfg: Any) -> dict[str, bool]:
@@ -89,7 +127,7 @@ def stored_normalization(stored: Any) -> dict[str, bool]:
 def normalize(text: str, cfg: Any) -> str:
     """Normalize ``text`` with the flags of ``cfg`` (see :func:`normalization_dict`).
 
-    The steps run in a fixed order: NFC (or NFKC when ``nfkc`` is on: NFKC composes
+    The steps run in a fixed order: markdown stripping (:func:`strip_markdown`), NFC (or NFKC when ``nfkc`` is on: NFKC composes
     canonically too, so it replaces NFC), full-width to half-width, lowercase, punctuation
     removal, whitespace collapse (last, so removed punctuation leaves no double spaces).
     ``lowercase`` uses ``str.lower`` rather than ``casefold`` so that a character never turns
@@ -99,6 +137,8 @@ def normalize(text: str, cfg: Any) -> str:
 
 
 def _apply(text: str, flags: Mapping[str, bool]) -> str:
+    if flags["markdown"]:  # first: its patterns read markup that the steps below could change
+        text = strip_markdown(text)
     if flags["nfkc"]:
         text = unicodedata.normalize("NFKC", text)
     elif flags["nfc"]:

@@ -44,7 +44,10 @@ class PredictionsPredictor:
     def predict(self, records: Sequence[Record], on_batch: Optional[Any] = None) -> list[Generation]:
         model = self.model_cfg
         self._matched = match_predictions(records, model.path, model.predictions_suffix, model.predictions_match)
-        outputs = [Generation(text) for text in self._matched.texts]
+        repeats = self._matched.repeats or [[] for _ in self._matched.texts]
+        # several readings of one page (olmOCR-Bench repeats): all of them are scored
+        outputs = [Generation(text, meta={"repeats": reps} if len(reps) > 1 else {})
+                   for text, reps in zip(self._matched.texts, repeats)]  # fmt: skip
         if on_batch is not None:
             on_batch(list(range(len(outputs))), outputs)
         return outputs

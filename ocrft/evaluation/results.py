@@ -25,8 +25,10 @@ from typing import Any, Optional
 import pandas as pd
 
 from ocrft import atomic
+from ocrft.evaluation.document_scores import SAMPLE_KEYS as DOCUMENT_KEYS, score_documents
 from ocrft.evaluation.metrics import MetricSettings, count_looped, score_detailed
 from ocrft.evaluation.normalize import normalization_dict
+from ocrft.evaluation.olmocr_scoring import score_checks
 
 CORE_KEYS = (
     "overall_cer", "overall_f1", "total_samples", "timestamp", "model_name", "metrics", "normalization",
@@ -74,12 +76,18 @@ def score_samples(
                 )
     num_errors = len(rows) - len(ok)
     per_sample: dict[int, dict] = {}
+    per_document: dict[int, dict] = {}  # teds, bow_f1, ... (ocrft.evaluation.document_scores)
     if ok:
         metrics, sample_scores = score_detailed(
             [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg, settings,
             json_target=json_target,
         )
         per_sample = dict(zip(ok, sample_scores))
+        doc_metrics, doc_samples = score_documents(
+            [rows[i]["prediction"] for i in ok], [rows[i]["label"] for i in ok], normalization_cfg
+        )
+        metrics.update(doc_metrics)
+        per_document = dict(zip(ok, doc_samples))
         count_looped(metrics, sample_scores, [bool(rows[i].get("looped")) for i in ok])
     else:
         metrics = {"num_samples": 0}
@@ -88,12 +96,14 @@ def score_samples(
 
     scored = []
     for i, row in enumerate(rows):
-        out = dict(row)
+        out = {k: v for k, v in row.items() if k not in DOCUMENT_KEYS}
         s = per_sample.get(i)
         out.update({key: (s[src] if s else None) for key, src in SAMPLE_SCORES.items()})
         if s and "json_valid" in s:
             out.update(json_valid=s["json_valid"], json_field_f1=s["json_field_f1"])
+        out.update(per_document.get(i, {}))
         scored.append(out)
+    metrics.update(score_checks(scored))  # olmOCR-Bench samples: checks per sample, olmocr/* metrics
     return metrics, scored
 
 

@@ -1,5 +1,6 @@
 """The Results tab: one results.json read as the OCR itself: the metrics header, a page of
-samples (image, label, prediction, character diff) sorted and filtered, the most frequent
+samples (image, label, prediction, character diff; tables cell by cell, olmOCR-Bench checks)
+sorted and filtered, the most frequent
 character confusions and a CER histogram.
 
 The diff, thumbnails and confusion table are the HTML report's (ocrft.evaluation.html).
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ocrft.evaluation.html import macros, sample_images, sample_predictions, summary_metrics, top_confusions
+from ocrft.evaluation.html import macros, sample_images, sample_predictions, sample_tables, summary_metrics, top_confusions
 from ocrft.evaluation.results import load_results
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def page_html(loaded: Loaded, indices: Sequence[int]) -> str:
         s = samples[i]
         cer = s.get("cer_score")
         texts = m.texts(s["label"], [("prediction", "diff", loaded.predictions[i])])
+        texts += m.table_diff(sample_tables(s)) + m.checks(s.get("checks") or [])  # tables by cell, olmOCR checks
         rows.append(
             f"<tr data-index='{i}'><td class='num'>{i}</td><td>{html.escape(str(s.get('id', '')))}</td>"
             f"<td class='num cer'>{'–' if cer is None else f'{cer:.4f}'}</td><td class='sample'>{m.image(img)}{texts}</td></tr>"

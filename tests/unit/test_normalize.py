@@ -9,7 +9,7 @@ from ocrft.config import NormalizationConfig
 from ocrft.evaluation.normalize import normalization_dict, normalize, normalizer, stored_normalization
 
 OFF = {"nfc": False, "nfkc": False, "collapse_whitespace": False, "lowercase": False, "remove_punctuation": False,
-       "fullwidth_to_halfwidth": False}
+       "fullwidth_to_halfwidth": False, "markdown": False}
 
 
 def only(**flags: bool) -> dict:
@@ -78,7 +78,7 @@ def test_accepts_dataclass_dictconfig_dict_and_none():
     dc = NormalizationConfig(lowercase=True)
     dcfg = OmegaConf.structured(dc)
     expected = {"nfc": True, "nfkc": False, "collapse_whitespace": True, "lowercase": True, "remove_punctuation": False,
-                "fullwidth_to_halfwidth": False}
+                "fullwidth_to_halfwidth": False, "markdown": False}
     assert normalization_dict(dc) == expected
     assert normalization_dict(dcfg) == expected
     assert normalization_dict({"lowercase": True}) == expected  # missing keys take the defaults
@@ -100,7 +100,7 @@ def test_stored_dict_missing_flags_were_not_applied():
     # its diffs are redrawn with NFKC, as it was scored; no flag switches on by itself.
     old = {"nfkc": True, "collapse_whitespace": True, "lowercase": False, "remove_punctuation": False,
            "fullwidth_to_halfwidth": False}
-    assert stored_normalization(old) == {**old, "nfc": False}
+    assert stored_normalization(old) == {**old, "nfc": False, "markdown": False}
     assert normalize("\u017f", stored_normalization(old)) == "s"
     # ... and one that opted out of NFKC was scored without composition: it stays so.
     raw = stored_normalization({**old, "nfkc": False})
@@ -117,3 +117,20 @@ def test_normalizer_matches_normalize():
     f = normalizer({"lowercase": True, "remove_punctuation": True})
     assert f("A, B!") == normalize("A, B!", {"lowercase": True, "remove_punctuation": True}) == "a b"
     assert normalizer(None)("  X ") == "  X "
+
+
+def test_markdown_strips_emphasis_headings_lists_and_unifies_dashes_and_quotes():
+    md = "# Title\n\n## Sub *one*\n- **bold** item\n* _it_ item\n1. first\n2) second\nx<br>y — “q” ‘s’ 5 µm"
+    assert normalize(md, only(markdown=True)) == "Title\n\nSub one\nbold item\nit item\nfirst\nsecond\nx y - \"q\" 's' 5 μm"
+    # what olmOCR-Bench folds, and no more: a "#" inside a line, a dash not followed by a space
+    assert normalize("C# is -5 and 3 * 4", only(markdown=True)) == "C# is -5 and 3 * 4"
+    assert normalize("snake_case_name", only(markdown=True)) == "snakecasename"  # the benchmark's rule too
+
+
+def test_markdown_model_scores_on_its_text():
+    from ocrft.evaluation.metrics import score_sample
+
+    md = "## Invoice\n\n- **Total**: 12–14 “EUR”"
+    plain = "Invoice\nTotal: 12-14 \"EUR\""
+    assert score_sample(md, plain, {"markdown": True})["cer"] == 0.0
+    assert score_sample(md, plain)["cer"] > 0.2

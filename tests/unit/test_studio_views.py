@@ -132,6 +132,17 @@ def test_page_escapes_text(tmp_path):
     assert "<script>" not in table and "&lt;script&gt;" in table
 
 
+def test_page_shows_tables_by_cell_and_checks(tmp_path):
+    results = results_dict(2)
+    results["samples"][0].update(label="| A |\n|---|\n| <b>1</b> |", prediction="| A |\n|---|\n| 2 |", teds=0.5)
+    results["samples"][1]["checks"] = [{"id": "t1", "type": "present", "passed": False, "explanation": "not <found>"}]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(results))
+    table = results_view.render(str(path), "", False, "file order", page=1, page_size=50)[3]
+    assert '<td class="changed">&lt;b&gt;1&lt;/b&gt; → 2</td>' in table
+    assert '<li class="fail">✗ present t1: not &lt;found&gt;</li>' in table
+
+
 def test_compare_deltas_counts_and_worse_first(tmp_path):
     a, b = results_dict(6, wrong_every=2), results_dict(6, wrong_every=3)  # same labels: seed 0
     deltas = {k: d for k, _, _, d in compare_view.metric_deltas(a, b)}
