@@ -1,4 +1,5 @@
-"""task=train: LoRA/QLoRA/full SFT of a VLM on OCR records with TRL's SFTTrainer.
+"""task=train: LoRA/QLoRA/full SFT of a VLM on OCR records with TRL's SFTTrainer, or GRPO with
+its GRPOTrainer (train=grpo, ocrft.training.grpo).
 
 Reads top to bottom: model -> processor -> data -> peft/quant -> trainer -> train -> eval -> save.
 """
@@ -30,9 +31,10 @@ from ocrft.provenance import describe_model
 from ocrft.runner import RunContext, TaskResult
 from ocrft.training.adapters import apply_peft
 from ocrft.training.builders import build_bnb_config, build_sft_config
-from ocrft.training.callbacks import make_callbacks
+from ocrft.training.callbacks import hf_metric_name, make_callbacks
 from ocrft.training.checkpoints import last_checkpoint, load_weights, reached_max_steps, save_model
 from ocrft.training.datasets import TrainCollator, to_train_dataset
+from ocrft.training.grpo import build_grpo_trainer
 from ocrft.training.sampling import OcrftSFTTrainer
 from ocrft.training.token_lengths import check_splits
 from ocrft.training.validation import check_validation_data
@@ -64,15 +66,20 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     bnb = build_bnb_config(cfg.quant, cfg.model.dtype)
     model = load_bundle(cfg.model, trainable=True, quantization_config=bnb, processor=processor).model
     model = apply_peft(model, cfg.peft, family, quantized=bnb is not None)
-    # 5. trainer, with the generator that validates and evaluates
+    # 5. trainer (SFT, or GRPO with train=grpo), with the generator that validates and evaluates
     generator = build_generator(cfg, model, processor)
-    args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world().size)
     save_best = partial(save_model, model, processor, resolved, cfg, run_dir, name="best")
     validation, callbacks = make_callbacks(tracker, generator, val_records, cfg.prompt.text, cfg.eval, cfg.trial, save_best,
                                            progress=ctx.progress)  # fmt: skip
-    collator = TrainCollator(Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length))
-    trainer = OcrftSFTTrainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
-                              processing_class=processor, callbacks=callbacks)  # fmt: skip
+    if cfg.train.method == "grpo":
+        trainer = build_grpo_trainer(model, processor, family, train_set, cfg=cfg, callbacks=callbacks,
+                                     end_ids=generator.eos_ids, output_dir=run_dir / "checkpoints")  # fmt: skip
+    else:
+        collator = TrainCollator(Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length))
+        trainer = OcrftSFTTrainer(model=model, data_collator=collator, train_dataset=train_set, processing_class=processor,
+                                  args=build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length,
+                                                        world().size), callbacks=callbacks)  # fmt: skip
+    args = trainer.args
     metrics = {"data/train_samples": len(train_set), "train/effective_batch_size": effective_batch_size(args),
                **{f"data/skipped_{k}": v for k, v in data.skipped.items()}}  # fmt: skip
     paths: dict[str, str] = {}
@@ -179,6 +186,9 @@ def train_metrics(mean_loss, trainer, seconds: float) -> dict[str, float]:
     losses = [h["loss"] for h in state.log_history if "loss" in h]
     if losses:
         metrics["train/first_loss"], metrics["train/last_loss"] = float(losses[0]), float(losses[-1])
+    # GRPO: the rewards of the last logging step (train/reward, train/reward/<name>, their std)
+    rewards = next((h for h in reversed(state.log_history) if "reward" in h), {})
+    metrics.update({hf_metric_name(k): float(v) for k, v in rewards.items() if k.startswith("reward") and v is not None})
     return metrics
 
 

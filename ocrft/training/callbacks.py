@@ -27,9 +27,23 @@ _HF_METRIC_NAMES = {
 }
 
 
+# TRL GRPOTrainer log keys (train=grpo) -> our names: the rewards under train/reward
+_GRPO_METRIC_NAMES = {"reward": "train/reward", "reward_std": "train/reward_std"}
+_GRPO_PREFIXES = ("completions/", "clip_ratio/", "tools/")  # TRL's per-step groups, kept under train/
+
+
 def hf_metric_name(key: str) -> str:
     """Our name for a Hugging Face Trainer log key: ``loss`` -> ``train/loss``,
-    ``eval_loss`` -> ``eval/loss``; a key that already has a ``/`` is kept."""
+    ``eval_loss`` -> ``eval/loss``; GRPO's ``reward`` -> ``train/reward``,
+    ``rewards/cer/mean`` -> ``train/reward/cer``, ``rewards/cer/std`` -> ``train/reward_std/cer``;
+    any other key that already has a ``/`` is kept."""
+    if key in _GRPO_METRIC_NAMES:
+        return _GRPO_METRIC_NAMES[key]
+    if key.startswith("rewards/") and key.endswith(("/mean", "/std")):
+        name, stat = key[len("rewards/") :].rsplit("/", 1)
+        return f"train/reward/{name}" if stat == "mean" else f"train/reward_std/{name}"
+    if key.startswith(_GRPO_PREFIXES):
+        return f"train/{key}"
     if "/" in key:
         return key
     if key in _HF_METRIC_NAMES:
