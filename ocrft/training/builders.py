@@ -104,9 +104,9 @@ def build_sft_config(train, seed: int, output_dir: Path, max_length: Optional[in
     )
 
 
-def build_grpo_config(train, seed: int, output_dir: Path, reward_weights: list[float]):
+def build_grpo_config(train, seed: int, output_dir: Path, *, reward_weights: list[float], suppress_tokens: list[int]):
     """GRPOConfig from GrpoTrainConfig (train=grpo); ``reward_weights`` in the order of the
-    reward functions (ocrft.training.rewards.build_rewards)."""
+    reward functions (ocrft.training.rewards.build_rewards), ``suppress_tokens`` never sampled."""
     from trl import GRPOConfig
 
     return GRPOConfig(
@@ -122,4 +122,5 @@ def build_grpo_config(train, seed: int, output_dir: Path, reward_weights: list[f
         epsilon=train.epsilon,
         mask_truncated_completions=train.mask_truncated_completions,
         reward_weights=reward_weights,
+        generation_kwargs={"suppress_tokens": suppress_tokens},
     )

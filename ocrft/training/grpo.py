@@ -106,14 +106,27 @@ def build_grpo_trainer(model, processor, family, train_set, *, cfg, callbacks: S
     check_prompt_layout(processor, family, train_set[0]["prompt"], cfg.prompt.system, open_image(train_set[0]["image"]))
     check_json_targets(cfg.train.rewards.json_fields, train_set["text"])
     rewards = build_rewards(cfg.train.rewards, RewardSettings.from_eval(cfg.eval, end_ids))
+    # TRL left-pads the prompts and takes the processor's per-token fields (Qwen's
+    # mm_token_type_ids) as they come: padded on the other side, they would misplace the image
+    # of every shorter prompt. ocrft's collator reads the real tokens whichever side is padded.
+    processor.tokenizer.padding_side = "left"
     # TRL stops a completion at the generation config's end tokens (and the tokenizer's)
     model.generation_config.eos_token_id = list(end_ids)
-    args = build_grpo_config(cfg.train, cfg.seed, output_dir, rewards.weights)
+    args = build_grpo_config(cfg.train, cfg.seed, output_dir, reward_weights=rewards.weights,
+                             suppress_tokens=special_token_ids(processor.tokenizer, keep=end_ids))  # fmt: skip
     log.info("GRPO: %d completions of each of %d prompts per step; rewards %s", args.num_generations,
              args.generation_batch_size // args.num_generations, dict(zip(rewards.names, rewards.weights)))  # fmt: skip
     return OcrftGRPOTrainer(model=model, reward_funcs=rewards.funcs, args=args, train_dataset=dataset,
                             processing_class=processor, callbacks=list(callbacks),
                             suffix_token_type=family.suffix_token_type)  # fmt: skip
+
+
+def special_token_ids(tokenizer, keep: Sequence[int]) -> list[int]:
+    """The tokenizer's special tokens but ``keep`` (the end tokens), which sampling must not
+    produce: a read is text (its special tokens are dropped when it is decoded), and a sampled
+    vision token breaks the forward that scores the completion (Qwen-VL's rope index takes a
+    ``<|vision_start|>`` for another image; TRL itself suppresses the image token only)."""
+    return sorted({i for i, token in tokenizer.added_tokens_decoder.items() if token.special} - set(keep))
 
 
 def check_json_targets(weight: float, targets: Sequence[str]) -> None:
