@@ -1,0 +1,114 @@
+"""train=grpo end to end on tiny models, through the same path as the CLI: a GRPO step on every
+family (LoRA and QLoRA), GRPO continuing an SFT run's adapter with its rewards in MLflow, and
+a run SIGKILLed after a checkpoint resuming to the adapter of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FAMILY_NAMES, compose, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+TINY = ["data=tiny_ocr", "data.train_ratio=0.67", "data.val_ratio=0.16", "eval.max_new_tokens=8",
+        "eval.before_after=false", "peft.r=8", "peft.lora_alpha=16", "peft.lora_dropout=0", "train.logging_steps=1"]  # fmt: skip
+# one step: 1 line read 4 times
+GRPO_STEP = ["train=grpo", "train.max_steps=1", "train.per_device_train_batch_size=4", "train.num_generations=4"]
+REWARD_KEYS = {f"train/{kind}/{name}" for kind in ("reward", "reward_std") for name in ("cer", "eos", "loop")}
+
+
+def adapter(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("quant", ["none", "4bit"])
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_one_grpo_step_on_each_family(family, quant, tmp_path):
+    record = run([f"model=tiny_{family}", f"quant={quant}", *TINY, *GRPO_STEP], tmp_path)
+    m = record["metrics"]
+    assert record["status"] == "finished" and m["train/global_step"] == 1
+    assert REWARD_KEYS | {"train/reward", "train/reward_std"} <= set(m)
+    assert (Path(record["paths"]["model"]) / "adapter_model.safetensors").exists()
+
+
+# the demo's task, small: the shipped OCR base reads serif lines (it learned sans-serif ones)
+DEMO = ["model=demo_base", "data=synthetic", "prompt=ocr_line", "data.fonts=[DejaVuSerif]", "data.min_chars=3",
+        "data.max_chars=6", "data.num_train=16", "data.num_val=4", "data.num_test=4", "eval.max_new_tokens=12",
+        "eval.before_after=false", "peft.lora_dropout=0", "train.logging_steps=1", "train.save_steps=100"]  # fmt: skip
+
+
+def test_grpo_from_an_sft_run_continues_its_adapter_and_logs_rewards(tmp_path):
+    from mlflow import MlflowClient
+
+    from ocrft.__main__ import resolve_task
+    from ocrft.runner import run_task
+
+    cache = f"data.cache_dir={tmp_path / 'cache'}"
+    run([*DEMO, cache, "train.max_steps=3", "train.learning_rate=2e-3", "train.per_device_train_batch_size=4"],
+        tmp_path / "sft")  # fmt: skip
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose([*DEMO, cache, "model=demo_sft", f"model.path={tmp_path / 'sft'}", "train=grpo", "train.max_steps=2",
+                   "train.per_device_train_batch_size=8", "train.learning_rate=1e-3", "eval.every_n_steps=1",
+                   "eval.val_subset=4", f"tracking.uri={store}", "tracking.experiment=grpo", f"run_dir={tmp_path / 'grpo'}"])  # fmt: skip
+    run_task(cfg, resolve_task(cfg.task))
+    record = json.loads((tmp_path / "grpo" / "run.json").read_text())
+    m = record["metrics"]
+    assert record["status"] == "finished" and m["train/global_step"] == 2
+    assert 0 <= m["train/reward/cer"] <= 1 and m["train/reward/eos"] in (0.0, 0.25, 0.5, 0.75, 1.0) and "val/cer" in m
+    # MLflow has each logging step's rewards, and validation's CER on generated text
+    client = MlflowClient(tracking_uri=store)
+    for key in ("train/reward", "train/reward/cer", "train/reward_std/cer", "train/reward/loop", "val/cer"):
+        assert [h.step for h in client.get_metric_history(record["mlflow_run_id"], key)] == [1, 2], key
+    # the SFT adapter went on training: every weight moved a little, none was drawn afresh
+    sft, grpo = adapter(tmp_path / "sft"), adapter(tmp_path / "grpo")
+    assert sft.keys() == grpo.keys()
+    assert any(not (sft[k] == grpo[k]).all() for k in sft)
+    for k in sft:  # 2 Adam steps of 1e-3 move a weight by at most ~2e-3
+        assert (sft[k] - grpo[k]).abs().max() < 5e-3, k
+
+
+def ocrft_cmd(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "ocrft", "tracking=none", f"run_dir={run_dir}", "model=tiny_qwen2_vl", *TINY,
+            "train=grpo", "train.max_steps=4", "train.save_steps=2", "train.per_device_train_batch_size=4",
+            "train.num_generations=4", "train.learning_rate=1e-2"]  # fmt: skip
+
+
+def env() -> dict[str, str]:
+    # the same threads in every run: sampled tokens must not depend on how sums were split
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_grpo_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_path):
+    subprocess.run(ocrft_cmd(tmp_path / "whole"), env=env(), check=True, capture_output=True, timeout=400)
+    killed = tmp_path / "killed"
+    ready = killed / "checkpoints" / "checkpoint-2" / "trainer_state.json"
+    with (tmp_path / "killed.log").open("w") as out:
+        child = subprocess.Popen(ocrft_cmd(killed), env=env(), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 400
+            while not ready.exists():
+                assert child.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.wait(30)
+    assert not (killed / "adapter").exists()
+    resumed = subprocess.run(ocrft_cmd(killed), env=env(), capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr and "checkpoint-" in resumed.stderr
+    record = json.loads((killed / "run.json").read_text())
+    assert record["status"] == "finished" and record["metrics"]["train/global_step"] == 4
+    whole, again = adapter(tmp_path / "whole"), adapter(killed)
+    assert whole.keys() == again.keys()
+    assert all((whole[k] == again[k]).all() for k in whole), "the resumed run trained a different adapter"
