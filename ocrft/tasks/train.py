@@ -31,7 +31,7 @@ from ocrft.provenance import describe_model
 from ocrft.runner import RunContext, TaskResult
 from ocrft.training.adapters import apply_peft
 from ocrft.training.builders import build_bnb_config, build_sft_config
-from ocrft.training.callbacks import hf_metric_name, make_callbacks
+from ocrft.training.callbacks import last_rewards, make_callbacks
 from ocrft.training.checkpoints import last_checkpoint, load_weights, reached_max_steps, save_model
 from ocrft.training.datasets import TrainCollator, to_train_dataset
 from ocrft.training.grpo import build_grpo_trainer
@@ -89,8 +89,9 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         base = describe_model(cfg.model, stage="before training")
         paths = score_split(generator, eval_records, cfg, run_dir, tracker, "before", base, metrics)
     # 7. train (resuming from the last checkpoint of an interrupted run)
-    metrics.update(train(trainer, resume, args.max_steps))
-    tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith(("train/", "system/"))})
+    trained = train(trainer, resume, args.max_steps)
+    tracker.log_metrics(trained)
+    metrics.update(trained, **last_rewards(trainer.state.log_history))  # GRPO's; MLflow has them per step
     if validation is not None and validation.best is not None:
         metrics.update({f"val/{cfg.eval.metric}": validation.best, "val/best_step": validation.best_step})
     if validation is not None and validation.pruned:
@@ -186,9 +187,6 @@ def train_metrics(mean_loss, trainer, seconds: float) -> dict[str, float]:
     losses = [h["loss"] for h in state.log_history if "loss" in h]
     if losses:
         metrics["train/first_loss"], metrics["train/last_loss"] = float(losses[0]), float(losses[-1])
-    # GRPO: the rewards of the last logging step (train/reward, train/reward/<name>, their std)
-    rewards = next((h for h in reversed(state.log_history) if "reward" in h), {})
-    metrics.update({hf_metric_name(k): float(v) for k, v in rewards.items() if k.startswith("reward") and v is not None})
     return metrics
 
 

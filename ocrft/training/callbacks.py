@@ -54,6 +54,13 @@ def hf_metric_name(key: str) -> str:
     return f"train/{key}"
 
 
+def last_rewards(log_history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """GRPO's rewards at its last logging step, under our names (``train/reward``,
+    ``train/reward/<name>``, ``train/reward_std/...``); {} for SFT."""
+    last = next((logs for logs in reversed(log_history) if "reward" in logs), {})
+    return {hf_metric_name(k): float(v) for k, v in last.items() if k.startswith("reward") and v is not None}
+
+
 class TrackerCallback(TrainerCallback):
     """Sends the Trainer's logs (loss, learning rate, grad norm, epoch, eval) to the run's
     tracker (ocrft.tracking) at each logging step, under our metric names, and each step's
