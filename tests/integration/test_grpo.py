@@ -25,10 +25,11 @@ GRPO_STEP = ["train=grpo", "train.max_steps=1", "train.per_device_train_batch_si
 REWARD_KEYS = {f"train/{kind}/{name}" for kind in ("reward", "reward_std") for name in ("cer", "eos", "loop")}
 
 
-def adapter(run_dir: Path) -> dict:
+def adapter(folder: Path) -> dict:
+    """The LoRA weights saved in ``folder`` (a run's adapter/, or a checkpoint-N)."""
     from safetensors.torch import load_file
 
-    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    return load_file(folder / "adapter_model.safetensors")
 
 
 @pytest.mark.parametrize("quant", ["none", "4bit"])
@@ -70,17 +71,17 @@ def test_grpo_from_an_sft_run_continues_its_adapter_and_logs_rewards(tmp_path):
     for key in ("train/reward", "train/reward/cer", "train/reward_std/cer", "train/reward/loop", "val/cer"):
         assert [h.step for h in client.get_metric_history(record["mlflow_run_id"], key)] == [1, 2], key
     # the SFT adapter went on training: every weight moved a little, none was drawn afresh
-    sft, grpo = adapter(tmp_path / "sft"), adapter(tmp_path / "grpo")
+    sft, grpo = adapter(tmp_path / "sft" / "adapter"), adapter(tmp_path / "grpo" / "adapter")
     assert sft.keys() == grpo.keys()
     assert any(not (sft[k] == grpo[k]).all() for k in sft)
     for k in sft:  # 2 Adam steps of 1e-3 move a weight by at most ~2e-3
         assert (sft[k] - grpo[k]).abs().max() < 5e-3, k
 
 
-def ocrft_cmd(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "ocrft", "tracking=none", f"run_dir={run_dir}", "model=tiny_qwen2_vl", *TINY,
+def ocrft_cmd(run_dir: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "ocrft", "tracking=none", f"run_dir={run_dir}", *DEMO, f"data.cache_dir={cache}",
             "train=grpo", "train.max_steps=4", "train.save_steps=2", "train.per_device_train_batch_size=4",
-            "train.num_generations=4", "train.learning_rate=1e-2"]  # fmt: skip
+            "train.num_generations=4", "train.learning_rate=1e-3"]  # fmt: skip
 
 
 def env() -> dict[str, str]:
@@ -89,11 +90,12 @@ def env() -> dict[str, str]:
 
 
 def test_grpo_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_path):
-    subprocess.run(ocrft_cmd(tmp_path / "whole"), env=env(), check=True, capture_output=True, timeout=400)
+    cache = tmp_path / "cache"
+    subprocess.run(ocrft_cmd(tmp_path / "whole", cache), env=env(), check=True, capture_output=True, timeout=400)
     killed = tmp_path / "killed"
     ready = killed / "checkpoints" / "checkpoint-2" / "trainer_state.json"
     with (tmp_path / "killed.log").open("w") as out:
-        child = subprocess.Popen(ocrft_cmd(killed), env=env(), stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(ocrft_cmd(killed, cache), env=env(), stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 400
             while not ready.exists():
@@ -104,11 +106,13 @@ def test_grpo_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_path):
         finally:
             child.wait(30)
     assert not (killed / "adapter").exists()
-    resumed = subprocess.run(ocrft_cmd(killed), env=env(), capture_output=True, text=True, timeout=400)
+    resumed = subprocess.run(ocrft_cmd(killed, cache), env=env(), capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stderr and "checkpoint-" in resumed.stderr
+    assert f"resuming from {killed / 'checkpoints' / 'checkpoint-2'}" in resumed.stdout + resumed.stderr
     record = json.loads((killed / "run.json").read_text())
     assert record["status"] == "finished" and record["metrics"]["train/global_step"] == 4
-    whole, again = adapter(tmp_path / "whole"), adapter(killed)
+    whole, again = adapter(tmp_path / "whole" / "adapter"), adapter(killed / "adapter")
     assert whole.keys() == again.keys()
+    at_kill = adapter(killed / "checkpoints" / "checkpoint-2")
+    assert any(not (at_kill[k] == whole[k]).all() for k in whole)  # steps 3-4 trained: the comparison tells
     assert all((whole[k] == again[k]).all() for k in whole), "the resumed run trained a different adapter"
