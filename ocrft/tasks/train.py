@@ -76,9 +76,9 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
                                      end_ids=generator.eos_ids, output_dir=run_dir / "checkpoints")  # fmt: skip
     else:
         collator = TrainCollator(Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length))
-        trainer = OcrftSFTTrainer(model=model, data_collator=collator, train_dataset=train_set, processing_class=processor,
-                                  args=build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length,
-                                                        world().size), callbacks=callbacks)  # fmt: skip
+        args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world_size=world().size)
+        trainer = OcrftSFTTrainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
+                                  processing_class=processor, callbacks=callbacks)  # fmt: skip
     args = trainer.args
     metrics = {"data/train_samples": len(train_set), "train/effective_batch_size": effective_batch_size(args),
                **{f"data/skipped_{k}": v for k, v in data.skipped.items()}}  # fmt: skip

@@ -18,8 +18,8 @@ from tests.helpers import FAMILY_NAMES, compose, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-TINY = ["data=tiny_ocr", "data.train_ratio=0.67", "data.val_ratio=0.16", "eval.max_new_tokens=8",
-        "eval.before_after=false", "peft.r=8", "peft.lora_alpha=16", "peft.lora_dropout=0", "train.logging_steps=1"]  # fmt: skip
+TINY = ["data=tiny_ocr", "data.train_ratio=0.67", "data.val_ratio=0.16", "eval.max_new_tokens=8", "eval.before_after=false",
+        "peft.r=8", "peft.lora_alpha=16", "peft.lora_dropout=0", "train.logging_steps=1"]  # fmt: skip
 # one step: 1 line read 4 times
 GRPO_STEP = ["train=grpo", "train.max_steps=1", "train.per_device_train_batch_size=4", "train.num_generations=4"]
 REWARD_KEYS = {f"train/{kind}/{name}" for kind in ("reward", "reward_std") for name in ("cer", "eos", "loop")}
@@ -59,8 +59,9 @@ def test_grpo_from_an_sft_run_continues_its_adapter_and_logs_rewards(tmp_path):
         tmp_path / "sft")  # fmt: skip
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = compose([*DEMO, cache, "model=demo_sft", f"model.path={tmp_path / 'sft'}", "train=grpo", "train.max_steps=2",
-                   "train.per_device_train_batch_size=8", "train.learning_rate=1e-3", "eval.every_n_steps=1",
-                   "eval.val_subset=4", f"tracking.uri={store}", "tracking.experiment=grpo", f"run_dir={tmp_path / 'grpo'}"])  # fmt: skip
+                   "train.per_device_train_batch_size=8", "train.learning_rate=1e-3", "train.beta=0.01", "eval.every_n_steps=1",
+                   "eval.val_subset=4", f"tracking.uri={store}", "tracking.experiment=grpo",
+                   f"run_dir={tmp_path / 'grpo'}"])  # fmt: skip
     run_task(cfg, resolve_task(cfg.task))
     record = json.loads((tmp_path / "grpo" / "run.json").read_text())
     m = record["metrics"]
@@ -70,6 +71,8 @@ def test_grpo_from_an_sft_run_continues_its_adapter_and_logs_rewards(tmp_path):
     client = MlflowClient(tracking_uri=store)
     for key in ("train/reward", "train/reward/cer", "train/reward_std/cer", "train/reward/loop", "val/cer"):
         assert [h.step for h in client.get_metric_history(record["mlflow_run_id"], key)] == [1, 2], key
+    # beta > 0 kept a frozen copy of the SFT adapter as the reference; the run saves the trained one only
+    assert not (tmp_path / "grpo" / "adapter" / "ref").exists()
     # the SFT adapter went on training: every weight moved a little, none was drawn afresh
     sft, grpo = adapter(tmp_path / "sft" / "adapter"), adapter(tmp_path / "grpo" / "adapter")
     assert sft.keys() == grpo.keys()

@@ -80,5 +80,6 @@ def test_grpo_reward_logs_get_ocrft_names():
     names = {k: hf_metric_name(k) for k in ("reward", "reward_std", "rewards/cer/mean", "rewards/cer/std",
                                             "completions/clipped_ratio", "frac_reward_zero_std", "loss")}  # fmt: skip
     assert names == {"reward": "train/reward", "reward_std": "train/reward_std", "rewards/cer/mean": "train/reward/cer",
-                     "rewards/cer/std": "train/reward_std/cer", "completions/clipped_ratio": "train/completions/clipped_ratio",
-                     "frac_reward_zero_std": "train/frac_reward_zero_std", "loss": "train/loss"}  # fmt: skip
+                     "rewards/cer/std": "train/reward_std/cer", "loss": "train/loss",
+                     "completions/clipped_ratio": "train/completions/clipped_ratio",
+                     "frac_reward_zero_std": "train/frac_reward_zero_std"}  # fmt: skip
