@@ -123,9 +123,9 @@ def build_grpo_trainer(model, processor, family, train_set, *, cfg, callbacks: S
 
 def special_token_ids(tokenizer, keep: Sequence[int]) -> list[int]:
     """The tokenizer's special tokens but ``keep`` (the end tokens), which sampling must not
-    produce: a read is text (its special tokens are dropped when it is decoded), and a sampled
-    vision token breaks the forward that scores the completion (Qwen-VL's rope index takes a
-    ``<|vision_start|>`` for another image; TRL itself suppresses the image token only)."""
+    produce: a read is text, and decoding drops special tokens, so a sampled one spends the
+    token budget on nothing; an image placeholder sampled mid-read would not match the image
+    features in the forward that scores the read (TRL suppresses ``config.image_token_id`` only)."""
     return sorted({i for i, token in tokenizer.added_tokens_decoder.items() if token.special} - set(keep))
 
 
