@@ -70,7 +70,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     generator = build_generator(cfg, model, processor)
     save_best = partial(save_model, model, processor, resolved, cfg, run_dir, name="best")
     validation, callbacks = make_callbacks(tracker, generator, val_records, cfg.prompt.text, cfg.eval, cfg.trial, save_best,
-                                           progress=ctx.progress)  # fmt: skip
+                                           progress=ctx.progress, start_trained=resolved.adapter_path is not None)  # fmt: skip
     if cfg.train.method == "grpo":
         trainer = build_grpo_trainer(model, processor, family, train_set, cfg=cfg, callbacks=callbacks,
                                      end_ids=generator.eos_ids, output_dir=run_dir / "checkpoints")  # fmt: skip

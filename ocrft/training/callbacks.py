@@ -120,10 +120,11 @@ class PruningCallback(TrainerCallback):
 
 def make_callbacks(
     tracker: Tracker, generator, val_records: Sequence, prompt: str, eval_cfg, trial_cfg, save_best: Callable[[], Any], *,
-    progress: ProgressLog = ProgressLog(None),
+    progress: ProgressLog = ProgressLog(None), start_trained: bool = False,
 ) -> tuple[Optional[ValidationCallback], list[TrainerCallback]]:
     """The tracker's callback and, when the run validates, the validation callback (which
-    reports to the sweep's trial, if any, and calls ``save_best`` on each improvement).
+    reports to the sweep's trial, if any, and calls ``save_best`` on each improvement; with
+    ``start_trained``, the weights training starts from are validated at step 0 as well).
 
     Returns:
         the validation callback (None without validation) and every callback for the Trainer.
@@ -147,6 +148,7 @@ def make_callbacks(
         patience=eval_cfg.early_stopping_patience,
         reporter=reporter,
         progress=progress,
+        start_trained=start_trained,
     )
     callbacks.append(validation)
     return validation, callbacks

@@ -45,7 +45,7 @@ def test_one_grpo_step_on_each_family(family, quant, tmp_path):
 # the demo's task, small: the shipped OCR base reads serif lines (it learned sans-serif ones)
 DEMO = ["model=demo_base", "data=synthetic", "prompt=ocr_line", "data.fonts=[DejaVuSerif]", "data.min_chars=3",
         "data.max_chars=6", "data.num_train=16", "data.num_val=4", "data.num_test=4", "eval.max_new_tokens=12",
-        "eval.before_after=false", "peft.lora_dropout=0", "train.logging_steps=1", "train.save_steps=100"]  # fmt: skip
+        "eval.before_after=false", "peft.lora_dropout=0", "train.logging_steps=1", "train.save_steps=2"]  # fmt: skip
 
 
 def test_grpo_from_an_sft_run_continues_its_adapter_and_logs_rewards(tmp_path):
@@ -69,16 +69,23 @@ def test_grpo_from_an_sft_run_continues_its_adapter_and_logs_rewards(tmp_path):
     assert 0 <= m["train/reward/cer"] <= 1 and m["train/reward/eos"] in (0.0, 0.25, 0.5, 0.75, 1.0) and "val/cer" in m
     # MLflow has each logging step's rewards, and validation's CER on generated text
     client = MlflowClient(tracking_uri=store)
-    for key in ("train/reward", "train/reward/cer", "train/reward_std/cer", "train/reward/loop", "val/cer"):
+    for key in ("train/reward", "train/reward/cer", "train/reward_std/cer", "train/reward/loop"):
         assert [h.step for h in client.get_metric_history(record["mlflow_run_id"], key)] == [1, 2], key
+    # the SFT run's weights are validated too (step 0): GRPO keeps them if it only makes them worse
+    assert [h.step for h in client.get_metric_history(record["mlflow_run_id"], "val/cer")] == [0, 1, 2]
     # beta > 0 kept a frozen copy of the SFT adapter as the reference; the run saves the trained one only
     assert not (tmp_path / "grpo" / "adapter" / "ref").exists()
     # the SFT adapter went on training: every weight moved a little, none was drawn afresh
-    sft, grpo = adapter(tmp_path / "sft" / "adapter"), adapter(tmp_path / "grpo" / "adapter")
-    assert sft.keys() == grpo.keys()
-    assert any(not (sft[k] == grpo[k]).all() for k in sft)
+    sft, trained = adapter(tmp_path / "sft" / "adapter"), adapter(tmp_path / "grpo" / "checkpoints" / "checkpoint-2")
+    assert sft.keys() == trained.keys()
+    assert any(not (sft[k] == trained[k]).all() for k in sft)
     for k in sft:  # 2 Adam steps of 1e-3 move a weight by at most ~2e-3
-        assert (sft[k] - grpo[k]).abs().max() < 5e-3, k
+        assert (sft[k] - trained[k]).abs().max() < 5e-3, k
+    # the run keeps the weights that validated best, the SFT run's own when GRPO did not beat them
+    kept, best = adapter(tmp_path / "grpo" / "adapter"), adapter(tmp_path / "grpo" / "best")
+    assert all((kept[k] == best[k]).all() for k in kept)
+    if m["val/best_step"] == 0:
+        assert all((kept[k] == sft[k]).all() for k in kept)
 
 
 def ocrft_cmd(run_dir: Path, cache: Path) -> list[str]:
