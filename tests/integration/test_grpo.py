@@ -126,3 +126,22 @@ def test_grpo_killed_after_a_checkpoint_resumes_to_the_same_adapter(tmp_path):
     at_kill = adapter(killed / "checkpoints" / "checkpoint-2")
     assert any(not (at_kill[k] == whole[k]).all() for k in whole)  # steps 3-4 trained: the comparison tells
     assert all((whole[k] == again[k]).all() for k in whole), "the resumed run trained a different adapter"
+
+
+def test_grpo_under_torchrun_with_two_gloo_processes(tmp_path):
+    from tests.helpers import launch
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run_dir = tmp_path / "run"
+    # 2 processes x 4 completions: each step reads 2 lines 4 times, each rank scores its half
+    out = launch([*torchrun, "-m", "ocrft", "tracking=none", f"run_dir={run_dir}", *DEMO,
+                  f"data.cache_dir={tmp_path / 'cache'}", "train=grpo", "train.max_steps=4",
+                  "train.per_device_train_batch_size=4", "train.num_generations=4", "train.learning_rate=1e-3",
+                  "eval.every_n_steps=2", "eval.val_subset=2"], cwd=tmp_path)  # fmt: skip
+    assert "effective batch size 8 = 4 per device x 1 accumulation steps x 2 processes" in out
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "finished" and record["metrics"]["train/global_step"] == 4
+    assert REWARD_KEYS <= set(record["metrics"]) and "val/cer" in record["metrics"]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in (run_dir / "checkpoints" / "checkpoint-4").iterdir()}
+    trained = adapter(run_dir / "checkpoints" / "checkpoint-4")
+    assert any(t.abs().sum() > 0 for k, t in trained.items() if "lora_B" in k), "LoRA B starts at zero: no step learned"
