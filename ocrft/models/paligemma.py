@@ -29,9 +29,10 @@ def format_prompt(processor, prompt: str, system: Optional[str] = None) -> str:
 
 
 # format_prompt as a chat template: "<image>", then the system text and a newline, then the prompt
+# (the newline as an expression: chat templates trim the newline that follows a block tag)
 CHAT_TEMPLATE = (
     "<image>{% for message in messages %}{% for part in message['content'] %}{% if part['type'] == 'text' %}"
-    "{{ part['text'] }}{% if message['role'] == 'system' %}\n{% endif %}{% endif %}{% endfor %}{% endfor %}"
+    "{{ part['text'] }}{% if message['role'] == 'system' %}{{ '\\n' }}{% endif %}{% endif %}{% endfor %}{% endfor %}"
 )
 
 
