@@ -73,4 +73,7 @@ class GrpoTrainConfig(TrainConfig):
     num_iterations: int = 1
     epsilon: float = 0.2
     mask_truncated_completions: bool = False
+    # every N steps that step's sampled reads (line id, target, read, each reward) go to MLflow
+    # as the table grpo_reads/step_<N>.json; 0 = never
+    completions_table_steps: int = 0
     rewards: RewardWeights = field(default_factory=RewardWeights)

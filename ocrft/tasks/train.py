@@ -72,7 +72,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     validation, callbacks = make_callbacks(tracker, generator, val_records, cfg.prompt.text, cfg.eval, cfg.trial, save_best,
                                            progress=ctx.progress, start_trained=resolved.adapter_path is not None)  # fmt: skip
     if cfg.train.method == "grpo":
-        trainer = build_grpo_trainer(model, processor, family, train_set, cfg=cfg, callbacks=callbacks,
+        trainer = build_grpo_trainer(model, processor, family, train_set, cfg=cfg, callbacks=callbacks, tracker=tracker,
                                      end_ids=generator.eos_ids, output_dir=run_dir / "checkpoints")  # fmt: skip
     else:
         collator = TrainCollator(Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length))

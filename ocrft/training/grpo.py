@@ -9,23 +9,26 @@ best-checkpoint keeping, early stopping and pruning are the same callbacks as SF
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from trl import GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 
 from ocrft.training.builders import build_grpo_config
 from ocrft.training.checkpoints import removed_if_disk_full
-from ocrft.training.rewards import RewardSettings, build_rewards
+from ocrft.training.rewards import RewardSettings, build_rewards, completion_text
 
 log = logging.getLogger(__name__)
 
 
 class OcrftGRPOTrainer(GRPOTrainer):
     """TRL's GRPOTrainer, with the completion tokens marked as the family marks a target
-    (``suffix_token_type``) and a checkpoint save cut short by a full disk leaving no partial
-    ``checkpoint-N`` (training.checkpoints).
+    (``suffix_token_type``), a checkpoint save cut short by a full disk leaving no partial
+    ``checkpoint-N`` (training.checkpoints), and every ``table_steps`` steps the reads sampled
+    for that step handed to ``log_reads(rows, step)`` (one dict per read: line id, target, read
+    and each reward; rank 0's share of them under several processes).
 
     TRL extends ``token_type_ids`` over the completion with 0. For PaliGemma's prefix-LM, 0
     means "prefix": the completion tokens would attend to each other both ways, so each
@@ -33,9 +36,24 @@ class OcrftGRPOTrainer(GRPOTrainer):
     with the family's ``suffix_token_type`` (1 for PaliGemma, 0 for the others); so does this.
     """
 
-    def __init__(self, *args: Any, suffix_token_type: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, suffix_token_type: int = 0, table_steps: int = 0,
+                 log_reads: Optional[Callable[[list[dict], int], None]] = None, **kwargs: Any) -> None:  # fmt: skip
         self.suffix_token_type = suffix_token_type
+        self.table_steps, self.log_reads = table_steps, log_reads
         super().__init__(*args, **kwargs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        step = self.state.global_step + 1  # the step these reads are sampled for
+        if self.log_reads and self.table_steps and step % self.table_steps == 0 and self.model.training \
+                and self.accelerator.is_main_process:  # fmt: skip
+            # the rewards come gathered from every process; this process's reads are its slice
+            start = self.accelerator.process_index * len(prompts)
+            rows = [{"step": step, "id": x["id"], "target": x["text"], "read": completion_text(c),
+                     **{f"reward/{name}": value for name, value in zip(self.reward_func_names, scores)}}
+                    for x, c, scores in zip(inputs, completions, rewards[start : start + len(prompts)].tolist())]  # fmt: skip
+            self.log_reads(rows, step)
+        return rewards
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args,
                                            token_type_ids=None, **kwargs):  # fmt: skip
@@ -89,7 +107,7 @@ def check_prompt_layout(processor, family, prompt: str, system: Optional[str], i
 
 
 def build_grpo_trainer(model, processor, family, train_set, *, cfg, callbacks: Sequence, end_ids: Sequence[int],
-                       output_dir: Path) -> OcrftGRPOTrainer:  # fmt: skip
+                       output_dir: Path, tracker) -> OcrftGRPOTrainer:  # fmt: skip
     """The GRPOTrainer of train=grpo.
 
     Args:
@@ -99,6 +117,8 @@ def build_grpo_trainer(model, processor, family, train_set, *, cfg, callbacks: S
         end_ids: the tokens that end a read (the generator's ``eos_ids``): sampling stops at
             them, as greedy validation does, and the ``eos`` reward looks for them.
         output_dir: where the Trainer writes ``checkpoint-N``.
+        tracker: the run's tracker, which gets a table of sampled reads every
+            ``train.completions_table_steps`` steps (``grpo_reads/step_<N>.json``).
     """
     from ocrft.data.images import open_image
 
@@ -118,7 +138,15 @@ def build_grpo_trainer(model, processor, family, train_set, *, cfg, callbacks: S
              args.generation_batch_size // args.num_generations, dict(zip(rewards.names, rewards.weights)))  # fmt: skip
     return OcrftGRPOTrainer(model=model, reward_funcs=rewards.funcs, args=args, train_dataset=dataset,
                             processing_class=processor, callbacks=list(callbacks),
-                            suffix_token_type=family.suffix_token_type)  # fmt: skip
+                            suffix_token_type=family.suffix_token_type, table_steps=cfg.train.completions_table_steps,
+                            log_reads=partial(log_reads, tracker))  # fmt: skip
+
+
+def log_reads(tracker, rows: list[dict], step: int) -> None:
+    """One step's sampled reads as the MLflow table ``grpo_reads/step_<N>.json``."""
+    import pandas
+
+    tracker.log_table(pandas.DataFrame(rows), f"grpo_reads/step_{step:06d}.json")
 
 
 def special_token_ids(tokenizer, keep: Sequence[int]) -> list[int]:

@@ -59,7 +59,8 @@ def test_grpo_from_an_sft_run_continues_its_adapter_and_logs_rewards(tmp_path):
         tmp_path / "sft")  # fmt: skip
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = compose([*DEMO, cache, "model=demo_sft", f"model.path={tmp_path / 'sft'}", "train=grpo", "train.max_steps=2",
-                   "train.per_device_train_batch_size=8", "train.learning_rate=1e-3", "train.beta=0.01", "eval.every_n_steps=1",
+                   "train.per_device_train_batch_size=8", "train.learning_rate=1e-3", "train.beta=0.01",
+                   "train.completions_table_steps=2", "eval.every_n_steps=1",
                    "eval.val_subset=4", f"tracking.uri={store}", "tracking.experiment=grpo",
                    f"run_dir={tmp_path / 'grpo'}"])  # fmt: skip
     run_task(cfg, resolve_task(cfg.task))
@@ -71,6 +72,16 @@ def test_grpo_from_an_sft_run_continues_its_adapter_and_logs_rewards(tmp_path):
     client = MlflowClient(tracking_uri=store)
     for key in ("train/reward", "train/reward/cer", "train/reward_std/cer", "train/reward/loop"):
         assert [h.step for h in client.get_metric_history(record["mlflow_run_id"], key)] == [1, 2], key
+    # step 2's 8 sampled reads as a table: the line, its target, the read and each reward
+    table = Path(client.download_artifacts(record["mlflow_run_id"], "grpo_reads/step_000002.json", str(tmp_path)))
+    assert [a.path for a in client.list_artifacts(record["mlflow_run_id"], "grpo_reads")] == ["grpo_reads/step_000002.json"]
+    frame = json.loads(table.read_text())
+    assert frame["columns"] == ["step", "id", "target", "read", "reward/cer", "reward/eos", "reward/loop"]
+    assert len(frame["data"]) == 8 and {row[0] for row in frame["data"]} == {2}
+    from ocrft.evaluation.metrics import score_sample
+
+    for _, _, target, read, cer, _, _ in frame["data"]:  # the reward is evaluation's CER of that read
+        assert cer == pytest.approx(max(0.0, 1 - score_sample(read, target)["cer"]))
     # the SFT run's weights are validated too (step 0): GRPO keeps them if it only makes them worse
     assert [h.step for h in client.get_metric_history(record["mlflow_run_id"], "val/cer")] == [0, 1, 2]
     # beta > 0 kept a frozen copy of the SFT adapter as the reference; the run saves the trained one only
