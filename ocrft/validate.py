@@ -78,6 +78,8 @@ def _check_grpo(cfg: DictConfig) -> None:
                           f"make train.per_device_train_batch_size a multiple of it")  # fmt: skip
     _choice("train.loss_type", train.loss_type, GRPO_LOSS_TYPES)
     _choice("train.scale_rewards", train.scale_rewards, GRPO_SCALE_REWARDS)
+    if train.completions_table_steps < 0:
+        raise ConfigError(f"train.completions_table_steps={train.completions_table_steps} must be >= 0 (0 = no table)")
     if train.max_completion_length < 1:
         raise ConfigError(f"train.max_completion_length={train.max_completion_length} must be >= 1")
     if train.temperature <= 0:

@@ -49,6 +49,7 @@ def test_rewards_are_typed_weights():
         (["train.epsilon=0"], r"^train\.epsilon=0\.0 must be > 0"),
         (["train.num_iterations=0"], r"^train\.num_iterations=0 must be >= 1"),
         (["train.max_completion_length=0"], r"^train\.max_completion_length=0 must be >= 1"),
+        (["train.completions_table_steps=-1"], r"^train\.completions_table_steps=-1 must be >= 0"),
         (["train.rewards.cer=0", "train.rewards.eos=0", "train.rewards.loop=0"], r"^train\.rewards: every weight is 0"),
         (["train.method=ppo"], r"^train\.method='ppo'; choose one of \['sft', 'grpo'\]"),
     ],
