@@ -58,8 +58,9 @@ class RewardWeights:
 
 @dataclass
 class GrpoTrainConfig(TrainConfig):
-    """train=grpo: GRPO with TRL's GRPOTrainer; each key is the GRPOConfig keyword of the same
-    name. ``per_device_train_batch_size`` counts completions: it holds
+    """train=grpo: GRPO with TRL's GRPOTrainer; each key but ``rewards`` and
+    ``completions_table_steps`` (ocrft's) is the GRPOConfig keyword of the same name.
+    ``per_device_train_batch_size`` counts completions: it holds
     ``per_device_train_batch_size / num_generations`` prompts."""
 
     method: str = "grpo"
