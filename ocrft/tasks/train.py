@@ -89,9 +89,9 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
         base = describe_model(cfg.model, stage="before training")
         paths = score_split(generator, eval_records, cfg, run_dir, tracker, "before", base, metrics)
     # 7. train (resuming from the last checkpoint of an interrupted run)
-    trained = train(trainer, resume, args.max_steps)
-    tracker.log_metrics(trained)
-    metrics.update(trained, **last_rewards(trainer.state.log_history))  # GRPO's; MLflow has them per step
+    metrics.update(train(trainer, resume, args.max_steps))
+    tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith(("train/", "system/"))})
+    metrics.update(last_rewards(trainer.state.log_history))  # GRPO's, after: MLflow has them per step
     if validation is not None and validation.best is not None:
         metrics.update({f"val/{cfg.eval.metric}": validation.best, "val/best_step": validation.best_step})
     if validation is not None and validation.pruned:
