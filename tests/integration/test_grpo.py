@@ -156,3 +156,43 @@ def test_grpo_under_torchrun_with_two_gloo_processes(tmp_path):
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in (run_dir / "checkpoints" / "checkpoint-4").iterdir()}
     trained = adapter(run_dir / "checkpoints" / "checkpoint-4")
     assert any(t.abs().sum() > 0 for k, t in trained.items() if "lora_B" in k), "LoRA B starts at zero: no step learned"
+
+
+@pytest.mark.parametrize("family", ["paligemma", "gemma3", "qwen2_vl"])
+def test_grpo_scores_a_read_as_the_sft_forward_scores_that_target(family, tmp_path):
+    """The log-probabilities GRPO takes of a completion equal those the SFT collator's batch gives
+    the same tokens as a target. PaliGemma is the case: TRL types completion tokens as prefix
+    (token_type_ids 0, attended both ways); ocrft's trainer types them as its targets."""
+    import torch
+
+    from ocrft.data.images import open_image
+    from ocrft.data.loading import load_data
+    from ocrft.models.bundle import load_bundle
+    from ocrft.models.collate import Collator, Sample
+    from ocrft.tracking import NullTracker
+    from ocrft.training.adapters import apply_peft
+    from ocrft.training.datasets import to_train_dataset
+    from ocrft.training.grpo import build_grpo_trainer
+
+    cfg = compose([f"model=tiny_{family}", *TINY, *GRPO_STEP, f"run_dir={tmp_path}"])
+    bundle = load_bundle(cfg.model)
+    model = apply_peft(bundle.model, cfg.peft, bundle.family, quantized=False)
+    records = load_data(cfg.data, tmp_path).splits["train"]
+    collator = Collator(bundle.processor, bundle.family)
+    trainer = build_grpo_trainer(model, bundle.processor, bundle.family, to_train_dataset(records, cfg.prompt.text),
+                                 cfg=cfg, callbacks=[], end_ids=[bundle.processor.tokenizer.eos_token_id],
+                                 output_dir=tmp_path / "checkpoints", tracker=NullTracker())  # fmt: skip
+    sample = Sample(image=open_image(records[0].image), prompt=cfg.prompt.text, target=records[0].text)
+    batch = collator([sample])
+    n = int((batch["labels"] != -100).sum())  # the target's tokens, end token included
+    model.eval()
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0, -n - 1 : -1]
+        sft = torch.log_softmax(logits.float(), -1).gather(-1, batch["input_ids"][0, -n:, None])[:, 0]
+        # as TRL calls it: the prompt's own per-token fields, extended with 0 over the completion
+        per_token = {k: torch.cat([v[:, :-n], torch.zeros_like(v[:, -n:])], 1)
+                     for k, v in batch.items() if k in ("token_type_ids", "mm_token_type_ids")}  # fmt: skip
+        images = {k: v for k, v in batch.items() if k in ("pixel_values", "image_grid_thw")}
+        grpo, _, _ = trainer._get_per_token_logps_and_entropies(model, batch["input_ids"], batch["attention_mask"], n,
+                                                                num_images=[1], **images, **per_token)  # fmt: skip
+    torch.testing.assert_close(grpo[0], sft, rtol=1e-4, atol=1e-4)
