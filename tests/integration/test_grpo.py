@@ -196,3 +196,11 @@ def test_grpo_scores_a_read_as_the_sft_forward_scores_that_target(family, tmp_pa
         grpo, _, _ = trainer._get_per_token_logps_and_entropies(model, batch["input_ids"], batch["attention_mask"], n,
                                                                 num_images=[1], **images, **per_token)  # fmt: skip
     torch.testing.assert_close(grpo[0], sft, rtol=1e-4, atol=1e-4)
+
+
+def test_grpo_stops_early_as_sft_does(tmp_path):
+    # a constant metric never improves: the second validation (step 4) stops training
+    record = run(["model=tiny_qwen2_vl", *TINY, *GRPO_STEP, "train.max_steps=8", "eval.every_n_steps=2",
+                  "eval.val_subset=2", "eval.metric=num_samples", "eval.early_stopping_patience=1"], tmp_path)  # fmt: skip
+    m = record["metrics"]
+    assert record["status"] == "finished" and m["train/global_step"] == 4 and m["val/best_step"] == 2
