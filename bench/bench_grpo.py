@@ -48,7 +48,7 @@ METRICS = ("cer", "exact_match", "looped_rate")
 def ocrft(args: list[str], run_dir: Path, log_dir: Path) -> dict:
     """``python -m ocrft args run_dir=...`` (reused when its run.json says it finished); its run.json."""
     record = run_dir / "run.json"
-    if record.exists() and json.loads(record.read_text()).get("status") == "completed":
+    if record.exists() and json.loads(record.read_text()).get("status") == "finished":
         return json.loads(record.read_text())
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

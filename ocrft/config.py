@@ -16,6 +16,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from ocrft.config_tasks import MergeConfig, PredictConfig, ReportConfig, ServeConfig, SoupConfig, StudioConfig
+from ocrft.config_train import GRPO_LOSS_TYPES, GRPO_SCALE_REWARDS, TRAIN_METHODS, GrpoTrainConfig, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -189,30 +190,6 @@ class QuantConfig:
     bnb_4bit_quant_type: str = "nf4"
     bnb_4bit_use_double_quant: bool = True
     bnb_4bit_compute_dtype: str = "auto"
-
-
-@dataclass
-class TrainConfig:
-    learning_rate: float = 2e-4
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: float = 0.03  # steps, or a ratio of all steps when < 1 (transformers v5)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    optim: str = "adamw_torch"
-    max_length: Optional[int] = 2048
-    logging_steps: int = 10
-    save_steps: int = 100
-    save_total_limit: int = 2
-    # None = decide from the device: bf16 and gradient checkpointing on CUDA, off on CPU.
-    bf16: Optional[bool] = None
-    gradient_checkpointing: Optional[bool] = None
-    train_sampling_strategy: str = "group_by_length"  # batches of similar length: less padding
-    dataloader_num_workers: int = 0
-    resume: bool = True  # continue from the last checkpoint found in run_dir
 
 
 @dataclass
@@ -394,3 +371,4 @@ def register_configs() -> None:
     # the backends that carry keys of their own (conf/model/endpoint.yaml, predictions.yaml)
     cs.store(group="model", name="base_endpoint_model", node=EndpointModelConfig)
     cs.store(group="model", name="base_predictions_model", node=PredictionsModelConfig)
+    cs.store(group="train", name="base_grpo_train", node=GrpoTrainConfig)  # conf/train/grpo.yaml

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ocrft.config import (BACKENDS, BLEU_TOKENIZERS, CER_UNITS, CONFIDENCES, LEVELS, PREDICTION_MATCHES,
-                          VALIDATION_METRICS, ConfigError, Task)
+from ocrft.config import (BACKENDS, BLEU_TOKENIZERS, CER_UNITS, CONFIDENCES, GRPO_LOSS_TYPES, GRPO_SCALE_REWARDS,
+                          LEVELS, PREDICTION_MATCHES, TRAIN_METHODS, VALIDATION_METRICS, ConfigError, Task)
 from ocrft.data.splits import ALL, SPLITS, check_ratios
 
 
@@ -16,6 +16,9 @@ def validate_config(cfg: DictConfig) -> None:
     tasks = [t.value for t in Task]
     if cfg.task not in tasks:
         raise ConfigError(f"task={cfg.task!r} is not a task; choose one of {tasks}")
+    _choice("train.method", cfg.train.method, TRAIN_METHODS)
+    if cfg.task == "train" and cfg.train.method == "grpo":
+        _check_grpo(cfg)
     backend, family = cfg.model.backend, cfg.model.family
     _choice("model.backend", backend, BACKENDS)
     if backend == "local" and family is None:
@@ -32,6 +35,8 @@ def validate_config(cfg: DictConfig) -> None:
     if (cfg.quant.load_in_4bit or cfg.quant.load_in_8bit) and cfg.peft.method == "none":
         raise ConfigError("peft.method=none: quantized weights cannot be fully fine-tuned; use peft=lora (QLoRA) "
                           "with quant=4bit/8bit, or quant=none")
+    if cfg.train.max_seconds is not None and cfg.train.max_seconds <= 0:
+        raise ConfigError(f"train.max_seconds={cfg.train.max_seconds} must be > 0 (or null: no time limit)")
     if cfg.train.max_steps == 0 or cfg.train.max_steps < -1:
         raise ConfigError(f"train.max_steps={cfg.train.max_steps} must be -1 (train for num_train_epochs) or > 0")
     if cfg.train.num_train_epochs <= 0:
@@ -51,6 +56,44 @@ def validate_config(cfg: DictConfig) -> None:
         _check_cascade(cfg.cascade, cfg.eval.num_beams)
     if cfg.task == "soup":
         _check_soup(cfg.soup)
+
+
+def _check_grpo(cfg: DictConfig) -> None:
+    """train=grpo: what TRL's GRPOConfig would refuse mid-setup, or ocrft cannot run, refused at start."""
+    from omegaconf import OmegaConf
+
+    from ocrft.distributed import world
+
+    if OmegaConf.is_missing(cfg.model, "path"):
+        raise ConfigError("model.path is not set: train=grpo continues an SFT run folder (or starts from a "
+                          "checkpoint). Make one first, e.g. `python -m ocrft +experiment=demo run_dir=outputs/demo`, "
+                          "then pass model.path=outputs/demo")  # fmt: skip
+    train = cfg.train
+    if cfg.model.backend != "local":
+        raise ConfigError(f"model.backend={cfg.model.backend!r}: train=grpo trains local weights (model.backend=local)")
+    if not any(train.rewards.values()):
+        raise ConfigError("train.rewards: every weight is 0; give at least one reward a weight, e.g. train.rewards.cer=1")
+    if train.num_generations < 2:
+        raise ConfigError(f"train.num_generations={train.num_generations}: GRPO compares at least 2 reads of each line")
+    batch = train.per_device_train_batch_size * train.gradient_accumulation_steps * world().size
+    if batch % train.num_generations:
+        raise ConfigError(f"train.num_generations={train.num_generations} does not divide the {batch} completions of a "
+                          f"step (train.per_device_train_batch_size x train.gradient_accumulation_steps x processes); "
+                          f"make train.per_device_train_batch_size a multiple of it")  # fmt: skip
+    _choice("train.loss_type", train.loss_type, GRPO_LOSS_TYPES)
+    _choice("train.scale_rewards", train.scale_rewards, GRPO_SCALE_REWARDS)
+    if train.completions_table_steps < 0:
+        raise ConfigError(f"train.completions_table_steps={train.completions_table_steps} must be >= 0 (0 = no table)")
+    if train.max_completion_length < 1:
+        raise ConfigError(f"train.max_completion_length={train.max_completion_length} must be >= 1")
+    if train.temperature <= 0:
+        raise ConfigError(f"train.temperature={train.temperature} must be > 0: GRPO learns from differing samples")
+    if not 0 < train.top_p <= 1:
+        raise ConfigError(f"train.top_p={train.top_p} must be in (0, 1]")
+    for key, ok, rule in (("beta", train.beta >= 0, ">= 0"), ("epsilon", train.epsilon > 0, "> 0"),
+                          ("num_iterations", train.num_iterations >= 1, ">= 1")):  # fmt: skip
+        if not ok:
+            raise ConfigError(f"train.{key}={train[key]} must be {rule}")
 
 
 def _check_data(cfg: DictConfig) -> None:

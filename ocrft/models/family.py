@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 # LoRA on the language model's linear layers only; the vision tower keeps its weights
 # unless peft.freeze_vision=false.
@@ -33,6 +33,8 @@ class ModelFamily:
             ``peft.freeze_vision``; excluded from LoRA targets).
         default_lora_targets: PEFT ``target_modules`` (a regex over module names).
         generation_defaults: extra ``generate`` kwargs.
+        chat_template: a chat template for a processor that ships none (PaliGemma), rendering
+            what ``format_prompt`` writes; TRL's GRPOTrainer lays prompts out with it (train=grpo).
         build_tiny: ``(out_dir) -> None``: writes a tiny random checkpoint of this
             architecture, loadable with ``from_pretrained``.
     """
@@ -49,4 +51,5 @@ class ModelFamily:
     vision_modules: tuple[str, ...] = ("visual", "vision_tower", "multi_modal_projector")
     default_lora_targets: str = LANGUAGE_LORA_TARGETS
     generation_defaults: dict = field(default_factory=dict)
+    chat_template: Optional[str] = None
 

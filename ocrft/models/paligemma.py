@@ -28,6 +28,14 @@ def format_prompt(processor, prompt: str, system: Optional[str] = None) -> str:
     return f"<image>{text}"
 
 
+# format_prompt as a chat template: "<image>", then the system text and a newline, then the prompt
+# (the newline as an expression: chat templates trim the newline that follows a block tag)
+CHAT_TEMPLATE = (
+    "<image>{% for message in messages %}{% for part in message['content'] %}{% if part['type'] == 'text' %}"
+    "{{ part['text'] }}{% if message['role'] == 'system' %}{{ '\\n' }}{% endif %}{% endif %}{% endfor %}{% endfor %}"
+)
+
+
 def build_tiny(out_dir: Path, hidden_size: int = 64, layers: int = 2, heads: int = 4, vision_width: int = 32) -> None:
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
@@ -79,4 +87,5 @@ PALIGEMMA = ModelFamily(
     build_tiny=build_tiny,
     suffix_token_type=1,
     vision_modules=("vision_tower", "multi_modal_projector"),
+    chat_template=CHAT_TEMPLATE,
 )

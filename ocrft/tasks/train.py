@@ -1,4 +1,5 @@
-"""task=train: LoRA/QLoRA/full SFT of a VLM on OCR records with TRL's SFTTrainer.
+"""task=train: LoRA/QLoRA/full SFT of a VLM on OCR records with TRL's SFTTrainer, or GRPO with
+its GRPOTrainer (train=grpo, ocrft.training.grpo).
 
 Reads top to bottom: model -> processor -> data -> peft/quant -> trainer -> train -> eval -> save.
 """
@@ -29,9 +30,10 @@ from ocrft.provenance import describe_model
 from ocrft.runner import RunContext, TaskResult
 from ocrft.training.adapters import apply_peft
 from ocrft.training.builders import build_bnb_config, build_sft_config
-from ocrft.training.callbacks import make_callbacks
+from ocrft.training.callbacks import last_rewards, make_callbacks
 from ocrft.training.checkpoints import last_checkpoint, load_weights, reached_max_steps, save_model
 from ocrft.training.datasets import TrainCollator, to_train_dataset
+from ocrft.training.grpo import build_grpo_trainer
 from ocrft.training.sampling import OcrftSFTTrainer
 from ocrft.training.token_lengths import check_splits
 from ocrft.training.validation import check_validation_data
@@ -64,16 +66,23 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     bnb = build_bnb_config(cfg.quant, cfg.model.dtype)
     model = load_bundle(cfg.model, trainable=True, quantization_config=bnb, processor=processor).model
     model = apply_peft(model, cfg.peft, family, quantized=bnb is not None)
-    # 5. trainer, with the generator that validates and evaluates
+    # 5. trainer (SFT, or GRPO with train=grpo), with the generator that validates and evaluates
     generator = build_generator(cfg, model=model, processor=processor)
-    args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world_size=world().size)
     save_best = lambda: save_model(model, processor, resolved, cfg, run_dir=run_dir, name="best")  # noqa: E731
     validator = LocalPredictor(cfg, generator=generator, desc="validate", progress=False)
     validation, callbacks = make_callbacks(tracker, validator, val_records, eval_cfg=cfg.eval, trial_cfg=cfg.trial,
-                                           save_best=save_best, progress=ctx.progress)  # fmt: skip
-    collator = TrainCollator(Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length))
-    trainer = OcrftSFTTrainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
-                              processing_class=processor, callbacks=callbacks)  # fmt: skip
+                                           save_best=save_best, progress=ctx.progress,
+                                           start_trained=resolved.adapter_path is not None,
+                                           max_seconds=cfg.train.max_seconds)  # fmt: skip
+    if cfg.train.method == "grpo":
+        trainer = build_grpo_trainer(model, processor, family, train_set, cfg=cfg, callbacks=callbacks, tracker=tracker,
+                                     end_ids=generator.eos_ids, output_dir=run_dir / "checkpoints")  # fmt: skip
+    else:
+        collator = TrainCollator(Collator(processor, family, system=cfg.prompt.system, max_length=cfg.train.max_length))
+        args = build_sft_config(cfg.train, cfg.seed, run_dir / "checkpoints", cfg.train.max_length, world_size=world().size)
+        trainer = OcrftSFTTrainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
+                                  processing_class=processor, callbacks=callbacks)  # fmt: skip
+    args = trainer.args
     metrics = {"data/train_samples": len(train_set), "train/effective_batch_size": effective_batch_size(args),
                **{f"data/skipped_{k}": v for k, v in data.skipped.items()}}  # fmt: skip
     paths: dict[str, str] = {}
@@ -86,6 +95,7 @@ def run_training(cfg, ctx: RunContext) -> TaskResult:
     # 7. train (resuming from the last checkpoint of an interrupted run)
     metrics.update(train(trainer, resume, args.max_steps))
     tracker.log_metrics({k: v for k, v in metrics.items() if k.startswith(("train/", "system/"))})
+    metrics.update(last_rewards(trainer.state.log_history))  # GRPO's, after: MLflow has them per step
     if validation is not None and validation.best is not None:
         metrics.update({f"val/{cfg.eval.metric}": validation.best, "val/best_step": validation.best_step})
     if validation is not None and validation.pruned:

@@ -1,4 +1,4 @@
-"""Typed config -> library objects (LoraConfig, BitsAndBytesConfig, SFTConfig). Nothing else
+"""Typed config -> library objects (LoraConfig, BitsAndBytesConfig, SFTConfig, GRPOConfig). Nothing else
 turns configs into library calls, so model and data code receive plain arguments."""
 
 from __future__ import annotations
@@ -60,15 +60,11 @@ def build_peft_config(peft_cfg, family):
     )
 
 
-def build_sft_config(train, seed: int, output_dir: Path, max_length: Optional[int], *, world_size: int = 1):
-    """SFTConfig from TrainConfig. bf16 and gradient checkpointing follow the device unless set:
-    TRL turns both on by default, which fails or crawls on CPU."""
-    from trl import SFTConfig
-
+def _trainer_args(train, seed: int, output_dir: Path) -> dict:
+    """The TrainingArguments keys SFT and GRPO share. bf16 and gradient checkpointing follow
+    the device unless set: TRL turns both on by default, which fails or crawls on CPU."""
     cuda = on_cuda()
-    bf16 = cuda if train.bf16 is None else train.bf16
-    checkpointing = cuda if train.gradient_checkpointing is None else train.gradient_checkpointing
-    return SFTConfig(
+    return dict(
         output_dir=str(output_dir),
         learning_rate=train.learning_rate,
         num_train_epochs=train.num_train_epochs,
@@ -85,14 +81,46 @@ def build_sft_config(train, seed: int, output_dir: Path, max_length: Optional[in
         save_steps=train.save_steps,
         save_total_limit=train.save_total_limit,
         seed=seed,
-        bf16=bf16,
-        activation_checkpointing=checkpointing,  # transformers 5's name; gradient_checkpointing warns
+        bf16=cuda if train.bf16 is None else train.bf16,
+        # transformers 5's name; gradient_checkpointing warns
+        activation_checkpointing=cuda if train.gradient_checkpointing is None else train.gradient_checkpointing,
         use_cpu=not cuda,
-        train_sampling_strategy=train.train_sampling_strategy,
         dataloader_num_workers=train.dataloader_num_workers,
-        max_length=max_length,
         report_to="none",  # ocrft's own tracker logs; no double logging
-        remove_unused_columns=False,  # the collator needs image paths and prompts
+        remove_unused_columns=False,  # the collator (SFT) and the rewards (GRPO) need every column
+    )
+
+
+def build_sft_config(train, seed: int, output_dir: Path, max_length: Optional[int], world_size: int = 1):
+    """SFTConfig from TrainConfig."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **_trainer_args(train, seed, output_dir),
+        train_sampling_strategy=train.train_sampling_strategy,
+        max_length=max_length,
         dataset_kwargs={"skip_prepare_dataset": True},
         ddp_find_unused_parameters=False if world_size > 1 else None,
+    )
+
+
+def build_grpo_config(train, seed: int, output_dir: Path, *, reward_weights: list[float], suppress_tokens: list[int]):
+    """GRPOConfig from GrpoTrainConfig (train=grpo); ``reward_weights`` in the order of the
+    reward functions (ocrft.training.rewards.build_rewards), ``suppress_tokens`` never sampled."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        **_trainer_args(train, seed, output_dir),
+        num_generations=train.num_generations,
+        max_completion_length=train.max_completion_length,
+        temperature=train.temperature,
+        top_p=train.top_p,
+        beta=train.beta,
+        loss_type=train.loss_type,
+        scale_rewards=train.scale_rewards,
+        num_iterations=train.num_iterations,
+        epsilon=train.epsilon,
+        mask_truncated_completions=train.mask_truncated_completions,
+        reward_weights=reward_weights,
+        generation_kwargs={"suppress_tokens": suppress_tokens},
     )

@@ -4,6 +4,7 @@ saving, early stopping and trial pruning), and pruning for a Trainer of one's ow
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from transformers import TrainerCallback
@@ -27,9 +28,23 @@ _HF_METRIC_NAMES = {
 }
 
 
+# TRL GRPOTrainer log keys (train=grpo) -> our names: the rewards under train/reward
+_GRPO_METRIC_NAMES = {"reward": "train/reward", "reward_std": "train/reward_std"}
+_GRPO_PREFIXES = ("completions/", "clip_ratio/", "tools/")  # TRL's per-step groups, kept under train/
+
+
 def hf_metric_name(key: str) -> str:
     """Our name for a Hugging Face Trainer log key: ``loss`` -> ``train/loss``,
-    ``eval_loss`` -> ``eval/loss``; a key that already has a ``/`` is kept."""
+    ``eval_loss`` -> ``eval/loss``; GRPO's ``reward`` -> ``train/reward``,
+    ``rewards/cer/mean`` -> ``train/reward/cer``, ``rewards/cer/std`` -> ``train/reward_std/cer``;
+    any other key that already has a ``/`` is kept."""
+    if key in _GRPO_METRIC_NAMES:
+        return _GRPO_METRIC_NAMES[key]
+    if key.startswith("rewards/") and key.endswith(("/mean", "/std")):
+        name, stat = key[len("rewards/") :].rsplit("/", 1)
+        return f"train/reward/{name}" if stat == "mean" else f"train/reward_std/{name}"
+    if key.startswith(_GRPO_PREFIXES):
+        return f"train/{key}"
     if "/" in key:
         return key
     if key in _HF_METRIC_NAMES:
@@ -38,6 +53,37 @@ def hf_metric_name(key: str) -> str:
         if key.startswith(prefix + "_"):
             return f"{prefix}/{key[len(prefix) + 1:]}"
     return f"train/{key}"
+
+
+def last_rewards(log_history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """GRPO's rewards at its last logging step, under our names (``train/reward``,
+    ``train/reward/<name>``, ``train/reward_std/...``); {} for SFT."""
+    last = next((logs for logs in reversed(log_history) if "reward" in logs), {})
+    return {hf_metric_name(k): float(v) for k, v in last.items() if k.startswith("reward") and v is not None}
+
+
+class TimeLimitCallback(TrainerCallback):
+    """Ends training once ``max_seconds`` have passed since it began (``train.max_seconds``),
+    at the end of a step, as reaching max_steps would: the final validation, the best
+    weights and the scoring all follow."""
+
+    def __init__(self, max_seconds: float) -> None:
+        self.max_seconds = max_seconds
+        self.started: Optional[float] = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        over = self.started is not None and time.monotonic() - self.started >= self.max_seconds
+        if args.world_size > 1:  # rank 0's clock decides: ranks stopping at different steps would hang
+            from accelerate.utils import broadcast_object_list
+
+            over = broadcast_object_list([over])[0]
+        if over and not control.should_training_stop:
+            log.info("train.max_seconds=%g reached at step %d: training ends", self.max_seconds, state.global_step)
+            control.should_training_stop = True
+        return control
 
 
 class TrackerCallback(TrainerCallback):
@@ -99,16 +145,20 @@ class PruningCallback(TrainerCallback):
 
 def make_callbacks(
     tracker: Tracker, predictor: Any, val_records: Sequence, *, eval_cfg: Any, trial_cfg: Any,
-    save_best: Callable[[], Any], progress: ProgressLog = ProgressLog(None),
+    save_best: Callable[[], Any], progress: ProgressLog = ProgressLog(None), start_trained: bool = False,
+    max_seconds: Optional[float] = None,
 ) -> tuple[Optional[ValidationCallback], list[TrainerCallback]]:
     """The tracker's callback and, when the run validates, the validation callback (which
     reads the val subset with ``predictor``, reports to the sweep's trial, if any, and calls
-    ``save_best`` on each improvement).
+    ``save_best`` on each improvement; with ``start_trained``, the weights training starts
+    from are validated at step 0 as well).
 
     Returns:
         the validation callback (None without validation) and every callback for the Trainer.
     """
     callbacks: list[TrainerCallback] = [TrackerCallback(tracker, progress)]
+    if max_seconds:
+        callbacks.append(TimeLimitCallback(max_seconds))
     if not (eval_cfg.every_n_steps and val_records):
         if eval_cfg.every_n_steps:
             log.warning("eval.every_n_steps=%d but the val split is empty: no validation", eval_cfg.every_n_steps)
@@ -127,6 +177,7 @@ def make_callbacks(
         patience=eval_cfg.early_stopping_patience,
         reporter=reporter,
         progress=progress,
+        start_trained=start_trained,
     )
     callbacks.append(validation)
     return validation, callbacks

@@ -91,7 +91,10 @@ def save_model(model, processor, resolved: ResolvedModel, cfg, *, run_dir: Path,
     shutil.rmtree(tmp, ignore_errors=True)
     kept = f"the previous {target.name}/ is unchanged" if target.exists() else f"no partial {target.name}/ was left"
     try:
-        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state} if state is not None else {}))
+        # the trained adapter only: GRPO with train.beta > 0 keeps a frozen copy of the starting one ("ref")
+        kwargs = {"selected_adapters": [model.active_adapter]} if is_adapter else {}
+        kwargs.update({"state_dict": state} if state is not None else {})
+        model.save_pretrained(tmp, safe_serialization=True, **kwargs)
         processor.save_pretrained(tmp)
         write_model_card(tmp, family=resolved.family, adapter=is_adapter, base_path=resolved.base_path,
                          source_model_path=cfg.model.path)  # fmt: skip

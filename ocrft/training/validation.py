@@ -32,6 +32,9 @@ class ValidationCallback(TrainerCallback):
         save_best: saves the current weights as the best ones.
         reporter: the sweep trial to report to (``ocrft.search.TrialReporter``), or None.
         progress: the run's progress log (ocrft.progress), which gets each validation.
+        start_trained: training continues trained weights (an ocrft run's adapter): they are
+            validated at step 0 too, so that a run that only makes them worse keeps them as
+            its best (GRPO after SFT can; issue 24).
     """
 
     def __init__(
@@ -45,8 +48,10 @@ class ValidationCallback(TrainerCallback):
         patience: Optional[int] = None,
         reporter: Any = None,
         progress: ProgressLog = ProgressLog(None),
+        start_trained: bool = False,
     ):
         self.validate = validate
+        self.start_trained = start_trained
         self.every = every_n_steps
         self.metric = metric
         self.sign = 1 if greater_is_better else -1
@@ -90,6 +95,14 @@ class ValidationCallback(TrainerCallback):
                 log.info("trial pruned at step %d (val/%s = %.4f)", step, self.metric, value)
                 self.pruned = True
                 control.should_training_stop = True
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.every and self.start_trained and state.global_step == 0:  # not on resume: the first run did
+            if state.is_world_process_zero or _sharded(model):
+                self._run(0, control, state.is_world_process_zero)
+            if args.world_size > 1:
+                self._follow_rank_zero(control)
+        return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0:

@@ -68,6 +68,7 @@ CASES = [
     Case("peft_method", "peft.method", ev("peft.method=prefix")),
     Case("quantized_full_finetune", "peft.method", ev("quant.load_in_4bit=true", "peft.method=none")),
     Case("max_steps_zero", "train.max_steps", ev("train.max_steps=0")),
+    Case("max_seconds_zero", "train.max_seconds", ev("train.max_seconds=0")),
     Case("epochs_zero", "train.num_train_epochs", ev("train.num_train_epochs=0")),
     Case("eval_batch_size", "eval.batch_size", ev("eval.batch_size=0")),
     Case("eval_workers", "eval.workers", ev("eval.workers=0")),

@@ -1,4 +1,4 @@
-"""Kill fuzzing: train, eval, prepare, endpoint eval and a sweep, SIGKILLed at seeded random points.
+"""Kill fuzzing: train (SFT and GRPO), eval, prepare, endpoint eval and a sweep, SIGKILLed at seeded random points.
 
 Each test hands one ``python -m ocrft`` command to tests/killfuzz.py's :func:`fuzz`: an
 unkilled reference run, then kills a random delay after the run's first progress signal,
@@ -127,13 +127,18 @@ def lines(tmp_path_factory) -> Path:
     return write_lines(tmp_path_factory.mktemp("lines"), N_LINES)
 
 
-def test_train_killed_at_random_points_ends_with_the_unkilled_adapter(tmp_path, lines):
+# train=grpo: each step reads 1 line twice by sampling; the resumed run must sample the same reads
+METHODS = {"sft": (), "grpo": ("train=grpo", "train.num_generations=2")}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_train_killed_at_random_points_ends_with_the_unkilled_adapter(tmp_path, lines, method):
     run_dir = tmp_path / "run"
     ckpts = run_dir / "checkpoints"
     cmd = ocrft(run_dir, "model=demo_base", "prompt=ocr_line", "data=json_ocr", f"data.train_file={lines}", f"data.val_file={lines}",
-                f"data.test_file={lines}", "eval.limit=4", f"train.max_steps={STEPS}", f"train.save_steps={SAVE_STEPS}",
-                "train.per_device_train_batch_size=2", "train.logging_steps=1", "eval.before_after=false",
-                "eval.max_new_tokens=8", "eval.batch_size=4")  # fmt: skip
+                f"data.test_file={lines}", "eval.limit=4", *METHODS[method], f"train.max_steps={STEPS}",
+                f"train.save_steps={SAVE_STEPS}", "train.per_device_train_batch_size=2", "train.logging_steps=1",
+                "eval.before_after=false", "eval.max_new_tokens=8", "eval.batch_size=4")  # fmt: skip
 
     def point() -> str:
         done = complete_checkpoints(ckpts)
@@ -173,7 +178,8 @@ def test_train_killed_at_random_points_ends_with_the_unkilled_adapter(tmp_path, 
         assert got["losses"] == ref["losses"]  # every step once, with the same loss
         assert got["predictions"] == ref["predictions"] and len(ref["predictions"]) == 4
 
-    task = FuzzTask("train", cmd, r"trainable parameters", point, check, outcome, lambda: clear(run_dir), compare)
+    name = "train" if method == "sft" else f"train_{method}"
+    task = FuzzTask(name, cmd, r"trainable parameters", point, check, outcome, lambda: clear(run_dir), compare)
     result = fuzz(task, kill_points(), seed=18, logs=tmp_path / "logs")
     report(result, adapter_max_abs_diff=max(diffs))
 

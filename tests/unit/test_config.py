@@ -19,9 +19,13 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 
+# what an experiment needs from the command line (demo_grpo continues the demo's SFT run)
+REQUIRED = {"demo_grpo": ["model.path=outputs/demo"]}
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_and_validates(name):
-    cfg = compose([f"+experiment={name}"])
+    cfg = compose([f"+experiment={name}", *REQUIRED.get(name, [])])
     validate_config(cfg)
     assert cfg.experiment_name
 
