@@ -1,6 +1,7 @@
 """task=predict: transcribe one image or a folder of images with a local model, an endpoint
 or a cascade (model=cascade with a numeric cascade.threshold: each output records its route
-and confidence)."""
+and confidence). A folder holding PAGE-XML or ALTO files is an export: its lines are read
+and a filled copy written (ocrft.evaluation.archive, docs/archive.md)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
 
     if not cfg.predict.input:
         raise ConfigError("predict.input is not set: task=predict needs predict.input=<image or folder>")
-    images = list_images(Path(cfg.predict.input).expanduser())
+    source = Path(cfg.predict.input).expanduser()
+    if _is_export(source):
+        return _predict_export(cfg, ctx, source)
+    images = list_images(source)
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
     records = [Record(id=str(p), image=str(p), text="") for p in images]
     predictor = build_predictor(cfg, task="predict", run_dir=ctx.run_dir)
@@ -59,3 +63,21 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     for path in (txt, jsonl):
         ctx.tracker.log_artifact(path)
     return TaskResult(metrics=metrics, paths={"results_txt": str(txt), "predictions": str(jsonl)})
+
+
+def _is_export(source: Path) -> bool:
+    from ocrft.evaluation.archive import find_pages
+
+    return bool(find_pages(source))
+
+
+def _predict_export(cfg, ctx: RunContext, source: Path) -> TaskResult:
+    """Fill a copy of a PAGE/ALTO export with the model's reading (and rank its pages)."""
+    from ocrft.evaluation.archive import predict_export
+
+    metrics, paths = predict_export(cfg, source=source, run_dir=ctx.run_dir)
+    for key in ("ranking_csv", "ranking_jsonl"):
+        if key in paths:
+            ctx.tracker.log_artifact(Path(paths[key]))
+    ctx.tracker.log_metrics(metrics)
+    return TaskResult(metrics=metrics, paths=paths)
