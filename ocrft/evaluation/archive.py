@@ -119,7 +119,7 @@ def predict_export(cfg, *, source: Path, run_dir: Path) -> tuple[dict, dict]:
     step = Step(software=f"ocrft {__version__}", model=str(model), run=str(run_dir),
                 when=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
     readings = {id(u): Reading(xml_text(o.text), confidence(o)) for u, o in zip(units, outputs)}
-    shutil.copytree(source, target)
+    shutil.copytree(source, target, dirs_exist_ok=True)  # an empty target folder may exist
     counts = {"pages": len(pages), "pages_skipped": skipped, "read": len(units), "lines_written": 0, "lines_kept": 0,
               "regions_written": 0, "regions_unsplit": 0, "words_cleared": 0}  # fmt: skip
     for page in pages:
@@ -166,19 +166,20 @@ def _cut(cfg, *, source: Path, crops: Path) -> tuple[list[_Page], int]:
             skipped += 1
             pages.append(page)
             continue
-        for unit_id, points, members, cut in _todo(layout, level=cfg.predict.level, overwrite=cfg.predict.overwrite):
+        todo = _todo(layout, level=cfg.predict.level, overwrite=cfg.predict.overwrite)
+        for k, (unit_id, points, members, cut) in enumerate(todo):
             if not points or len(points) < 3:
                 continue
             try:
                 crop = cut(image, frame.to_pixels(points), settings)
             except PageSkipped:  # a degenerate polygon: nothing to read
                 continue
-            target = crops / f"{n:05d}" / f"{_safe(unit_id)}.png"
+            target = crops / f"{n:05d}" / f"{k:04d}_{_safe(unit_id)}.png"  # k: two ids may look alike once safe
             target.parent.mkdir(parents=True, exist_ok=True)
             crop.save(target, format="PNG")
             record = Record(id=f"{rel}#{unit_id}", image=str(target), text="", group=rel)
             region = next((r for r, ids in page.regions.items() if members[0] in ids or r == unit_id), "")
-            page.units.append(_Unit(rel, unit_id, region, members, record))
+            page.units.append(_Unit(page=rel, id=unit_id, region=region, lines=members, record=record))
         pages.append(page)
     return pages, skipped
 
