@@ -136,9 +136,9 @@ def _check_predict(predict: DictConfig, backend: str) -> None:
         raise ConfigError(f"predict.samples={predict.samples} must be >= 0 (0 = no sampled readings)")
     if predict.samples and not predict.rank:
         raise ConfigError(f"predict.samples={predict.samples} only feeds the ranking: add predict.rank=true")
-    if predict.samples and backend != "local":
-        # sampled readings need the model's own sampler; an endpoint or a cascade has none here
-        raise ConfigError(f"predict.samples={predict.samples} needs a local model (model.backend=local), "
-                          f"not model.backend={backend}")
+    if predict.rank and backend != "local":
+        # the ranking orders by token log-probabilities and samples with the model's own
+        # sampler: an endpoint records neither, a cascade mixes two models' readings
+        raise ConfigError(f"predict.rank=true needs a local model (model.backend=local), not model.backend={backend}")
     if predict.temperature <= 0:
         raise ConfigError(f"predict.temperature={predict.temperature} must be > 0")

@@ -62,7 +62,8 @@ def _set_text(line, reading: Reading, tag: str) -> None:
         if line.get(key) is not None:
             string.set(key, line.get(key))
     string.set("CONTENT", reading.text)
-    string.set("WC", xml.conf_text(reading.conf))
+    if reading.conf is not None:
+        string.set("WC", xml.conf_text(reading.conf))
     string.set("TAGREFS", tag)
     old = xml.children(line, *_TEXT)
     if old:

@@ -68,7 +68,7 @@ def fill_page(path: Path, lines: dict[str, Reading], regions: dict[str, list[str
     by_id = {el.get("id"): el for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
     by_id.update({f"line{el.sourceline}": el for el in root.iter("{*}TextLine") if not el.get("id")})
     filled = Filled(data=b"")
-    written: dict[str, float] = {}  # line id -> conf of what was written
+    written: dict[str, float | None] = {}  # line id -> conf of what was written
     for line_id, reading in lines.items():
         el = by_id.get(line_id)
         if el is None:
@@ -86,8 +86,8 @@ def fill_page(path: Path, lines: dict[str, Reading], regions: dict[str, list[str
         if el is None or not (whole or any(i in written for i in line_ids)) or (_text(el) and not overwrite):
             continue
         texts = [_text(by_id[i]) for i in line_ids if i in by_id]
-        confs = [written[i] for i in line_ids if i in written]
-        reading = whole or Reading("\n".join(t for t in texts if t), fmean(confs))
+        confs = [written[i] for i in line_ids if written.get(i) is not None]
+        reading = whole or Reading("\n".join(t for t in texts if t), fmean(confs) if confs else None)
         _set_text(el, reading, dialect, after=_REGION_AFTER)
         filled.regions_written += 1
     if filled.lines_written or filled.regions_written:
@@ -108,7 +108,7 @@ def _text(el) -> str:
 
 def _set_text(el, reading: Reading, dialect: Dialect, *, after: tuple[str, ...]) -> None:
     """Replace ``el``'s TextEquivs with one holding ``reading``, marked as the dialect allows."""
-    equiv = xml.element(el, "TextEquiv", {"conf": xml.conf_text(reading.conf)})
+    equiv = xml.element(el, "TextEquiv", {"conf": xml.conf_text(reading.conf)} if reading.conf is not None else {})
     if dialect.mark_on_equiv:
         equiv.set("comments", mark(reading.text))
     else:

@@ -20,10 +20,11 @@ from ocrft.data.record import DataError
 
 @dataclass(frozen=True)
 class Reading:
-    """One text the model read, to write into an element: ``conf`` in [0, 1]."""
+    """One text the model read, to write into an element: ``conf`` in [0, 1], None when the
+    backend records no token log-probabilities (an endpoint): no conf is written then."""
 
     text: str
-    conf: float
+    conf: Optional[float]
 
 
 @dataclass(frozen=True)

@@ -118,15 +118,17 @@ def predict_export(cfg, *, source: Path, run_dir: Path) -> tuple[dict, dict]:
         predictor.close()
     step = Step(software=f"ocrft {__version__}", model=str(model), run=str(run_dir),
                 when=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
-    readings = {id(u): Reading(xml_text(o.text), confidence(o)) for u, o in zip(units, outputs)}
+    # conf only where the backend records token log-probabilities (an endpoint does not)
+    readings = {id(u): Reading(xml_text(o.text), confidence(o) if o.num_tokens else None) for u, o in zip(units, outputs)}
     shutil.copytree(source, target, dirs_exist_ok=True)  # an empty target folder may exist
     counts = {"pages": len(pages), "pages_skipped": skipped, "read": len(units), "lines_written": 0, "lines_kept": 0,
               "regions_written": 0, "regions_unsplit": 0, "words_cleared": 0}  # fmt: skip
     for page in pages:
         _fill(page, readings, target=target, step=step, overwrite=cfg.predict.overwrite, counts=counts)
     metrics = {f"predict/{k}": v for k, v in counts.items()}
-    confs = [r.conf for r in readings.values() if r.text]
-    metrics["predict/mean_confidence"] = sum(confs) / len(confs) if confs else 0.0
+    confs = [r.conf for r in readings.values() if r.text and r.conf is not None]
+    if confs:
+        metrics["predict/mean_confidence"] = sum(confs) / len(confs)
     paths = {"export": str(target)}
     if cfg.predict.rank:
         lines = [_ranked(u, o, [s[i].text for s in sampled]) for i, (u, o) in enumerate(zip(units, outputs))]

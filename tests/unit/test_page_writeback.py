@@ -198,3 +198,13 @@ def test_round_trip_corrected_lines_come_back_as_ground_truth(tmp_path, skip, ex
     assert got == {**expected, "line0003": "Erſtes Capitel."}
     report = json.loads(Path(result.paths["prepare_report"]).read_text())
     assert report["lines_skipped"].get("machine_text", 0) == (1 if skip else 0)
+
+
+def test_a_reading_without_confidence_writes_no_conf(tmp_path):
+    """An endpoint records no token log-probabilities: its text goes in without conf / WC."""
+    src = EXPORTS / OCRD
+    filled = fill_page(src, {"line0001": Reading("Jn ſeiner", None)}, _regions(src), overwrite=False, step=STEP)
+    root = etree.fromstring(filled.data)
+    assert root.find(".//{*}TextLine[@id='line0001']/{*}TextEquiv").get("conf") is None
+    assert root.find(".//{*}TextRegion[@id='region0001']/{*}TextEquiv").get("conf") is None
+    assert etree.XMLSchema(etree.parse(str(XSD_2019))).validate(root.getroottree())

@@ -57,3 +57,17 @@ def test_disagreement_lowers_certainty_and_ties_go_to_the_worst_token():
     assert [ln["line"] for ln in rank([steady, sure_but_unstable])[0]["lines"]] == ["a", "b"]
     worse_token = _line("p.xml", "c", -0.3, low=-5.0)
     assert [ln["line"] for ln in rank([steady, worse_token])[0]["lines"]] == ["c", "b"]
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["model=cascade", "model.path=asset:demo_base", "cascade.threshold=-0.5", "predict.rank=true"], "predict.rank"),
+    (["model=tiny_qwen2_vl", "predict.rank=true", "predict.samples=-1"], "predict.samples"),
+    (["model=tiny_qwen2_vl", "predict.rank=true", "predict.temperature=0"], "predict.temperature"),
+])  # fmt: skip
+def test_predict_rank_settings_are_checked_before_any_model_loads(overrides, key):
+    from ocrft.config import ConfigError
+    from ocrft.validate import validate_config
+    from tests.helpers import compose
+
+    with pytest.raises(ConfigError, match=f"^{key}="):
+        validate_config(compose(["task=predict", "tracking=none", "run_dir=unused", *overrides]))
