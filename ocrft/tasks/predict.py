@@ -41,6 +41,9 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     source = Path(cfg.predict.input).expanduser()
     if _is_export(source):
         return _predict_export(cfg, ctx, source)
+    if cfg.predict.rank:
+        raise ConfigError(f"predict.rank=true ranks the lines of a PAGE/ALTO export, and predict.input={source} "
+                          "holds no PAGE or ALTO file")  # fmt: skip
     images = list_images(source)
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
     records = [Record(id=str(p), image=str(p), text="") for p in images]

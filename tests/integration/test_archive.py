@@ -107,3 +107,12 @@ def test_bad_export_config_is_one_line_exit_2(tmp_path, args, key):
                           cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ocrft: error:")]
     assert proc.returncode == 2 and len(errors) == 1 and key in errors[0], proc.stderr[-2000:]
+
+
+def test_rank_on_a_folder_of_images_is_refused(tmp_path):
+    images = REPO / "tests" / "assets" / "tiny_ocr"
+    proc = subprocess.run([sys.executable, "-m", "ocrft", "task=predict", "tracking=none", "model=tiny_qwen2_vl",
+                           f"run_dir={tmp_path}", f"predict.input={images}", "predict.rank=true"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ocrft: error:")]
+    assert proc.returncode == 2 and errors and "predict.rank" in errors[0], proc.stderr[-2000:]
