@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
