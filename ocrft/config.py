@@ -25,6 +25,7 @@ class ConfigError(ValueError):
 
 # Choices of string-valued keys, checked by ocrft.validate when a run starts.
 LEVELS = ("line", "region", "page")
+PREDICT_LEVELS = ("line", "region")  # predict.level: what one read of an export is
 CER_UNITS = ("codepoint", "grapheme")
 BLEU_TOKENIZERS = ("13a", "zh", "char", "none")
 PREDICTION_MATCHES = ("auto", "id", "position")
@@ -137,6 +138,10 @@ class DataConfig:
     output_dir: Optional[str] = None
     # page_xml / alto imports: what one sample is (line, region or page)
     level: str = "line"
+    # page_xml / alto imports: leave out lines whose text task=predict wrote and nobody has
+    # corrected since (its ocrft marker still matches the text): a model never trains on
+    # its own unchecked reading (docs/archive.md)
+    skip_machine_text: bool = True
     # region and page images keep their aspect ratio within this many pixels (Qwen2.5-VL's
     # recommended max_pixels, 1280*28*28); lines are scaled to target_height instead
     max_pixels: int = 1_003_520

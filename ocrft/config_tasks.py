@@ -11,8 +11,19 @@ from typing import Optional
 
 @dataclass
 class PredictConfig:
-    input: Optional[str] = None  # an image or a folder of images
-    output: Optional[str] = None  # default: run_dir
+    """task=predict. An image or a folder of images gives results.txt and predictions.jsonl;
+    a PAGE-XML or ALTO export folder gives a filled copy of it (docs/archive.md)."""
+
+    input: Optional[str] = None  # an image, a folder of images, or a PAGE/ALTO export folder
+    output: Optional[str] = None  # results.txt, predictions.jsonl, ranking.*; default: run_dir
+    # an export: where its filled copy goes (default: run_dir/export)
+    output_dir: Optional[str] = None
+    level: str = "line"  # an export: read each line, or each region whole and split it by line
+    overwrite: bool = False  # an export: replace text a line (or region) already has
+    rank: bool = False  # an export: write ranking.csv / ranking.jsonl, least confident first
+    # an export with rank=true: sampled readings per line; their disagreement joins the ranking
+    samples: int = 0
+    temperature: float = 0.8  # of those sampled readings
 
 
 @dataclass

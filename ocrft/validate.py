@@ -6,7 +6,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from ocrft.config import (BACKENDS, BLEU_TOKENIZERS, CER_UNITS, CONFIDENCES, GRPO_LOSS_TYPES, GRPO_SCALE_REWARDS,
-                          LEVELS, PREDICTION_MATCHES, TRAIN_METHODS, VALIDATION_METRICS, ConfigError, Task)
+                          LEVELS, PREDICT_LEVELS, PREDICTION_MATCHES, TRAIN_METHODS, VALIDATION_METRICS, ConfigError,
+                          Task)
 from ocrft.data.splits import ALL, SPLITS, check_ratios
 
 
@@ -56,6 +57,8 @@ def validate_config(cfg: DictConfig) -> None:
         _check_cascade(cfg.cascade, cfg.eval.num_beams)
     if cfg.task == "soup":
         _check_soup(cfg.soup)
+    if cfg.task == "predict":
+        _check_predict(cfg.predict, backend)
 
 
 def _check_grpo(cfg: DictConfig) -> None:
@@ -173,3 +176,17 @@ def _check_cascade(cascade: DictConfig, num_beams: int) -> None:
     if num_beams != 1:
         # confidence is the greedy token's log-probability, recorded as it is chosen
         raise ConfigError(f"eval.num_beams={num_beams}: a cascade's confidence needs greedy decoding (num_beams=1)")
+
+
+def _check_predict(predict: DictConfig, backend: str) -> None:
+    _choice("predict.level", predict.level, PREDICT_LEVELS)
+    if predict.samples < 0:
+        raise ConfigError(f"predict.samples={predict.samples} must be >= 0 (0 = no sampled readings)")
+    if predict.samples and not predict.rank:
+        raise ConfigError(f"predict.samples={predict.samples} only feeds the ranking: add predict.rank=true")
+    if predict.rank and backend != "local":
+        # the ranking orders by token log-probabilities and samples with the model's own
+        # sampler: an endpoint records neither, a cascade mixes two models' readings
+        raise ConfigError(f"predict.rank=true needs a local model (model.backend=local), not model.backend={backend}")
+    if predict.temperature <= 0:
+        raise ConfigError(f"predict.temperature={predict.temperature} must be > 0")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from ocrft.data.lines import local, namespace, parse_points, parse_xml
+from ocrft.data.machine_text import is_machine_text
 from ocrft.data.page_model import Line, PageLines, Region
 
 ALTO_NAMESPACES = (
@@ -76,6 +77,7 @@ def read_alto(path: Path) -> Optional[PageLines]:
                     text=_text(el, ns),
                     points=_outline(el, ns),
                     source_line=source_lines[el],
+                    machine=_machine(el, ns),
                 )
             )
     return result
@@ -99,6 +101,14 @@ def _outline(el: ET.Element, ns: str) -> Optional[list[tuple[float, float]]]:
     except ValueError:
         return None
     return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+
+
+def _machine(line: ET.Element, ns: str) -> bool:
+    """Whether the line's text is ocrft's, unchanged: every String of it names the tag
+    ``ocrft.<hash>`` in its TAGREFS (see ocrft.data.alto_writeback)."""
+    strings = line.findall(f"{{{ns}}}String")
+    marks = {s.get("TAGREFS", "") for s in strings}
+    return len(marks) == 1 and is_machine_text(_text(line, ns), marks.pop())
 
 
 def _text(line: ET.Element, ns: str) -> str:

@@ -19,7 +19,8 @@ XML, a root that is not PcGts, a PcGts outside the PAGE namespace), ``unsupporte
 ``image_outside_export``, ``image_too_large``, ``image_unreadable``; its samples are
 counted under the same reason. A page whose image bytes equal an earlier page's is
 ``duplicate_page`` (its samples count as duplicates removed). A sample is skipped for
-``no_text``, ``invalid_coords``, ``no_region`` (see page_samples), ``degenerate_polygon``
+``no_text``, ``invalid_coords``, ``no_region`` (see page_samples), ``machine_text`` (text
+task=predict wrote that nobody corrected, while data.skip_machine_text=true), ``degenerate_polygon``
 (fewer than 3 distinct points, or a zero-width or zero-height box) or ``outside_image``,
 checked in that order; a sample partly outside the image is clipped.
 """
@@ -182,6 +183,7 @@ def import_pages(
     settings: CropSettings,
     skip_bad_xml: bool,
     level: str = "line",
+    skip_machine_text: bool = True,
 ) -> Imported:
     """Cut every page file under ``input_dir`` into sample PNGs under ``work_dir``.
 
@@ -192,6 +194,8 @@ def import_pages(
             (truncated, empty, a decompression bomb) as ``image_unreadable`` /
             ``image_too_large``, instead of raising (data.on_error=skip).
         level: ``line``, ``region`` or ``page``: what one sample is (see page_samples).
+        skip_machine_text: leave out (as ``machine_text``) samples holding text that
+            task=predict wrote and nobody corrected (ocrft.data.machine_text).
 
     Returns:
         One Record per sample written (image relative to ``work_dir``, group = page id,
@@ -217,6 +221,9 @@ def import_pages(
             continue
         page_id = _page_id(rel, used)
         samples, skips = SAMPLERS[level](page)
+        if skip_machine_text:
+            skips += [("machine_text", s.source_line, s.id or "page") for s in samples if s.machine]
+            samples = [s for s in samples if not s.machine]
         for reason, source_line, element in skips:
             result.skip_line(reason, f"{rel}:{source_line} ({element})")
         try:

@@ -21,6 +21,7 @@ class Line:
     text: str  # already stripped; "" = no text
     points: Optional[list[tuple[float, float]]]  # None = coordinates could not be parsed
     source_line: int  # line of the TextLine element in the XML file
+    machine: bool = False  # text task=predict wrote, unchanged since (ocrft.data.machine_text)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Region:
     text: str  # the region's own text (PAGE region TextEquiv), stripped; "" = none
     points: Optional[list[tuple[float, float]]]  # None = coordinates could not be parsed
     source_line: int
+    machine: bool = False  # text task=predict wrote, unchanged since (ocrft.data.machine_text)
 
 
 @dataclass

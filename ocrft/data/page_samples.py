@@ -13,7 +13,9 @@ A format module reads a page into lines and regions, both in reading order
 
 Skips are counted per sample: ``no_text``, ``invalid_coords``; and ``no_region`` for a line
 outside every region at region level (the PAGE schema allows none; such lines still count
-toward the page's text).
+toward the page's text). A sample whose text holds any line task=predict wrote and nobody
+corrected is flagged ``machine`` (ocrft.data.machine_text): the importer leaves it out
+while ``data.skip_machine_text=true``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Sample:
     text: str
     points: Optional[list[tuple[float, float]]]  # page coordinates; None = the whole page
     source_line: int
+    machine: bool = False  # holds text task=predict wrote that nobody has corrected
 
 
 Skip = tuple[str, int, str]  # (reason, line in the XML file, element id)
@@ -54,8 +57,16 @@ def _joined(lines: list[Line]) -> str:
     return "\n".join(line.text for line in lines if line.text)
 
 
-def _region_sample(region: Region, text: str) -> Sample:
-    return Sample("region", region.id, region.id, None, text=text, points=region.points, source_line=region.source_line)
+def _machine(region: Optional[Region], lines: list[Line]) -> bool:
+    """Whether the text a region's sample gets (its lines', else its own) holds machine text."""
+    if _joined(lines):
+        return any(line.machine for line in lines if line.text)
+    return bool(region and region.machine)
+
+
+def _region_sample(region: Region, text: str, machine: bool) -> Sample:
+    return Sample("region", region.id, region.id, None, text=text, points=region.points, source_line=region.source_line,
+                  machine=machine)  # fmt: skip
 
 
 def line_samples(page: PageLines) -> tuple[list[Sample], list[Skip]]:
@@ -63,10 +74,10 @@ def line_samples(page: PageLines) -> tuple[list[Sample], list[Skip]]:
     samples, skips = [], []
     for region, lines in by_region(page):
         if region is not None and region.text and not _joined(lines):
-            _add(samples, skips, _region_sample(region, region.text))
+            _add(samples, skips, _region_sample(region, region.text, region.machine))
         for line in lines:
             _add(samples, skips, Sample("line", line.id, line.region, line.id, text=line.text, points=line.points,
-                                       source_line=line.source_line))
+                                       source_line=line.source_line, machine=line.machine))
     return samples, skips
 
 
@@ -77,15 +88,18 @@ def region_samples(page: PageLines) -> tuple[list[Sample], list[Skip]]:
         if region is None:
             skips += [("no_region", line.source_line, line.id) for line in lines if line.text]
         else:
-            _add(samples, skips, _region_sample(region, _joined(lines) or region.text))
+            _add(samples, skips, _region_sample(region, _joined(lines) or region.text, _machine(region, lines)))
     return samples, skips
 
 
 def page_samples(page: PageLines) -> tuple[list[Sample], list[Skip]]:
     """The whole page: every region's target, then any loose lines, joined with "\\n"."""
-    texts = [_joined(lines) or (region.text if region else "") for region, lines in by_region(page)]
+    groups = by_region(page)
+    texts = [_joined(lines) or (region.text if region else "") for region, lines in groups]
+    machine = any(_machine(region, lines) for region, lines in groups)
     samples, skips = [], []
-    _add(samples, skips, Sample("page", "", "", None, text="\n".join(t for t in texts if t), points=None, source_line=1))
+    _add(samples, skips, Sample("page", "", "", None, text="\n".join(t for t in texts if t), points=None, source_line=1,
+                                machine=machine))  # fmt: skip
     return samples, skips
 
 

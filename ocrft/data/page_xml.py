@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Optional
 
 from ocrft.data.lines import local, namespace, parse_points, parse_xml, sniff
+from ocrft.data.machine_text import is_machine_text
 from ocrft.data.page_model import Line, PageLines, Region
 from ocrft.data.record import DataError
 
@@ -172,12 +173,14 @@ def _collect(el, ranks, source_lines, chain, *, lines, regions, ordinal) -> None
                 text=_text(child),
                 points=_points(child),
                 source_line=source_lines[child],
+                machine=_machine(child),
             )
             lines.append((_rank(chain, ranks), chain[-1][1] if chain else 0, _custom_index(child), line))
         elif child.get("id") and (name.endswith("Region") or name == "TableCell"):
             inner = chain + [(child.get("id"), next(ordinal))]
             if name in _TEXT_CONTAINERS or any(local(c.tag) in ("TextLine", "TextEquiv") for c in child):
-                region = Region(child.get("id"), _own_text(child), _points(child), source_lines[child])
+                region = Region(child.get("id"), _own_text(child), _points(child), source_lines[child],
+                                machine=_machine(child))
                 regions.append((_rank(inner, ranks), inner[-1][1], region))
             _collect(child, ranks, source_lines, inner, lines=lines, regions=regions, ordinal=ordinal)
         elif name not in _NOT_CONTENT:
@@ -204,6 +207,17 @@ def _text(el: ET.Element) -> str:
     main = min(equivs, key=lambda e: _int(e.get("index")))  # min is stable: first on ties
     unicode = _child(main, "Unicode")
     return (unicode.text or "").strip() if unicode is not None else ""
+
+
+def _machine(el: ET.Element) -> bool:
+    """Whether the element's main text is ocrft's, unchanged: the mark is on that TextEquiv's
+    ``comments`` (PAGE 2016 and later), else on the element's own (2013 has no TextEquiv
+    comments; see ocrft.data.page_writeback)."""
+    equivs = [c for c in el if local(c.tag) == "TextEquiv"]
+    if not equivs:
+        return False
+    main = min(equivs, key=lambda e: _int(e.get("index")))
+    return is_machine_text(_text(el), main.get("comments") or el.get("comments"))
 
 
 def _points(el: ET.Element) -> Optional[list[tuple[float, float]]]:

@@ -143,10 +143,17 @@ class Generator:
                      len(results), sum(results[i].ended_well for i in redo))  # fmt: skip
         return results
 
+    def sample(self, images: Sequence[Any], prompts: Sequence[str], *, seed: int, temperature: float) -> list[Generation]:
+        """One sampled read of each image, from the seeded stream ``seed`` (task=predict's
+        ``predict.samples``: how much repeated readings of a line disagree)."""
+        return self._generate_once(images, prompts, None, seed=seed, temperature=temperature)
+
     def _generate_once(
-        self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: Optional[int], seed: Optional[int] = None
+        self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: Optional[int], seed: Optional[int] = None,
+        temperature: Optional[float] = None,
     ) -> list[Generation]:
-        """One generate call over the batch: greedy, or with ``seed`` sampled at ``retry_temperature``."""
+        """One generate call over the batch: greedy, or with ``seed`` sampled at ``temperature``
+        (default ``retry_temperature``)."""
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList, TemperatureLogitsWarper
 
@@ -168,7 +175,7 @@ class Generator:
             # and top_p are cleared: a checkpoint's generation_config may set them (Qwen2-VL's
             # top_k=1 would make sampling greedy again).
             recorder = SampledLogprobRecorder()
-            processors = [recorder, TemperatureLogitsWarper(self.retry_temperature)]
+            processors = [recorder, TemperatureLogitsWarper(temperature or self.retry_temperature)]
             options = {**options, "do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
         was_training = self.model.training
         self.model.eval()

@@ -90,6 +90,15 @@ class LocalPredictor:
         return predict_in_batches(self.read, records, prompt=self.cfg.prompt.text, batch_size=self.cfg.eval.batch_size,
                                   desc=self.desc, on_batch=on_batch, progress=self.progress)  # fmt: skip
 
+    def sample(self, records: Sequence[Record], *, seed: int, temperature: float) -> list[Generation]:
+        """One sampled read of each record (``predict.samples``), never checkpointed."""
+
+        def read(images: list, prompts: list[str]) -> list[Generation]:
+            return self.generator.sample(images, prompts, seed=seed, temperature=temperature)
+
+        return predict_in_batches(read, records, prompt=self.cfg.prompt.text, batch_size=self.cfg.eval.batch_size,
+                                  desc=f"{self.desc} sample {seed}", progress=self.progress)  # fmt: skip
+
     def count_tokens(self, text: str) -> int:
         return self.generator.count_tokens(text)
 

@@ -1,6 +1,6 @@
 """The studio's web app: FastAPI with the jobs API at /api/jobs, the run files at /files/...
-(only under studio.roots), and one Gradio Blocks at / with five tabs: Runs, Results,
-Compare, Playground, Launch.
+(only under studio.roots), and one Gradio Blocks at / with six tabs: Runs, Results,
+Compare, Ranking, Playground, Launch.
 
 Offline by construction: gradio's analytics are off (the task sets GRADIO_ANALYTICS_ENABLED
 before importing gradio) and the theme uses system fonts, so the page fetches nothing
@@ -94,6 +94,7 @@ def build_app(studio_cfg: Any, auth: Optional[tuple[str, str]] = None, manager: 
     from ocrft.studio.jobs_api import jobs_router
     from ocrft.studio.launch_form import launch_tab
     from ocrft.studio.playground import playground_tab
+    from ocrft.studio.ranking_view import ranking_choices, ranking_tab
     from ocrft.studio.results_view import results_tab
     from ocrft.studio.runs import results_choices, runs_tab, scan
 
@@ -122,11 +123,13 @@ def build_app(studio_cfg: Any, auth: Optional[tuple[str, str]] = None, manager: 
             results_load = results_tab(studio_cfg, choices)
         with gr.Tab("Compare", id="compare"):
             compare_load = compare_tab(studio_cfg, choices)
+        with gr.Tab("Ranking", id="ranking"):
+            ranking_load = ranking_tab(studio_cfg, lambda: ranking_choices(scan(roots)))
         with gr.Tab("Playground", id="playground"):
             playground_tab(studio_cfg)
         with gr.Tab("Launch", id="launch"):
             launch_tab(manager)
-        for fn, inputs, outputs in (runs_load, results_load, compare_load):
+        for fn, inputs, outputs in (runs_load, results_load, compare_load, ranking_load):
             blocks.load(fn, inputs, outputs)
 
     theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)

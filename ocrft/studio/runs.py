@@ -87,6 +87,7 @@ def read_run(run_json: Path) -> Optional[dict]:
         "results": {k: v for k, v in paths.items() if isinstance(v, str) and k.startswith(("results", "compare_results")) and v.endswith(".json")},
         "reports": {k: v for k, v in paths.items() if isinstance(v, str) and v.endswith(".html")},
         "study": record.extra.get("study"),
+        "ranking": paths.get("ranking_jsonl") if isinstance(paths.get("ranking_jsonl"), str) else None,
     }
 
 

@@ -1,7 +1,9 @@
 """task=predict: transcribe one image or PDF, or a folder of them, with a local model, an
 endpoint or a cascade (model=cascade with a numeric cascade.threshold: each output records
 its route and confidence). A PDF gives one prediction per page, ``<file>#p<N>``, its pages
-rendered at data.pdf_dpi within data.max_pixels (ocrft.data.pdf)."""
+rendered at data.pdf_dpi within data.max_pixels (ocrft.data.pdf). A folder holding PAGE-XML
+or ALTO files is an export: its lines are read and a filled copy written
+(ocrft.evaluation.archive, docs/archive.md)."""
 
 from __future__ import annotations
 
@@ -60,8 +62,14 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
 
     if not cfg.predict.input:
         raise ConfigError("predict.input is not set: task=predict needs predict.input=<image or folder>")
+    source = Path(cfg.predict.input).expanduser()
+    if _is_export(source):
+        return _predict_export(cfg, ctx, source)
+    if cfg.predict.rank:
+        raise ConfigError(f"predict.rank=true ranks the lines of a PAGE/ALTO export, and predict.input={source} "
+                          "holds no PAGE or ALTO file")  # fmt: skip
     out_dir = Path(cfg.predict.output).expanduser() if cfg.predict.output else ctx.run_dir
-    records, skipped = input_records(list_images(Path(cfg.predict.input).expanduser()), cfg.data, ctx.run_dir)
+    records, skipped = input_records(list_images(source), cfg.data, ctx.run_dir)
     if not records:
         raise ConfigError(f"predict.input={cfg.predict.input}: nothing left to read ({len(skipped)} PDF(s) skipped)")
     predictor = build_predictor(cfg, task="predict", run_dir=ctx.run_dir)
@@ -83,3 +91,21 @@ def run_predict(cfg, ctx: RunContext) -> TaskResult:
     for path in (txt, jsonl):
         ctx.tracker.log_artifact(path)
     return TaskResult(metrics=metrics, paths={"results_txt": str(txt), "predictions": str(jsonl)})
+
+
+def _is_export(source: Path) -> bool:
+    from ocrft.evaluation.archive import find_pages
+
+    return bool(find_pages(source))
+
+
+def _predict_export(cfg, ctx: RunContext, source: Path) -> TaskResult:
+    """Fill a copy of a PAGE/ALTO export with the model's reading (and rank its pages)."""
+    from ocrft.evaluation.archive import predict_export
+
+    metrics, paths = predict_export(cfg, source=source, run_dir=ctx.run_dir)
+    for key in ("ranking_csv", "ranking_jsonl"):
+        if key in paths:
+            ctx.tracker.log_artifact(Path(paths[key]))
+    ctx.tracker.log_metrics(metrics)
+    return TaskResult(metrics=metrics, paths=paths)

@@ -89,7 +89,8 @@ def _page_loader(read_page, markers: tuple[bytes, ...]):
         settings = CropSettings(data.target_height, data.preserve_aspect_ratio, data.padding, data.mask,
                                 max_pixels=data.max_pixels)
         skip = OnError(data.on_error) is OnError.skip
-        result = import_pages(source, work, read_page, markers, settings=settings, skip_bad_xml=skip, level=data.level)
+        result = import_pages(source, work, read_page, markers, settings=settings, skip_bad_xml=skip, level=data.level,
+                              skip_machine_text=data.skip_machine_text)  # fmt: skip
         if not result.pages and not result.pages_skipped:
             raise DataError(f"no {data.format} page files found (is data.format right?)", source)
         return result
@@ -351,7 +352,7 @@ def _report(data, importer, source, out, *, imported, splits, leaks) -> dict:
     duplicates = imported.duplicates + [{**leak, "removed": 1} for leak in leaks]
     settings = {k: data[k] for k in ("format", "train_ratio", "val_ratio", "split_seed", "split_by_line", "on_error")}
     if importer.crops:
-        keys = ("level", "target_height", "preserve_aspect_ratio", "padding", "mask", "max_pixels")
+        keys = ("level", "target_height", "preserve_aspect_ratio", "padding", "mask", "max_pixels", "skip_machine_text")
         settings.update({k: data[k] for k in keys})
     return {
         "format": data.format,
