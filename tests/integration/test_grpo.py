@@ -204,3 +204,26 @@ def test_grpo_stops_early_as_sft_does(tmp_path):
                   "eval.val_subset=2", "eval.metric=num_samples", "eval.early_stopping_patience=1"], tmp_path)  # fmt: skip
     m = record["metrics"]
     assert record["status"] == "finished" and m["train/global_step"] == 4 and m["val/best_step"] == 2
+
+
+def test_a_grpo_trial_is_pruned_as_an_sft_trial_is(tmp_path):
+    # A sweep's trial: a study whose finished trial read perfectly at step 2, so the median
+    # pruner stops a trial that reports any CER above 0 there (the tiny model reads nothing
+    # right), and the trial's identity as the sweeper passes it.
+    import optuna
+
+    from ocrft import search
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(storage=search.open_storage(url), study_name="grpo")
+    study.set_user_attr(search.PRUNER_ATTR, {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
+    done = study.ask()
+    done.report(0.0, 2)
+    study.tell(done, 0.0)
+    number = study.ask().number
+    record = run(["model=tiny_qwen2_vl", *TINY, *GRPO_STEP, "train.max_steps=6", "eval.every_n_steps=2",
+                  "eval.val_subset=2", f"trial.storage={url}", "trial.study_name=grpo", f"trial.trial_number={number}"],
+                 tmp_path / "run")  # fmt: skip
+    assert record["status"] == "pruned" and record["metrics"]["train/global_step"] == 2
+    reported = optuna.load_study(study_name="grpo", storage=url).trials[number].intermediate_values
+    assert list(reported) == [2] and reported[2] > 0
