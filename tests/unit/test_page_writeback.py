@@ -19,6 +19,7 @@ from ocrft.data.page_writeback import fill_page
 from ocrft.data.page_xml import read_page_xml
 from ocrft.data.record import DataError
 from ocrft.data.writeback import Reading, Step
+from tests.xml_canonical import canonical
 from tests.helpers import REPO, prepare
 
 EXPORTS = REPO / "tests" / "assets" / "exports"
@@ -60,19 +61,8 @@ def _strip(src: Path, dst: Path, keep: tuple[str, ...] = ()) -> Path:
 
 def _canonical(data: bytes) -> bytes:
     """The file without what a write-back may change: TextEquivs, ocrft marks, ocrft's step."""
-    root = etree.fromstring(data)
-    for el in list(root.iter()):
-        if not isinstance(el.tag, str):
-            continue
-        name = etree.QName(el).localname
-        if name == "TextEquiv" or (name == "MetadataItem" and el.get("name") == "ocrft") or name == "Comments":
-            el.getparent().remove(el)
-        elif "ocrft:" in el.get("comments", ""):
-            del el.attrib["comments"]
-    for el in root.iter():
-        if isinstance(el.tag, str):
-            el.tail = el.text = None if not (el.text or "").strip() else el.text
-    return etree.tostring(root, method="c14n")
+    return canonical(data, mark="comments", written=lambda el, name: name in ("TextEquiv", "Comments") or (
+        name == "MetadataItem" and el.get("name") == "ocrft"))
 
 
 def _check_2013(root) -> None:
