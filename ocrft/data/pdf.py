@@ -72,8 +72,13 @@ def _render(document, *, index: int, settings: RenderSettings, target: Path) -> 
         image = page.render(scale=settings.dpi / POINTS_PER_INCH).to_pil()
     finally:
         page.close()
-    fit_pixels(image, settings.max_pixels).save(target)
-    return target
+    import io
+
+    from ocrft import atomic
+
+    buf = io.BytesIO()
+    fit_pixels(image, settings.max_pixels).save(buf, format="PNG")
+    return atomic.write_bytes(target, buf.getvalue())  # a kill never leaves half a page image
 
 
 def render_pdf(path: Path, out_dir: Path, *, settings: RenderSettings, pages: Optional[Sequence[int]] = None,

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
+from ocrft import atomic
 from ocrft.config import ConfigError
 from ocrft.data import alto, alto_writeback, page_writeback, page_xml
 from ocrft.data.crops import CropSettings, PageSkipped, crop_line, crop_region, find_page_image, open_page_image
@@ -177,7 +179,9 @@ def _cut(cfg, *, source: Path, crops: Path) -> tuple[list[_Page], int]:
                 continue
             target = crops / f"{n:05d}" / f"{k:04d}_{_safe(unit_id)}.png"  # k: two ids may look alike once safe
             target.parent.mkdir(parents=True, exist_ok=True)
-            crop.save(target, format="PNG")
+            buf = io.BytesIO()
+            crop.save(buf, format="PNG")
+            atomic.write_bytes(target, buf.getvalue())  # a kill never leaves half a crop
             record = Record(id=f"{rel}#{unit_id}", image=str(target), text="", group=rel)
             region = next((r for r, ids in page.regions.items() if members[0] in ids or r == unit_id), "")
             page.units.append(_Unit(page=rel, id=unit_id, region=region, lines=members, record=record))
@@ -223,7 +227,7 @@ def _fill(page: _Page, readings: dict[int, Reading], *, target: Path, step: Step
         log.warning("page %s is copied as it is: %s", page.rel, e)
         counts["pages_skipped"] += 1
         return
-    (target / page.rel).write_bytes(filled.data)
+    atomic.write_bytes(target / page.rel, filled.data)
     for key in ("lines_written", "lines_kept", "regions_written", "words_cleared"):
         counts[key] += getattr(filled, key)
 
