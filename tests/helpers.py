@@ -71,8 +71,9 @@ def launch(cmd: list[str], cwd: Path, timeout: float = 400, env: dict[str, str] 
 # A studio job: 4 steps of the offline tiny Qwen2-VL on synthetic lines, then a 4-token eval.
 TINY_JOB = ["model=tiny_qwen2_vl", "data=synthetic", "data.num_train=8", "data.num_val=2", "data.num_test=2",
             "train.max_steps=4", "tracking=none", "eval.before_after=false", "eval.max_new_tokens=4"]  # fmt: skip
-# Long enough to be cancelled mid-way (a checkpoint every 2 steps), short enough to resume to the end.
-LONG_JOB = [*TINY_JOB[:-4], "train.max_steps=60", "train.save_steps=2", "train.logging_steps=1",
+# Long enough to be cancelled mid-way (a checkpoint every 2 steps; at 60 steps an idle machine
+# finished before the cancel landed), short enough to resume to the end.
+LONG_JOB = [*TINY_JOB[:-4], "train.max_steps=200", "train.save_steps=2", "train.logging_steps=1",
             "train.per_device_train_batch_size=2", "tracking=none", "eval.before_after=false", "eval.max_new_tokens=4"]  # fmt: skip
 # A sweep trial that trains the tiny model for 2 steps and validates once: seconds, not minutes.
 TINY_TRIAL = [
